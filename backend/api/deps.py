@@ -1,0 +1,37 @@
+"""Typed dependencies, so route signatures read as plain English."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from backend.auth.authenticator import credential_from_headers
+from backend.auth.principal import Principal
+from backend.errors import Forbidden
+from backend.services import Services
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_current_user(request: Request, services: ServicesDep) -> Principal:
+    credential = credential_from_headers(request.headers.get("authorization"), request.headers.get("api-key"))
+    return await services.authenticator.authenticate(credential)
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+async def get_admin_user(user: CurrentUser) -> Principal:
+    if not user.is_admin:
+        raise Forbidden("this action needs the admin group")
+    return user
+
+
+AdminUser = Annotated[Principal, Depends(get_admin_user)]

@@ -1,0 +1,102 @@
+"""One settings object for the whole backend: environment variables (prefix ``LISA_``) over an optional YAML file."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret"}
+
+
+class YamlFileSource(PydanticBaseSettingsSource):
+    """Reads settings from the YAML file named by ``LISA_CONFIG_FILE`` (lowest priority after defaults)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = os.environ.get("LISA_CONFIG_FILE")
+        self._data: dict[str, Any] = {}
+        if path:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: the settings file must hold a mapping")
+            self._data = loaded
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LISA_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    allow_remote: bool = False
+    workers: int = Field(default=1, ge=1, le=64)
+    data_dir: Path = Path(".lisa")
+
+    # Metadata database. Empty: the embedded PostgreSQL under data_dir/pgdata.
+    database_url: str = ""
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    # Local model servers started by `lisa serve`.
+    local_models: bool = True
+    llama_threads: int = Field(default=2, ge=1, le=256)
+    llama_context: int = Field(default=4096, ge=256)
+    textgen_model_id: str = "gemma3-270m"
+    embedding_model_id: str = "minilm-l6-v2"
+
+    # Identity.
+    admin_group: str = "admin"
+    secret_key: SecretStr = SecretStr("dev-secret")
+    token_default_days: int = Field(default=90, ge=1, le=3650)
+    token_max_days: int = Field(default=365, ge=1, le=3650)
+    auth_cache_seconds: float = Field(default=30.0, ge=0)
+
+    # Serve gateway.
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    upstream_connect_timeout: float = Field(default=5.0, gt=0)
+    upstream_read_timeout: float = Field(default=300.0, gt=0)
+    usage_flush_seconds: float = Field(default=0.5, gt=0)
+    usage_batch_size: int = Field(default=500, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.environment != "development" and self.secret_key.get_secret_value() in PLACEHOLDER_SECRETS:
+            raise ValueError("LISA_SECRET_KEY must be set to a real secret outside development")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            YamlFileSource(settings_cls),
+            file_secret_settings,
+        )
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir.resolve() / "pgdata"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

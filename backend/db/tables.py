@@ -1,0 +1,76 @@
+"""Table definitions (SQLAlchemy Core). Table rows never leave the service layer; routes return schemas."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("hosting", String(16), nullable=False),
+    Column("provider_model", String(512)),
+    Column("base_url", String(2048)),
+    Column("upstream_model", String(512)),
+    Column("api_key_encrypted", Text),
+    Column("allowed_groups", JSONB, nullable=False, server_default="[]"),
+    Column("features", JSONB, nullable=False, server_default="[]"),
+    Column("streaming", Boolean, nullable=False),
+    Column("context_window", Integer),
+    Column("status", String(16), nullable=False),
+    Column("managed_by", String(32)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("username", String(256), nullable=False),
+    Column("groups", JSONB, nullable=False, server_default="[]"),
+    Column("created_by", String(256), nullable=False),
+    Column("is_bootstrap", Boolean, nullable=False, server_default="false"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Index("ix_api_tokens_username", "username"),
+)
+
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("username", String(256), nullable=False),
+    Column("token_id", String(40)),
+    Column("model", String(128), nullable=False),
+    Column("endpoint", String(64), nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("estimated", Boolean, nullable=False, server_default="false"),
+    Index("ix_usage_created_at", "created_at"),
+)

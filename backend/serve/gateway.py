@@ -1,0 +1,158 @@
+"""The OpenAI-compatible Serve gateway (``/v1/*``) as a raw ASGI application.
+
+Hot path for an OpenAI-compatible upstream: read body -> authenticate (cached) -> parse JSON -> look up the
+model (cached route table) -> pass the bytes through -> record usage (buffered). Providers that need a
+different wire format go through LiteLLM (see litellm_backend).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from backend.auth.authenticator import Authenticator, credential_from_headers
+from backend.auth.principal import Principal, can_access
+from backend.errors import BadRequest, LisaError, NotFound, Unavailable
+from backend.registry.route_table import RouteTable
+from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
+from backend.serve.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
+from backend.serve.litellm_backend import LiteLLMBackend
+from backend.serve.passthrough import Outcome, Passthrough
+from backend.usage.meter import UsageMeter, UsageRecord
+
+# endpoint -> (model type it needs, required list/str field)
+ENDPOINTS: dict[str, tuple[ModelType, str]] = {
+    "chat/completions": (ModelType.textgen, "messages"),
+    "completions": (ModelType.textgen, "prompt"),
+    "embeddings": (ModelType.embedding, "input"),
+    "images/generations": (ModelType.imagegen, "prompt"),
+}
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        routes: RouteTable,
+        passthrough: Passthrough,
+        litellm: LiteLLMBackend,
+        meter: UsageMeter,
+        max_body: int,
+    ) -> None:
+        self.auth = authenticator
+        self.routes = routes
+        self.passthrough = passthrough
+        self.litellm = litellm
+        self.meter = meter
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        try:
+            principal = await self._principal(scope)
+            if path.startswith("/v1/models") and method == "GET":
+                await self._models(path, principal, send)
+                return
+            endpoint = path[4:]
+            if endpoint not in ENDPOINTS:
+                raise NotFound(f"unknown endpoint {method} {path}")
+            if method != "POST":
+                raise BadRequest(f"{path} accepts POST only")
+            await self._infer(scope, receive, send, principal, endpoint)
+        except LisaError as exc:
+            await send_error(send, exc)
+
+    async def _principal(self, scope: Scope) -> Principal:
+        credential = credential_from_headers(header(scope, b"authorization"), header(scope, b"api-key"))
+        return await self.auth.authenticate(credential)
+
+    async def _models(self, path: str, principal: Principal, send: Send) -> None:
+        routes = await self.routes.snapshot()
+        if path.rstrip("/") == "/v1/models":
+            data = [_model_object(r) for r in routes.values() if can_access(principal, r.allowed_groups)]
+            await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}))
+            return
+        model_id = path[len("/v1/models/") :]
+        route = routes.get(model_id)
+        if route is None or not can_access(principal, route.allowed_groups):
+            raise NotFound(f"The model '{model_id}' does not exist or you do not have access to it.")
+        await send_bytes(send, 200, orjson.dumps(_model_object(route)))
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send, principal: Principal, endpoint: str) -> None:
+        started = time.perf_counter()
+        body = await read_body(scope, receive, self.max_body)
+        payload = _parse(body)
+        model_id = payload.get("model")
+        if not isinstance(model_id, str) or not model_id:
+            raise BadRequest("'model' is required and must be a string")
+        needed_type, required = ENDPOINTS[endpoint]
+        if required not in payload:
+            raise BadRequest(f"'{required}' is required")
+        routes = await self.routes.snapshot()
+        route = routes.get(model_id)
+        if route is None or not can_access(principal, route.allowed_groups):
+            raise NotFound(f"The model '{model_id}' does not exist or you do not have access to it.")
+        if route.type != needed_type:
+            raise BadRequest(
+                f"model '{model_id}' is a {route.type.value} model; /v1/{endpoint} needs {needed_type.value}"
+            )
+        if route.status != ModelStatus.in_service:
+            raise Unavailable(f"model '{model_id}' is not in service (status: {route.status.value})")
+        stream = payload.get("stream") is True
+        if stream and not route.streaming:
+            raise BadRequest(f"model '{model_id}' does not support streaming")
+        try:
+            if route.hosting == Hosting.internal:
+                if route.upstream_model and route.upstream_model != model_id:
+                    payload["model"] = route.upstream_model
+                    body = orjson.dumps(payload)
+                outcome = await self.passthrough.forward(route, "/" + endpoint, body, stream, receive, send)
+            else:
+                outcome = await self.litellm.forward(
+                    route, endpoint, payload, stream, routes, self.routes.version, send
+                )
+        except LisaError as exc:
+            self._meter(principal, route, endpoint, Outcome(exc.status_code), started)
+            raise
+        self._meter(principal, route, endpoint, outcome, started)
+
+    def _meter(self, principal: Principal, route: ModelRoute, endpoint: str, outcome: Outcome, started: float) -> None:
+        self.meter.record(
+            UsageRecord(
+                created_at=datetime.now(UTC),
+                username=principal.username,
+                token_id=principal.token_id,
+                model=route.id,
+                endpoint=endpoint,
+                prompt_tokens=outcome.prompt_tokens,
+                completion_tokens=outcome.completion_tokens,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                status=outcome.status,
+                estimated=outcome.estimated,
+            )
+        )
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return payload
+
+
+def _model_object(route: ModelRoute) -> dict[str, Any]:
+    return {
+        "id": route.id,
+        "object": "model",
+        "created": route.created,
+        "owned_by": "lisa",
+        "type": route.type.value,
+    }

@@ -1,0 +1,1 @@
+"""LISA chat application (Gradio); arrives with the chat-app issue."""

@@ -1,0 +1,1 @@
+"""LISA document ingestion library; arrives with the RAG issue."""

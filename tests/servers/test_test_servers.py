@@ -1,0 +1,205 @@
+"""The test servers themselves: the image server draws real PNGs, the faulty upstream really fails."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(module: str, deadline_s: float = 30) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            stderr = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"{module} exited with {proc.returncode}: {stderr[-4000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    stop(proc)
+    raise TimeoutError(f"{module} not healthy after {deadline_s} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stderr is not None:
+        proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def image_url() -> Iterator[str]:
+    proc, url = start("tests.servers.image_server")
+    yield url
+    stop(proc)
+
+
+@pytest.fixture(scope="module")
+def upstream_url() -> Iterator[str]:
+    proc, url = start("tests.servers.faulty_upstream")
+    yield url
+    stop(proc)
+
+
+def read_png(data: bytes) -> tuple[int, int, bytes]:
+    """Checks the signature and every chunk's CRC; returns (width, height, decompressed pixel rows)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, width, height, idat = 8, 0, 0, b""
+    kinds = []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF, kind
+        kinds.append(kind)
+        if kind == b"IHDR":
+            width, height = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
+    return width, height, zlib.decompress(idat)
+
+
+@pytest.mark.parametrize(("size", "n"), [("256x256", 2), ("512x512", 1), ("1024x1024", 1)])
+def test_image_server_returns_pngs_of_the_requested_size(image_url: str, size: str, n: int) -> None:
+    body = {"prompt": "a red lighthouse at dusk", "n": n, "size": size}
+    response = httpx.post(f"{image_url}/v1/images/generations", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert len(data) == n
+    expected = int(size.split("x")[0])
+    for item in data:
+        assert item["revised_prompt"] == "a red lighthouse at dusk"
+        width, height, raw = read_png(base64.b64decode(item["b64_json"]))
+        assert (width, height) == (expected, expected)
+        assert len(raw) == height * (1 + 3 * width)
+    if n > 1:
+        assert data[0]["b64_json"] != data[1]["b64_json"]
+
+
+def test_image_colours_follow_the_prompt(image_url: str) -> None:
+    def first_pixel(prompt: str) -> bytes:
+        body = {"prompt": prompt, "size": "256x256"}
+        item = httpx.post(f"{image_url}/v1/images/generations", json=body, timeout=30).json()["data"][0]
+        return read_png(base64.b64decode(item["b64_json"]))[2][1:4]
+
+    assert first_pixel("a cat") == first_pixel("a cat")
+    assert first_pixel("a cat") != first_pixel("a dog")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"prompt": ""}, "prompt"),
+        ({"n": 1}, "prompt"),
+        ({"prompt": "x", "n": 5}, "n"),
+        ({"prompt": "x", "n": 0}, "n"),
+        ({"prompt": "x", "size": "300x300"}, "size"),
+        ({"prompt": "x", "response_format": "url"}, "response_format"),
+    ],
+)
+def test_image_server_refuses_bad_requests(image_url: str, body: dict[str, object], param: str) -> None:
+    response = httpx.post(f"{image_url}/v1/images/generations", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == param
+
+
+def sse_events(response: httpx.Response) -> Iterator[str]:
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            yield line[len("data: ") :]
+
+
+def test_upstream_ok_streams_chunks_then_done(upstream_url: str) -> None:
+    body = {"model": "ok", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with httpx.stream("POST", f"{upstream_url}/v1/chat/completions", json=body) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = list(sse_events(response))
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "hello world"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+def test_upstream_ok_non_streaming_has_usage(upstream_url: str) -> None:
+    body = {"model": "ok", "messages": [{"role": "user", "content": "hi"}]}
+    reply = httpx.post(f"{upstream_url}/v1/chat/completions", json=body).json()
+    assert reply["choices"][0]["message"]["content"] == "hello world"
+    usage = reply["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+@pytest.mark.parametrize(("model", "status"), [("error-500", 500), ("bad-request", 400)])
+def test_upstream_error_models(upstream_url: str, model: str, status: int) -> None:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    response = httpx.post(f"{upstream_url}/v1/chat/completions", json=body)
+    assert response.status_code == status
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_upstream_stall_mid_stream_stops_after_two_chunks(upstream_url: str) -> None:
+    body = {"model": "stall-mid-stream", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    events: list[str] = []
+    with (
+        pytest.raises(httpx.ReadTimeout),
+        httpx.stream("POST", f"{upstream_url}/v1/chat/completions", json=body, timeout=1.5) as response,
+    ):
+        events.extend(sse_events(response))
+    contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events]
+    assert contents == ["", "hello", " wor"]
+
+
+def test_upstream_die_mid_stream_drops_the_connection_and_exits() -> None:
+    proc, url = start("tests.servers.faulty_upstream")  # its own process: this test kills it
+    try:
+        body = {"model": "die-mid-stream", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        events: list[str] = []
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=10) as response,
+        ):
+            events.extend(sse_events(response))
+        assert "[DONE]" not in events
+        contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events]
+        assert contents == ["", "hello", " wor"]
+        assert proc.wait(timeout=10) == 1
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/health", timeout=2)
+    finally:
+        stop(proc)
