@@ -57,6 +57,8 @@ class Settings(BaseSettings):
 
     # Identity.
     admin_group: str = "admin"
+    # Local mode: each start issues a fresh admin token and prints it as a login link (revoking the last one).
+    bootstrap_admin: bool = True
     secret_key: SecretStr = SecretStr("dev-secret")
     token_default_days: int = Field(default=90, ge=1, le=3650)
     token_max_days: int = Field(default=365, ge=1, le=3650)

@@ -31,11 +31,13 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
-async def _prepare(settings: Settings, database_url: str, local: list[ModelCreate]) -> str:
+async def _prepare(settings: Settings, database_url: str, local: list[ModelCreate]) -> str | None:
     services = Services.build(settings, database_url)
     try:
         for model in local:
             await services.registry.upsert_managed(model, MANAGED_BY)
+        if not settings.bootstrap_admin:
+            return None
         return await services.tokens.rotate_bootstrap(
             username="admin",
             groups=[settings.admin_group],
@@ -43,6 +45,21 @@ async def _prepare(settings: Settings, database_url: str, local: list[ModelCreat
         )
     finally:
         await services.engine.dispose()
+
+
+def _banner(address: str, local: list[ModelCreate], secret: str | None, data_dir: Path) -> str:
+    lines = [
+        f"\nLISA is running at {address}",
+        f"  OpenAI-compatible API: {address}/v1   (models: {', '.join(m.id for m in local) or 'none registered yet'})",
+        f"  API docs:              {address}/docs",
+    ]
+    if secret is not None:
+        lines += [
+            f"  One-time login link:   {address}/?token={secret}",
+            f"  Admin API token (also in {data_dir / 'admin-token'}): {secret}",
+        ]
+    lines.append("Press Ctrl-C to stop.\n")
+    return "\n".join(lines)
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -74,22 +91,16 @@ def run(settings: Settings) -> None:
             local = start_local_models(settings, supervisor)
         address = f"http://{settings.host}:{settings.port}"
         secret = asyncio.run(_prepare(settings, database_url, local))
-        _write_private(data_dir / "admin-token", secret + "\n")
+        if secret is not None:
+            _write_private(data_dir / "admin-token", secret + "\n")
         _write_private(
             data_dir / "runtime.json",
-            json.dumps({"url": address, "database_url": database_url, "pid": os.getpid(),
-                        "children": supervisor.pids()}),
-        )  # fmt: skip
-        os.environ["LISA_DATABASE_URL"] = database_url  # workers read it
-        print(
-            f"\nLISA is running at {address}\n"
-            f"  OpenAI-compatible API: {address}/v1   (models: {', '.join(m.id for m in local) or 'none yet'})\n"
-            f"  API docs:              {address}/docs\n"
-            f"  One-time login link:   {address}/?token={secret}\n"
-            f"  Admin API token (also in {data_dir / 'admin-token'}): {secret}\n"
-            "Press Ctrl-C to stop.\n",
-            flush=True,
+            json.dumps(
+                {"url": address, "database_url": database_url, "pid": os.getpid(), "children": supervisor.pids()}
+            ),
         )
+        os.environ["LISA_DATABASE_URL"] = database_url  # workers read it
+        print(_banner(address, local, secret, data_dir), flush=True)
         uvicorn.run(
             "backend.main:create_app",
             factory=True,
@@ -101,6 +112,7 @@ def run(settings: Settings) -> None:
             log_level="warning",
             access_log=False,
             lifespan="on",
+            timeout_graceful_shutdown=10,
         )
     except KeyboardInterrupt:
         pass

@@ -108,8 +108,7 @@ class Gateway:
             raise BadRequest(f"model '{model_id}' does not support streaming")
         try:
             if route.hosting == Hosting.internal:
-                if route.upstream_model and route.upstream_model != model_id:
-                    payload["model"] = route.upstream_model
+                if _adapt_for_upstream(payload, route):
                     body = orjson.dumps(payload)
                 outcome = await self.passthrough.forward(route, "/" + endpoint, body, stream, receive, send)
             else:
@@ -136,6 +135,22 @@ class Gateway:
                 estimated=outcome.estimated,
             )
         )
+
+
+def _adapt_for_upstream(payload: dict[str, Any], route: ModelRoute) -> bool:
+    """Rewrite the few fields OpenAI-compatible servers disagree on; True when the body must be re-serialised.
+
+    OpenAI renamed ``max_tokens`` to ``max_completion_tokens`` (the openai SDK and LangChain now send the new
+    name), but llama.cpp and older TGI read only ``max_tokens`` and would generate until the context is full.
+    """
+    changed = False
+    if route.upstream_model and route.upstream_model != payload["model"]:
+        payload["model"] = route.upstream_model
+        changed = True
+    if "max_completion_tokens" in payload and "max_tokens" not in payload:
+        payload["max_tokens"] = payload["max_completion_tokens"]
+        changed = True
+    return changed
 
 
 def _parse(body: bytes) -> dict[str, Any]:

@@ -1,0 +1,96 @@
+"""Session-wide real servers: LISA itself (embedded PostgreSQL + local models), test upstreams, a TCP database."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support import LisaServer, Proc, start_lisa, start_module
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+MACHINE_PG = os.environ.get("LISA_TEST_TCP_DATABASE", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lisa")
+
+
+@pytest.fixture(scope="session")
+def lisa(session_tmp: Path) -> Iterator[LisaServer]:
+    """The platform as `lisa serve` runs it: embedded PostgreSQL, llama.cpp gemma3-270m, MiniLM embeddings."""
+    server = start_lisa(session_tmp / "data")
+    yield server
+    server.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def admin(lisa: LisaServer) -> Iterator[httpx.Client]:
+    with lisa.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def lisa_peer(lisa: LisaServer, session_tmp: Path) -> Iterator[LisaServer]:
+    """A second backend process on the same database (as a second replica would be), with a short upstream timeout."""
+    server = start_lisa(
+        session_tmp / "peer",
+        local_models=False,
+        database_url=lisa.database_url,
+        token=lisa.token,
+        env={"LISA_BOOTSTRAP_ADMIN": "false", "LISA_UPSTREAM_READ_TIMEOUT": "2"},
+    )
+    yield server
+    server.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def tcp_database_url() -> Iterator[str]:
+    """A fresh database on the machine's own PostgreSQL server, over TCP."""
+    import asyncio
+
+    name = "lisa_test_" + secrets.token_hex(4)
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(MACHINE_PG)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"the machine's PostgreSQL at {MACHINE_PG} is needed for the TCP metadata tests: {exc}")
+    yield MACHINE_PG.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def lisa_tcp(tcp_database_url: str, session_tmp: Path) -> Iterator[LisaServer]:
+    """LISA without local models on the machine's PostgreSQL over TCP (LISA_DATABASE_URL)."""
+    server = start_lisa(session_tmp / "tcp", local_models=False, database_url=tcp_database_url)
+    yield server
+    server.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def faulty_upstream(session_tmp: Path) -> Iterator[Proc]:
+    proc = start_module("tests.servers.faulty_upstream", session_tmp)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def image_server(session_tmp: Path) -> Iterator[Proc]:
+    proc = start_module("tests.servers.image_server", session_tmp)
+    yield proc
+    proc.stop()

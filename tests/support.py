@@ -1,0 +1,140 @@
+"""Starting and stopping the real server processes the tests talk to."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+LISA = str(Path(sys.executable).parent / "lisa")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Proc:
+    popen: subprocess.Popen[bytes]
+    log: Path
+    url: str
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+                raise AssertionError(
+                    f"{self.popen.args!r} ignored {sig!r} for {timeout}s:\n{self.log_tail()}"
+                ) from None
+        return self.popen.returncode
+
+
+def wait_http(proc: Proc, path: str, deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.popen.args!r} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        try:
+            if httpx.get(proc.url + path, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{proc.url}{path} not ready after {deadline_s}s:\n{proc.log_tail()}")
+
+
+def start_process(
+    argv: list[str],
+    *,
+    port: int,
+    log: Path,
+    health: str = "/health",
+    env: dict[str, str] | None = None,
+    deadline: float = 120,
+) -> Proc:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        popen = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+        )
+    proc = Proc(popen, log, f"http://127.0.0.1:{port}")
+    try:
+        wait_http(proc, health, deadline)
+    except BaseException:
+        proc.stop(signal.SIGKILL)
+        raise
+    return proc
+
+
+def start_module(module: str, tmp: Path, *args: str, env: dict[str, str] | None = None) -> Proc:
+    port = free_port()
+    argv = [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port), *args]
+    return start_process(argv, port=port, log=tmp / f"{module.rsplit('.', 1)[-1]}-{port}.log", env=env)
+
+
+@dataclass
+class LisaServer:
+    proc: Proc
+    data_dir: Path
+    token: str
+    database_url: str
+    children: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.proc.url
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def client(self, token: str | None = None, timeout: float = 120) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token or self.token}"}, timeout=timeout
+        )
+
+
+def start_lisa(
+    data_dir: Path,
+    *,
+    local_models: bool = True,
+    database_url: str | None = None,
+    token: str | None = None,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+) -> LisaServer:
+    """Run `lisa serve` exactly as a user does; wait until it answers; read its admin token and runtime file."""
+    port = free_port()
+    argv = [LISA, "serve", "--port", str(port), "--data-dir", str(data_dir), "--workers", str(workers)]
+    if not local_models:
+        argv.append("--no-local-models")
+    full_env = {"LISA_USAGE_FLUSH_SECONDS": "0.1", **(env or {})}
+    if database_url:
+        full_env["LISA_DATABASE_URL"] = database_url
+    proc = start_process(argv, port=port, log=data_dir.parent / f"lisa-{port}.log", env=full_env, deadline=240)
+    runtime = json.loads((data_dir / "runtime.json").read_text())
+    secret = token or (data_dir / "admin-token").read_text().strip()
+    return LisaServer(proc, data_dir, secret, runtime["database_url"], runtime["children"])
