@@ -32,6 +32,11 @@ class NotFound(LisaError):
     openai_type = "not_found_error"
 
 
+class MethodNotAllowed(LisaError):
+    status_code = 405
+    openai_type = "invalid_request_error"
+
+
 class Conflict(LisaError):
     status_code = 409
     openai_type = "conflict_error"

@@ -37,9 +37,9 @@ class Services:
     def build(cls, settings: Settings, database_url: str) -> Services:
         engine = create_engine(database_url, settings.db_pool_size)
         feed = ChangeFeed(asyncpg_dsn(database_url))
-        tokens = TokenStore(engine)
+        tokens = TokenStore(engine, on_commit=feed.dispatch)
         authenticator = Authenticator(tokens, settings.admin_group, settings.auth_cache_seconds)
-        registry = ModelRegistry(engine, SecretBox(settings.secret_key.get_secret_value()))
+        registry = ModelRegistry(engine, SecretBox(settings.secret_key.get_secret_value()), on_commit=feed.dispatch)
         routes = RouteTable(registry, feed_connected=feed.connected.is_set)
         feed.subscribe(authenticator.on_change)
         feed.subscribe(routes.on_change)

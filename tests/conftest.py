@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def lisa_tcp(tcp_database_url: str, session_tmp: Path) -> Iterator[LisaServer]:
 def faulty_upstream(session_tmp: Path) -> Iterator[Proc]:
     proc = start_module("tests.servers.faulty_upstream", session_tmp)
     yield proc
-    proc.stop()
+    proc.stop(signal.SIGKILL)  # it holds deliberately stalled streams open
 
 
 @pytest.fixture(scope="session")

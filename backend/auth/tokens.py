@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -65,8 +66,9 @@ _COLUMNS = [c for c in tables.api_tokens.c if c.name != "token_hash"]
 class TokenStore:
     """SQL for the ``api_tokens`` table, in one place."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, on_commit: Callable[[str], None] = lambda _t: None) -> None:
         self.engine = engine
+        self._on_commit = on_commit
 
     async def create(
         self,
@@ -124,6 +126,7 @@ class TokenStore:
                 t.update().where(t.c.id == token_id, t.c.revoked_at.is_(None)).values(revoked_at=datetime.now(UTC))
             )
             await publish(conn, TOPIC)
+        self._on_commit(TOPIC)
 
     async def rotate_bootstrap(self, username: str, groups: list[str], expires_at: datetime) -> str:
         """Revoke earlier bootstrap tokens and issue a new one (each `lisa serve` start prints a fresh link)."""
@@ -135,6 +138,7 @@ class TokenStore:
                 .values(revoked_at=datetime.now(UTC))
             )
             await publish(conn, TOPIC)
+        self._on_commit(TOPIC)
         _, secret = await self.create(
             name="bootstrap admin",
             username=username,

@@ -37,7 +37,7 @@ class ChangeFeed:
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def _dispatch(self, topic: str) -> None:
+    def dispatch(self, topic: str) -> None:
         for listener in self._listeners:
             try:
                 listener(topic)
@@ -45,7 +45,7 @@ class ChangeFeed:
                 log.exception("change listener failed for %s", topic)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        self._dispatch(payload)
+        self.dispatch(payload)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="lisa-change-feed")
@@ -60,7 +60,7 @@ class ChangeFeed:
                 self._conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await self._conn.add_listener(CHANNEL, self._on_notify)
                 # Anything may have changed while we were not listening.
-                self._dispatch("*")
+                self.dispatch("*")
                 self.connected.set()
                 delay = 0.2
                 while not lost.is_set():
@@ -73,7 +73,7 @@ class ChangeFeed:
             except Exception as exc:
                 log.warning("change feed connection failed: %s", exc)
             self.connected.clear()
-            self._dispatch("*")
+            self.dispatch("*")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

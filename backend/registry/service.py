@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,9 +68,10 @@ def to_public(m: Any) -> ModelPublic:
 
 
 class ModelRegistry:
-    def __init__(self, engine: AsyncEngine, box: SecretBox) -> None:
+    def __init__(self, engine: AsyncEngine, box: SecretBox, on_commit: Callable[[str], None] = lambda _t: None) -> None:
         self.engine = engine
         self.box = box
+        self._on_commit = on_commit  # this process sees its own writes at once; others via the change feed
 
     def _values(self, data: ModelCreate | ModelUpdate, *, fill_defaults: bool) -> dict[str, Any]:
         fields = data.model_dump(exclude_unset=not fill_defaults, exclude={"api_key"})
@@ -103,6 +105,7 @@ class ModelRegistry:
                 await publish(conn, TOPIC)
         except IntegrityError as exc:
             raise Conflict(f"a model with id '{data.id}' already exists") from exc
+        self._on_commit(TOPIC)
         return to_public(row._mapping)
 
     async def _row(self, model_id: str) -> Any:
@@ -173,6 +176,7 @@ class ModelRegistry:
             changes["updated_at"] = datetime.now(UTC)
             row = (await conn.execute(T.update().where(T.c.id == model_id).values(**changes).returning(T))).one()
             await publish(conn, TOPIC)
+        self._on_commit(TOPIC)
         return to_public(row._mapping)
 
     async def delete(self, model_id: str) -> None:
@@ -181,6 +185,7 @@ class ModelRegistry:
             if result.rowcount == 0:
                 raise NotFound(f"model '{model_id}' not found")
             await publish(conn, TOPIC)
+        self._on_commit(TOPIC)
 
     async def upsert_managed(self, data: ModelCreate, managed_by: str) -> None:
         """Register or refresh a model that LISA itself runs (its address changes between starts)."""

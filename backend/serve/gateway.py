@@ -15,7 +15,7 @@ import orjson
 
 from backend.auth.authenticator import Authenticator, credential_from_headers
 from backend.auth.principal import Principal, can_access
-from backend.errors import BadRequest, LisaError, NotFound, Unavailable
+from backend.errors import BadRequest, LisaError, MethodNotAllowed, NotFound, Unavailable
 from backend.registry.route_table import RouteTable
 from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
 from backend.serve.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
@@ -62,7 +62,7 @@ class Gateway:
             if endpoint not in ENDPOINTS:
                 raise NotFound(f"unknown endpoint {method} {path}")
             if method != "POST":
-                raise BadRequest(f"{path} accepts POST only")
+                raise MethodNotAllowed(f"{path} accepts POST only")
             await self._infer(scope, receive, send, principal, endpoint)
         except LisaError as exc:
             await send_error(send, exc)
