@@ -88,7 +88,7 @@ def test_langchain_chat_and_embeddings(lisa: LisaServer) -> None:
     assert isinstance(message.content, str) and message.content
     streamed = "".join(str(chunk.content) for chunk in llm.stream("Say hi."))
     assert streamed
-    emb = OpenAIEmbeddings(
+    emb = OpenAIEmbeddings(  # type: ignore[call-arg]  # pydantic aliases mypy does not see
         model=EMBED, base_url=lisa.url + "/v1", api_key=lisa.token, check_embedding_ctx_length=False, max_retries=0
     )
     vectors = emb.embed_documents(["first document", "second document"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -10,7 +11,7 @@ import httpx
 from tests.support import LisaServer
 
 
-def _wait_for(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+def _wait_for(predicate: Callable[[], list[dict]], timeout: float = 10.0) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
