@@ -3,77 +3,25 @@
 from __future__ import annotations
 
 import base64
-import socket
-import subprocess
-import sys
-import tempfile
-import time
+import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import start_module
+
 MODEL_ID = "minilm-test"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url}/health not ready after {deadline_s} s:\n{log.read_text()[-4000:]}")
-
-
 @pytest.fixture(scope="module")
-def server_url() -> Iterator[str]:
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        log = Path(tmp) / "server.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "backend.localmodels.embedding_server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--model-id",
-                    MODEL_ID,
-                    "--threads",
-                    "2",
-                ],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, proc, log, deadline_s=180)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    proc = start_module(
+        "backend.localmodels.embedding_server", tmp_path_factory.mktemp("emb"), "--model-id", MODEL_ID, "--threads", "2"
+    )
+    yield proc.url
+    proc.stop(signal.SIGTERM)
 
 
 def embed(url: str, inputs: str | list[str], **extra: object) -> httpx.Response:

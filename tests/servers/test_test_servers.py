@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
+import signal
 import struct
-import subprocess
-import sys
-import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,63 +13,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(module: str, deadline_s: float = 30) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            stderr = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"{module} exited with {proc.returncode}: {stderr[-4000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    stop(proc)
-    raise TimeoutError(f"{module} not healthy after {deadline_s} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stderr is not None:
-        proc.stderr.close()
+from tests.support import Proc, start_module
 
 
 @pytest.fixture(scope="module")
-def image_url() -> Iterator[str]:
-    proc, url = start("tests.servers.image_server")
-    yield url
-    stop(proc)
+def image_url(image_server: Proc) -> str:
+    return image_server.url
 
 
 @pytest.fixture(scope="module")
-def upstream_url() -> Iterator[str]:
-    proc, url = start("tests.servers.faulty_upstream")
-    yield url
-    stop(proc)
+def upstream_url(faulty_upstream: Proc) -> str:
+    return faulty_upstream.url
 
 
 def read_png(data: bytes) -> tuple[int, int, bytes]:
@@ -185,8 +136,9 @@ def test_upstream_stall_mid_stream_stops_after_two_chunks(upstream_url: str) -> 
     assert contents == ["", "hello", " wor"]
 
 
-def test_upstream_die_mid_stream_drops_the_connection_and_exits() -> None:
-    proc, url = start("tests.servers.faulty_upstream")  # its own process: this test kills it
+def test_upstream_die_mid_stream_drops_the_connection_and_exits(tmp_path: Path) -> None:
+    proc = start_module("tests.servers.faulty_upstream", tmp_path)  # its own process: this test kills it
+    url = proc.url
     try:
         body = {"model": "die-mid-stream", "messages": [{"role": "user", "content": "hi"}], "stream": True}
         events: list[str] = []
@@ -198,8 +150,8 @@ def test_upstream_die_mid_stream_drops_the_connection_and_exits() -> None:
         assert "[DONE]" not in events
         contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events]
         assert contents == ["", "hello", " wor"]
-        assert proc.wait(timeout=10) == 1
+        assert proc.popen.wait(timeout=10) == 1
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/health", timeout=2)
     finally:
-        stop(proc)
+        proc.stop(signal.SIGKILL)
