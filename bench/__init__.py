@@ -1,0 +1,1 @@
+"""Reproducible benchmarks whose figures go into docs/benchmarks.md."""
