@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -24,6 +25,10 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
         services = Services.build(settings, database_url)
         await services.start()
         app.state.services = services
+        # Everything allocated so far lives as long as the process: keep it out of the cyclic collector, whose
+        # full passes over ~100k start-up objects otherwise stall the gateway for 50+ ms under load.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

@@ -44,10 +44,9 @@ def check_metering(target: Target, res: Results) -> None:
     """LISA meters every /v1 request: compare what its usage API counts with what was sent."""
     time.sleep(2)  # metering is written in batches off the request path
     metered = servers.lisa_metered(target)
-    res.metered = metered
-    log(
-        f"lisa metered {metered if metered is not None else '?'} requests; the benchmark sent {res.sent['lisa']}"
-    )
+    res.metered = None if metered is None else (metered, res.sent["lisa"])
+    counted = "?" if metered is None else f"{metered:,}"
+    log(f"lisa metered {counted} requests; the benchmark sent {res.sent['lisa']:,}")
 
 
 def run_lisa(
@@ -63,9 +62,7 @@ def stop_lisa(procs: processes.Processes, server: processes.Managed, work: Path)
     procs.stop(server)
     left = processes.leftover_processes(str(work))
     if left:
-        log(
-            f"WARNING: after `lisa serve` stopped, processes still run in its data dir: {left}; stopping them"
-        )
+        log(f"WARNING: `lisa serve` stopped, but processes still run in its data dir: {left}; stopping them")
         for pid in left:
             subprocess.run(["kill", "-INT", str(pid)], check=False)
         time.sleep(3)
@@ -74,7 +71,10 @@ def stop_lisa(procs: processes.Processes, server: processes.Managed, work: Path)
 
 
 def run_litellm(
-    procs: processes.Processes, stub: servers.Stub, res: Results, args: argparse.Namespace
+    procs: processes.Processes,
+    stub: servers.Stub,
+    res: Results,
+    args: argparse.Namespace,
 ) -> None:
     log("starting the LiteLLM proxy")
     proxy, targets = servers.start_litellm(procs, stub, Path(args.work))
@@ -85,7 +85,10 @@ def run_litellm(
 
 
 def run_lisa_path(
-    procs: processes.Processes, stub: servers.Stub, res: Results, args: argparse.Namespace
+    procs: processes.Processes,
+    stub: servers.Stub,
+    res: Results,
+    args: argparse.Namespace,
 ) -> None:
     why = servers.lisa_unavailable()
     if why:
@@ -141,12 +144,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one run")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per path and mode")
     parser.add_argument("--workers", type=int, default=1, help="LISA workers for the main measurements")
-    parser.add_argument(
-        "--scale-workers", type=int, default=2, help="LISA workers for the scaling check; 0: off"
-    )
-    parser.add_argument(
-        "--stub", choices=["raw", "fastapi"], default="raw", help="upstream stub implementation"
-    )
+    parser.add_argument("--scale-workers", type=int, default=2, help="LISA workers to compare; 0: skip")
+    parser.add_argument("--stub", choices=["raw", "fastapi"], default="raw", help="upstream stub kind")
     parser.add_argument("--wait-quiet", type=float, default=300, help="max seconds to wait for idle CPUs")
     parser.add_argument("--quiet-pct", type=float, default=10, help="others' CPU share (%%) that voids a run")
     parser.add_argument("--retries", type=int, default=4, help="reruns of a run disturbed by other processes")

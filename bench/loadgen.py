@@ -119,9 +119,8 @@ def run_wrk(target: Target, stream: bool, connections: int, seconds: float) -> W
         Path(script.name).unlink(missing_ok=True)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
-        raise RuntimeError(
-            f"wrk gave no result (rc={out.returncode}): {out.stdout[-500:]} {out.stderr[-500:]}"
-        )
+        tail = f"{out.stdout[-500:]} {out.stderr[-500:]}"
+        raise RuntimeError(f"wrk gave no result (rc={out.returncode}): {tail}")
     data = json.loads(line.removeprefix("WRKJSON "))
     errors = sum(int(data[k]) for k in data if k.startswith("err_"))
     good = max(int(data["requests"]) - int(data["err_status"]), 0)

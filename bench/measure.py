@@ -112,7 +112,11 @@ def measure_path(targets: servers.Targets, res: Results, args: argparse.Namespac
 
 
 def measure_scaling(
-    targets: servers.Targets, workers: int, res: Results, args: argparse.Namespace, m: Measure
+    targets: servers.Targets,
+    workers: int,
+    res: Results,
+    args: argparse.Namespace,
+    m: Measure,
 ) -> None:
     conc = max(args.concurrency)
     target = targets[0]

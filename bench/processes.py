@@ -30,7 +30,11 @@ def free_port() -> int:
 
 
 def http(
-    method: str, url: str, body: object = None, token: str | None = None, timeout: float = 10
+    method: str,
+    url: str,
+    body: object = None,
+    token: str | None = None,
+    timeout: float = 10,
 ) -> tuple[int, str]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)

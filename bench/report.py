@@ -48,7 +48,7 @@ class Results:
     skipped: dict[str, str] = field(default_factory=dict)
     waited: float = 0.0  # seconds spent waiting for a quiet machine
     sent: dict[str, int] = field(default_factory=dict)  # path -> requests sent, warm-ups included
-    metered: int | None = None  # requests LISA's usage API counted (w1 run)
+    metered: tuple[int, int] | None = None  # (requests LISA's usage API counted, requests sent), w1 run
     background: dict[str, list[float]] = field(default_factory=dict)  # path -> others' CPU %, per run
 
     def rps(self, path: str, stream: bool, conc: int) -> float:
@@ -159,9 +159,8 @@ def bar_checks(res: Results, concurrencies: list[int]) -> list[tuple[str, str, b
         for conc in (c for c in concurrencies if c > 1):
             rps = res.rps("lisa", stream, conc)
             lite, direct = res.rps("litellm", stream, conc), res.rps("direct", stream, conc)
-            add(
-                f"c{conc} {mode(stream)}: ≥ 10x LiteLLM proxy", rps - lite, rps >= 10 * lite, ratio(rps, lite)
-            )
+            name = f"c{conc} {mode(stream)}: ≥ 10x LiteLLM proxy"
+            add(name, rps - lite, rps >= 10 * lite, ratio(rps, lite))
             add(
                 f"c{conc} {mode(stream)}: ≥ 0.25x direct",
                 rps - direct,  # NaN when either is missing
@@ -211,11 +210,8 @@ def machine_facts(litellm_version: str) -> list[str]:
     wrk = "not installed"
     if wrk_path:
         out = subprocess.run([wrk_path, "-v"], capture_output=True, text=True)
-        wrk = (
-            (out.stdout or out.stderr).splitlines()[0].split(" Copyright")[0]
-            if (out.stdout or out.stderr)
-            else "?"
-        )
+        first_line = (out.stdout or out.stderr or "?").splitlines()[0]
+        wrk = first_line.split(" Copyright")[0]
     return [
         f"- CPU: {cpu}, {os.cpu_count()} cores (`nproc` = {len(os.sched_getaffinity(0))}); memory {mem}",
         f"- {platform.system()} {platform.release()}, Python {platform.python_version()}, {wrk}, "

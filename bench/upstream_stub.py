@@ -197,9 +197,8 @@ async def serve(host: str, port: int, impl: str, slow_port: int, delay_ms: float
             lambda: StubProtocol(delay_ms / 1000), host, slow_port, backlog=2048, reuse_address=True
         )
         await slow.start_serving()
-        print(
-            f"slow stub ({delay_ms:g} ms after the first event) on http://{host}:{slow_port}/v1", flush=True
-        )
+        slow_url = f"http://{host}:{slow_port}/v1"
+        print(f"slow stub ({delay_ms:g} ms after the first event) on {slow_url}", flush=True)
     print(f"{impl} stub listening on http://{host}:{port}/v1", flush=True)
     if impl == "fastapi":
         import uvicorn
@@ -243,9 +242,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8101)
     parser.add_argument("--impl", choices=["raw", "fastapi"], default="raw")
-    parser.add_argument(
-        "--slow-port", type=int, default=0, help="raw only: also serve streams with a pause here"
-    )
+    parser.add_argument("--slow-port", type=int, default=0, help="also serve streams with a pause here")
     parser.add_argument("--slow-delay-ms", type=float, default=10.0, help="the pause after the first event")
     args = parser.parse_args()
     try:
