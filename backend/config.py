@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr("dev-secret")
     token_default_days: int = Field(default=90, ge=1, le=3650)
     token_max_days: int = Field(default=365, ge=1, le=3650)
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
     auth_cache_seconds: float = Field(default=30.0, ge=0)
 
     # Serve gateway.

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.sessions import SessionMiddleware
 
 from backend.api.errors import install_error_handlers
-from backend.api.routes import health, models, tokens, usage
+from backend.api.routes import health, login, models, tokens, usage
 from backend.config import Settings, get_settings
 from backend.serve.asgi import Receive, Scope, Send
 from backend.services import Services
@@ -39,9 +40,20 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
         version="0.1.0",
         summary="Self-hostable LLM platform. /v1 is the OpenAI wire format; /api is LISA's own REST API.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,  # served by routes/login.py, behind authentication
+    )
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key.get_secret_value(),
+        session_cookie="lisa_session",
+        max_age=settings.session_hours * 3600,
+        same_site="lax",
+        https_only=settings.environment == "production",
     )
     install_error_handlers(app)
-    for module in (health, models, tokens, usage):
+    for module in (health, login, models, tokens, usage):
         app.include_router(module.router)
     return app
 

@@ -11,6 +11,8 @@ from backend.auth.principal import Principal
 from backend.errors import Forbidden
 from backend.services import Services
 
+SESSION_TOKEN_KEY = "token_sha256"  # a browser session holds the hash of the token it signed in with
+
 
 def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
@@ -22,6 +24,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 async def get_current_user(request: Request, services: ServicesDep) -> Principal:
     credential = credential_from_headers(request.headers.get("authorization"), request.headers.get("api-key"))
+    if credential is None and (session_token := request.session.get(SESSION_TOKEN_KEY)):
+        return await services.authenticator.authenticate_hash(session_token)
     return await services.authenticator.authenticate(credential)
 
 

@@ -46,7 +46,10 @@ class Authenticator:
     async def authenticate(self, credential: str | None) -> Principal:
         if not credential:
             raise Unauthorized(MISSING)
-        key = hash_token(credential)
+        return await self.authenticate_hash(hash_token(credential))
+
+    async def authenticate_hash(self, key: str) -> Principal:
+        """The same check for a token known only by its hash (a browser session stores nothing more)."""
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:

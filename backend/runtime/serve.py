@@ -51,11 +51,11 @@ def _banner(address: str, local: list[ModelCreate], secret: str | None, data_dir
     lines = [
         f"\nLISA is running at {address}",
         f"  OpenAI-compatible API: {address}/v1   (models: {', '.join(m.id for m in local) or 'none registered yet'})",
-        f"  API docs:              {address}/docs",
+        f"  API docs:              {address}/docs (after signing in)",
     ]
     if secret is not None:
         lines += [
-            f"  One-time login link:   {address}/?token={secret}",
+            f"  Sign-in link:          {address}/login?token={secret}",
             f"  Admin API token (also in {data_dir / 'admin-token'}): {secret}",
         ]
     lines.append("Press Ctrl-C to stop.\n")

@@ -169,7 +169,7 @@ def test_serve_stops_cleanly_and_a_restart_reuses_the_data_dir(tmp_path: Path, j
     banner = first.proc.log.read_text()
     assert f"LISA is running at {first.url}" in banner
     assert f"OpenAI-compatible API: {first.url}/v1" in banner
-    link = re.search(rf"{re.escape(first.url)}/\?token=(\S+)", banner)
+    link = re.search(rf"{re.escape(first.url)}/login\?token=(\S+)", banner)
     assert link is not None, banner
     login_token = link.group(1)
     assert login_token == (data_dir / "admin-token").read_text().strip()
