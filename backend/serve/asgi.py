@@ -63,7 +63,8 @@ def error_body_for(exc: LisaError) -> bytes:
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers or JSON_HEADERS})
+    headers = [*(headers or JSON_HEADERS), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
