@@ -55,8 +55,20 @@ class Settings(BaseSettings):
     textgen_model_id: str = "gemma3-270m"
     embedding_model_id: str = "minilm-l6-v2"
 
-    # Identity.
+    # Identity: roles from groups.
     admin_group: str = "admin"
+    rag_admin_group: str = "rag-admin"
+    user_group: str = ""  # when set, required to use the platform at all
+    api_group: str = ""  # when set, required to create one's own API tokens (admins always may)
+    # OIDC (any provider with discovery: Cognito, Keycloak, Okta, Entra). Empty issuer: local mode only.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    oidc_audience: str = ""  # the "aud" API tokens from the provider must carry; default: the client id
+    oidc_scopes: str = "openid profile email"
+    oidc_groups_claim: str = "groups"  # dot-separated path, e.g. "cognito:groups" or "realm_access.roles"
+    oidc_username_claims: list[str] = ["username", "preferred_username", "sub"]
+    public_url: str = ""  # the address browsers use, for the OIDC callback; default http://host:port
     # Local mode: each start issues a fresh admin token and prints it as a login link (revoking the last one).
     bootstrap_admin: bool = True
     secret_key: SecretStr = SecretStr("dev-secret")
@@ -94,6 +106,14 @@ class Settings(BaseSettings):
             YamlFileSource(settings_cls),
             file_secret_settings,
         )
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def pgdata_dir(self) -> Path:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.auth.authenticator import Authenticator
+from backend.auth.oidc import OIDCVerifier
+from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
 from backend.config import Settings
 from backend.db.changes import ChangeFeed
@@ -32,13 +35,23 @@ class Services:
     meter: UsageMeter
     passthrough: Passthrough
     gateway: Gateway
+    oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
 
     @classmethod
     def build(cls, settings: Settings, database_url: str) -> Services:
         engine = create_engine(database_url, settings.db_pool_size)
         feed = ChangeFeed(asyncpg_dsn(database_url))
         tokens = TokenStore(engine, on_commit=feed.dispatch)
-        authenticator = Authenticator(tokens, settings.admin_group, settings.auth_cache_seconds)
+        roles = Roles(settings.admin_group, settings.rag_admin_group, settings.user_group, settings.api_group)
+        oidc = None
+        if settings.oidc_enabled:
+            oidc = OIDCVerifier(
+                settings.oidc_issuer,
+                settings.oidc_audience or settings.oidc_client_id,
+                settings.oidc_groups_claim,
+                settings.oidc_username_claims,
+            )
+        authenticator = Authenticator(tokens, roles, settings.auth_cache_seconds, oidc)
         registry = ModelRegistry(engine, SecretBox(settings.secret_key.get_secret_value()), on_commit=feed.dispatch)
         routes = RouteTable(registry, feed_connected=feed.connected.is_set)
         feed.subscribe(authenticator.on_change)
@@ -53,7 +66,12 @@ class Services:
             meter=meter,
             max_body=settings.max_request_bytes,
         )
-        return cls(settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway)
+        oauth = None
+        if settings.oidc_enabled:
+            from backend.api.routes.oidc_login import oauth_client
+
+            oauth = oauth_client(settings)
+        return cls(settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, oauth)
 
     async def start(self) -> None:
         await self.feed.start()
@@ -64,4 +82,6 @@ class Services:
         await self.meter.stop()
         await self.passthrough.stop()
         await self.feed.stop()
+        if self.authenticator.oidc is not None:
+            await self.authenticator.oidc.aclose()
         await self.engine.dispose()

@@ -12,6 +12,7 @@ from backend.errors import Forbidden
 from backend.services import Services
 
 SESSION_TOKEN_KEY = "token_sha256"  # a browser session holds the hash of the token it signed in with
+SESSION_OIDC_KEY = "oidc"  # ... or the identity its OIDC sign-in established
 
 
 def get_services(request: Request) -> Services:
@@ -26,6 +27,8 @@ async def get_current_user(request: Request, services: ServicesDep) -> Principal
     credential = credential_from_headers(request.headers.get("authorization"), request.headers.get("api-key"))
     if credential is None and (session_token := request.session.get(SESSION_TOKEN_KEY)):
         return await services.authenticator.authenticate_hash(session_token)
+    if credential is None and (identity := request.session.get(SESSION_OIDC_KEY)):
+        return services.authenticator.identity_principal(identity["username"], identity["groups"], identity["exp"])
     return await services.authenticator.authenticate(credential)
 
 

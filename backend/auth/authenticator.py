@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from backend.auth.oidc import OIDCVerifier, looks_like_jwt
 from backend.auth.principal import Principal
+from backend.auth.roles import Roles
 from backend.auth.tokens import TOPIC, TokenStore, hash_token
 from backend.errors import Unauthorized
 
@@ -25,9 +27,12 @@ def credential_from_headers(authorization: str | None, api_key: str | None) -> s
 
 
 class Authenticator:
-    def __init__(self, store: TokenStore, admin_group: str, cache_seconds: float) -> None:
+    """API tokens (``lisa_...``, looked up by SHA-256) and, when configured, OIDC-issued JWTs."""
+
+    def __init__(self, store: TokenStore, roles: Roles, cache_seconds: float, oidc: OIDCVerifier | None = None) -> None:
         self._store = store
-        self._admin_group = admin_group
+        self.roles = roles
+        self.oidc = oidc
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[float, Principal]] = {}
 
@@ -35,33 +40,47 @@ class Authenticator:
         if topic in (TOPIC, "*"):
             self._cache.clear()
 
-    def principal_for(self, username: str, groups: list[str], token_id: str | None = None) -> Principal:
-        return Principal(
-            username=username,
-            groups=frozenset(groups),
-            is_admin=self._admin_group in groups,
-            token_id=token_id,
-        )
-
     async def authenticate(self, credential: str | None) -> Principal:
         if not credential:
             raise Unauthorized(MISSING)
+        if self.oidc is not None and looks_like_jwt(credential):
+            return await self._authenticate_jwt(credential)
         return await self.authenticate_hash(hash_token(credential))
 
     async def authenticate_hash(self, key: str) -> Principal:
-        """The same check for a token known only by its hash (a browser session stores nothing more)."""
+        """The API-token check for a token known by its hash (a browser session stores nothing more)."""
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             principal = hit[1]
         else:
             principal = await self._load(key)
-            if len(self._cache) >= _MAX_CACHED:
-                self._cache.clear()
-            self._cache[key] = (now + self._ttl, principal)
+            self._remember(key, now + self._ttl, principal)
         if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
             raise Unauthorized("API token expired")
         return principal
+
+    async def _authenticate_jwt(self, token: str) -> Principal:
+        assert self.oidc is not None
+        key = "jwt:" + hash_token(token)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        identity = await self.oidc.verify(token)
+        principal = self.identity_principal(identity.username, identity.groups, identity.expires_at)
+        # Cached no longer than the token lives (a signature check costs ~0.1 ms; a dict lookup far less).
+        self._remember(key, time.monotonic() + min(self._ttl, identity.expires_at - time.time()), principal)
+        return principal
+
+    def identity_principal(self, username: str, groups: tuple[str, ...] | list[str], expires_at: float) -> Principal:
+        if expires_at <= time.time():
+            raise Unauthorized("session or token expired: sign in again")
+        return self.roles.principal(username, groups, expires_at=datetime.fromtimestamp(expires_at, UTC))
+
+    def _remember(self, key: str, until: float, principal: Principal) -> None:
+        if len(self._cache) >= _MAX_CACHED:
+            self._cache.clear()
+        self._cache[key] = (until, principal)
 
     async def _load(self, token_hash: str) -> Principal:
         row = await self._store.find_by_hash(token_hash)
@@ -69,10 +88,4 @@ class Authenticator:
             raise Unauthorized("invalid API token")
         if row.revoked_at is not None:
             raise Unauthorized("API token revoked")
-        return Principal(
-            username=row.username,
-            groups=frozenset(row.groups),
-            is_admin=self._admin_group in row.groups,
-            token_id=row.id,
-            expires_at=row.expires_at,
-        )
+        return self.roles.principal(row.username, row.groups, token_id=row.id, expires_at=row.expires_at)

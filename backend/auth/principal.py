@@ -11,6 +11,7 @@ class Principal:
     username: str
     groups: frozenset[str]
     is_admin: bool
+    is_rag_admin: bool = False
     token_id: str | None = None
     expires_at: datetime | None = None
 

@@ -74,6 +74,8 @@ async def create_token(body: TokenCreate, user: CurrentUser, services: ServicesD
         expires_at = now + timedelta(days=body.expires_in_days or settings.token_default_days)
     if expires_at > now + timedelta(days=settings.token_max_days):
         raise BadRequest(f"tokens may live at most {settings.token_max_days} days")
+    if not services.authenticator.roles.may_create_own_tokens(user):
+        raise Forbidden(f"creating API tokens needs the group '{services.settings.api_group}'")
     username = body.username or user.username
     if username != user.username and not user.is_admin:
         raise Forbidden("only admins may create tokens for another user")

@@ -1,0 +1,73 @@
+"""Browser sign-in through the organisation's OIDC provider: authorization code flow with PKCE (authlib)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from authlib.integrations.starlette_client import OAuth, OAuthError
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from backend.api.deps import SESSION_OIDC_KEY, ServicesDep
+from backend.auth.oidc import claim_at, groups_from
+from backend.config import Settings
+from backend.errors import NotFound, Unauthorized
+
+router = APIRouter(prefix="/auth", include_in_schema=False)
+
+
+def oauth_client(settings: Settings) -> Any:
+    oauth = OAuth()
+    oauth.register(
+        "lisa",
+        client_id=settings.oidc_client_id,
+        client_secret=settings.oidc_client_secret.get_secret_value() or None,
+        server_metadata_url=settings.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration",
+        client_kwargs={"scope": settings.oidc_scopes, "code_challenge_method": "S256"},
+    )
+    return oauth.lisa
+
+
+def _client(services: ServicesDep) -> Any:
+    if services.oauth is None:
+        raise NotFound("single sign-on is not configured (set LISA_OIDC_ISSUER and LISA_OIDC_CLIENT_ID)")
+    return services.oauth
+
+
+@router.get("/login")
+async def oidc_login(request: Request, services: ServicesDep) -> Response:
+    client = _client(services)
+    redirect_uri = services.settings.base_url + "/auth/callback"
+    response: Response = await client.authorize_redirect(request, redirect_uri)
+    return response
+
+
+@router.get("/callback")
+async def oidc_callback(request: Request, services: ServicesDep) -> Response:
+    client = _client(services)
+    try:
+        token = await client.authorize_access_token(request)
+    except OAuthError as exc:
+        raise Unauthorized(f"sign-in failed: {exc.error}: {exc.description or ''}".rstrip(": ")) from exc
+    claims: dict[str, Any] = dict(token.get("userinfo") or {})
+    verifier = services.authenticator.oidc
+    if verifier is not None and token.get("access_token"):
+        # Providers differ in which token carries the groups; read both.
+        try:
+            access = await verifier.verify(token["access_token"])
+            claims = (
+                {**access.claims, **claims} if claim_at(claims, verifier.groups_claim) else {**claims, **access.claims}
+            )
+        except Unauthorized:
+            pass
+    settings = services.settings
+    username = next((str(claims[c]) for c in settings.oidc_username_claims if claims.get(c)), None)
+    if username is None:
+        raise Unauthorized(f"the provider's tokens carry none of the username claims {settings.oidc_username_claims}")
+    groups = list(groups_from(claim_at(claims, settings.oidc_groups_claim)))
+    expires_at = time.time() + settings.session_hours * 3600
+    services.authenticator.identity_principal(username, groups, expires_at)  # 403 outside the user group
+    request.session.clear()
+    request.session[SESSION_OIDC_KEY] = {"username": username, "groups": groups, "exp": expires_at}
+    return RedirectResponse("/", status_code=303)
