@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     oidc_scopes: str = "openid profile email"
     oidc_groups_claim: str = "groups"  # dot-separated path, e.g. "cognito:groups" or "realm_access.roles"
     oidc_username_claims: list[str] = ["username", "preferred_username", "sub"]
+    oidc_leeway_seconds: int = Field(default=30, ge=0, le=600)  # clock skew allowed on exp/nbf
     public_url: str = ""  # the address browsers use, for the OIDC callback; default http://host:port
     # Local mode: each start issues a fresh admin token and prints it as a login link (revoking the last one).
     bootstrap_admin: bool = True

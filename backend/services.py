@@ -50,6 +50,7 @@ class Services:
                 settings.oidc_audience or settings.oidc_client_id,
                 settings.oidc_groups_claim,
                 settings.oidc_username_claims,
+                leeway_seconds=settings.oidc_leeway_seconds,
             )
         authenticator = Authenticator(tokens, roles, settings.auth_cache_seconds, oidc)
         registry = ModelRegistry(engine, SecretBox(settings.secret_key.get_secret_value()), on_commit=feed.dispatch)
