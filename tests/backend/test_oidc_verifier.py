@@ -24,12 +24,13 @@ class Provider:
     """Serves /.well-known/openid-configuration and a JWKS that tests can rotate."""
 
     def __init__(self) -> None:
-        self.keys = [RSAKey.generate_key(2048, parameters={"kid": "key-1", "use": "sig"})]
+        self.keys: list[Any] = [RSAKey.generate_key(2048, parameters={"kid": "key-1", "use": "sig"})]
         self.jwks_hits = 0
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                body: Any
                 if self.path == "/.well-known/openid-configuration":
                     body = {"issuer": provider.issuer, "jwks_uri": provider.issuer + "/jwks"}
                 elif self.path == "/jwks":
@@ -75,7 +76,8 @@ def verifier(provider: Provider) -> OIDCVerifier:
 
 
 async def test_valid_token_gives_identity(provider: Provider, verifier: OIDCVerifier) -> None:
-    token = provider.sign(preferred_username="alice", **{"cognito:groups": ["staff", "admin"]})
+    groups: dict[str, Any] = {"cognito:groups": ["staff", "admin"]}
+    token = provider.sign(preferred_username="alice", **groups)
     identity = await verifier.verify(token)
     assert identity.username == "alice" and identity.groups == ("staff", "admin")
     bare = await verifier.verify(provider.sign())
