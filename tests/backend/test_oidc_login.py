@@ -1,0 +1,169 @@
+"""End to end against a real OIDC provider process (oidc-provider-mock): discovery, browser sign-in with the
+authorization code flow and PKCE, the session, logout, and the provider's JWTs as API bearer tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import pytest
+
+from tests.support import LisaServer, Proc, free_port, start_lisa, start_process
+
+CLIENT_ID = "lisa-client"
+USERS = {
+    "alice": ["staff", "admin"],
+    "bob": ["staff", "api-users"],
+    "carl": ["staff"],
+    "eve": ["contractors"],
+}
+TOKEN_SECONDS = 4
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    port = free_port()
+    argv = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--token-max-age", str(TOKEN_SECONDS)]
+    for user, groups in USERS.items():
+        argv += ["--user-claims", json.dumps({"sub": user, "preferred_username": user, "cognito:groups": groups})]
+    proc = start_process(
+        argv,
+        port=port,
+        log=tmp_path_factory.mktemp("oidc") / "provider.log",
+        health="/.well-known/openid-configuration",
+    )
+    yield proc
+    proc.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def lisa_sso(provider: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LisaServer]:
+    server = start_lisa(
+        tmp_path_factory.mktemp("sso") / "data",
+        local_models=False,
+        env={
+            "LISA_OIDC_ISSUER": provider.url,
+            "LISA_OIDC_CLIENT_ID": CLIENT_ID,
+            "LISA_OIDC_CLIENT_SECRET": "client-secret",
+            "LISA_OIDC_GROUPS_CLAIM": "cognito:groups",
+            "LISA_OIDC_LEEWAY_SECONDS": "0",
+            "LISA_USER_GROUP": "staff",
+            "LISA_API_GROUP": "api-users",
+            "AUTHLIB_INSECURE_TRANSPORT": "1",  # the test provider speaks plain HTTP on loopback
+        },
+    )
+    yield server
+    server.proc.stop()
+
+
+def browser_sign_in(lisa: LisaServer, provider: Proc, user: str) -> tuple[httpx.Client, httpx.Response]:
+    web = httpx.Client(base_url=lisa.url, timeout=30, follow_redirects=False)
+    start = web.get("/auth/login")
+    assert start.status_code == 302, start.text
+    authorize = start.headers["location"]
+    query = parse_qs(urlsplit(authorize).query)
+    assert authorize.startswith(provider.url + "/oauth2/authorize")
+    assert query["client_id"] == [CLIENT_ID] and query["code_challenge_method"] == ["S256"] and query["code_challenge"]
+    assert query["redirect_uri"] == [lisa.url + "/auth/callback"]
+    consent = httpx.post(authorize, data={"sub": user}, follow_redirects=False, timeout=30)
+    assert consent.status_code == 302, consent.text
+    callback = consent.headers["location"]
+    assert callback.startswith(lisa.url + "/auth/callback?")
+    return web, web.get(callback.removeprefix(lisa.url))
+
+
+def provider_tokens(provider: Proc, user: str) -> dict:
+    """Act as an OAuth client ourselves (code flow + PKCE) to get the provider's tokens for ``user``."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    redirect = "http://127.0.0.1:9/cb"
+    params = {
+        "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": redirect, "scope": "openid profile",
+        "state": "s", "nonce": "n", "code_challenge": challenge, "code_challenge_method": "S256",
+    }  # fmt: skip
+    consent = httpx.post(f"{provider.url}/oauth2/authorize?{urlencode(params)}", data={"sub": user}, timeout=30)
+    code = parse_qs(urlsplit(consent.headers["location"]).query)["code"][0]
+    token_url = httpx.get(f"{provider.url}/.well-known/openid-configuration").json()["token_endpoint"]
+    form = {
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect, "client_id": CLIENT_ID,
+        "client_secret": "client-secret", "code_verifier": verifier,
+    }  # fmt: skip
+    resp = httpx.post(token_url, data=form, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+def test_browser_sign_in_session_and_logout(lisa_sso: LisaServer, provider: Proc) -> None:
+    web, done = browser_sign_in(lisa_sso, provider, "carl")
+    with closing(web):
+        assert done.status_code == 303 and "lisa_session=" in done.headers["set-cookie"]
+        tokens = web.get("/api/tokens")
+        assert tokens.status_code == 200 and tokens.json()["data"] == []
+        assert web.get("/openapi.json").status_code == 200
+        assert (
+            web.post(
+                "/api/models", json={"id": "x", "type": "textgen", "hosting": "internal", "base_url": "http://h/v1"}
+            ).status_code
+            == 403
+        )
+        # carl lacks the API group: he may not mint tokens for himself.
+        assert web.post("/api/tokens", json={"name": "nb"}).status_code == 403
+        out = web.get("/logout")
+        assert out.status_code == 303 and out.headers["location"].startswith(provider.url)
+        assert "post_logout_redirect_uri" in out.headers["location"]
+        assert web.get("/api/tokens").status_code == 401
+
+
+def test_admin_group_from_claims(lisa_sso: LisaServer, provider: Proc) -> None:
+    web, done = browser_sign_in(lisa_sso, provider, "alice")
+    with closing(web):
+        assert done.status_code == 303
+        body = {"id": "sso-model", "type": "textgen", "hosting": "internal", "base_url": "http://h:1/v1"}
+        assert web.post("/api/models", json=body).status_code == 201
+        assert web.get("/api/usage").status_code == 200
+
+
+def test_user_outside_the_user_group_is_refused(lisa_sso: LisaServer, provider: Proc) -> None:
+    web, done = browser_sign_in(lisa_sso, provider, "eve")
+    with closing(web):
+        assert done.status_code == 403 and "staff" in done.json()["detail"]
+        assert web.get("/api/tokens").status_code == 401  # no session was created
+    bearer = provider_tokens(provider, "eve")["id_token"]
+    assert httpx.get(lisa_sso.url + "/v1/models", headers={"Authorization": f"Bearer {bearer}"}).status_code == 403
+
+
+def test_provider_jwt_as_bearer_and_api_group_tokens(lisa_sso: LisaServer, provider: Proc) -> None:
+    id_token = provider_tokens(provider, "bob")["id_token"]
+    api = httpx.Client(base_url=lisa_sso.url, headers={"Authorization": f"Bearer {id_token}"}, timeout=30)
+    with api:
+        assert api.get("/v1/models").status_code == 200
+        assert api.get("/api/models").status_code == 200
+        # bob is in the API group: his own token carries his groups, narrowed on request.
+        created = api.post("/api/tokens", json={"name": "notebook", "groups": ["staff"]})
+        assert (
+            created.status_code == 201 and created.json()["username"] == "bob" and created.json()["groups"] == ["staff"]
+        )
+        assert api.post("/api/tokens", json={"name": "wider", "groups": ["admin"]}).status_code == 403
+        mine = httpx.get(lisa_sso.url + "/v1/models", headers={"Authorization": f"Bearer {created.json()['token']}"})
+        assert mine.status_code == 200
+        time.sleep(TOKEN_SECONDS + 1)
+        expired = api.get("/v1/models")
+        assert expired.status_code == 401 and "exp" in expired.json()["error"]["message"]
+
+
+def test_sign_in_errors(lisa_sso: LisaServer, lisa: LisaServer, tmp_path: Path) -> None:
+    with httpx.Client(base_url=lisa_sso.url, follow_redirects=False, timeout=30) as web:
+        bad = web.get("/auth/callback", params={"code": "forged", "state": "forged"})
+        assert bad.status_code == 401 and "sign-in failed" in bad.json()["detail"]
+    # Without OIDC configured, single sign-on routes say so.
+    assert httpx.get(lisa.url + "/auth/login").status_code == 404
