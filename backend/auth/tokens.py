@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.audit import log as audit
+from backend.auth.principal import Principal
 from backend.db import tables
 from backend.db.changes import publish
 
@@ -79,6 +81,7 @@ class TokenStore:
         created_by: str,
         expires_at: datetime,
         is_bootstrap: bool = False,
+        actor: Principal | None = None,
     ) -> tuple[TokenRow, str]:
         secret = new_secret()
         values = {
@@ -95,6 +98,7 @@ class TokenStore:
         async with self.engine.begin() as conn:
             result = await conn.execute(tables.api_tokens.insert().values(**values).returning(*_COLUMNS))
             row = _row(result.one())
+            await audit.record(conn, actor, "token.create", "token", row.id, after=asdict(row))
         return row, secret
 
     async def get(self, token_id: str) -> TokenRow | None:
@@ -119,12 +123,21 @@ class TokenStore:
         async with self.engine.connect() as conn:
             return [_row(r) for r in (await conn.execute(query)).all()]
 
-    async def revoke(self, token_id: str) -> None:
+    async def revoke(self, token_id: str, *, actor: Principal | None = None) -> None:
         t = tables.api_tokens
         async with self.engine.begin() as conn:
-            await conn.execute(
-                t.update().where(t.c.id == token_id, t.c.revoked_at.is_(None)).values(revoked_at=datetime.now(UTC))
+            revoked = await conn.execute(
+                t.update()
+                .where(t.c.id == token_id, t.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+                .returning(*_COLUMNS)
             )
+            row = revoked.first()
+            if row is not None:
+                after = asdict(_row(row))
+                await audit.record(
+                    conn, actor, "token.revoke", "token", token_id, before={**after, "revoked_at": None}, after=after
+                )
             await publish(conn, TOPIC)
         self._on_commit(TOPIC)
 

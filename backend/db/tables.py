@@ -74,3 +74,19 @@ usage_records = Table(
     Column("estimated", Boolean, nullable=False, server_default="false"),
     Index("ix_usage_created_at", "created_at"),
 )
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("actor", String(256), nullable=False),
+    Column("actor_token_id", String(40)),
+    Column("action", String(64), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("resource_id", String(512), nullable=False),
+    Column("before", JSONB),
+    Column("after", JSONB),
+    Index("ix_audit_at", "at"),
+    Index("ix_audit_resource", "resource_type", "resource_id"),
+)

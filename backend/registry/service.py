@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.audit import log as audit
 from backend.auth.principal import Principal, can_access
 from backend.db import tables
 from backend.db.changes import publish
@@ -89,7 +90,9 @@ class ModelRegistry:
             values["api_key_encrypted"] = self.box.seal(key_value) if key_value else None
         return values
 
-    async def create(self, data: ModelCreate, *, managed_by: str | None = None) -> ModelPublic:
+    async def create(
+        self, data: ModelCreate, *, managed_by: str | None = None, actor: Principal | None = None
+    ) -> ModelPublic:
         values = self._values(data, fill_defaults=True)
         values.pop("api_key", None)
         values["name"] = values.get("name") or data.id
@@ -102,6 +105,7 @@ class ModelRegistry:
         try:
             async with self.engine.begin() as conn:
                 row = (await conn.execute(T.insert().values(**values).returning(T))).one()
+                await audit.record(conn, actor, "model.create", "model", data.id, after=dict(row._mapping))
                 await publish(conn, TOPIC)
         except IntegrityError as exc:
             raise Conflict(f"a model with id '{data.id}' already exists") from exc
@@ -146,7 +150,7 @@ class ModelRegistry:
         async with self.engine.connect() as conn:
             return (await conn.execute(sa.select(T.c.id).where(T.c.id > after).limit(1))).first() is not None
 
-    async def update(self, model_id: str, data: ModelUpdate) -> ModelPublic:
+    async def update(self, model_id: str, data: ModelUpdate, *, actor: Principal | None = None) -> ModelPublic:
         changes = self._values(data, fill_defaults=False)
         async with self.engine.begin() as conn:
             current = (await conn.execute(sa.select(T).where(T.c.id == model_id).with_for_update())).first()
@@ -175,15 +179,19 @@ class ModelRegistry:
                 raise BadRequest(str(exc)) from exc
             changes["updated_at"] = datetime.now(UTC)
             row = (await conn.execute(T.update().where(T.c.id == model_id).values(**changes).returning(T))).one()
+            await audit.record(
+                conn, actor, "model.update", "model", model_id, before=dict(current._mapping), after=dict(row._mapping)
+            )
             await publish(conn, TOPIC)
         self._on_commit(TOPIC)
         return to_public(row._mapping)
 
-    async def delete(self, model_id: str) -> None:
+    async def delete(self, model_id: str, *, actor: Principal | None = None) -> None:
         async with self.engine.begin() as conn:
-            result = await conn.execute(T.delete().where(T.c.id == model_id))
-            if result.rowcount == 0:
+            gone = (await conn.execute(T.delete().where(T.c.id == model_id).returning(T))).first()
+            if gone is None:
                 raise NotFound(f"model '{model_id}' not found")
+            await audit.record(conn, actor, "model.delete", "model", model_id, before=dict(gone._mapping))
             await publish(conn, TOPIC)
         self._on_commit(TOPIC)
 

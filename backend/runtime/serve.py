@@ -71,9 +71,10 @@ def run(settings: Settings) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     database: EmbeddedDatabase | None = None
     supervisor = Supervisor()
-    if settings.host not in LOOPBACK and not settings.allow_remote:
+    if settings.host not in LOOPBACK and not (settings.oidc_enabled or settings.allow_remote):
         raise SystemExit(
-            f"refusing to listen on {settings.host}: set LISA_ALLOW_REMOTE=true (and configure identity) to expose LISA"
+            f"refusing to listen on {settings.host} without an identity provider: configure OIDC "
+            "(LISA_OIDC_ISSUER, LISA_OIDC_CLIENT_ID) or set LISA_ALLOW_REMOTE=true"
         )
     # SIGTERM behaves like Ctrl-C, so service managers stop us cleanly too.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -13,8 +13,8 @@ router = APIRouter(prefix="/api/models", tags=["models"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_model(body: ModelCreate, _admin: AdminUser, services: ServicesDep) -> ModelPublic:
-    return await services.registry.create(body)
+async def create_model(body: ModelCreate, admin: AdminUser, services: ServicesDep) -> ModelPublic:
+    return await services.registry.create(body, actor=admin)
 
 
 @router.get("")
@@ -33,10 +33,10 @@ async def get_model(model_id: str, user: CurrentUser, services: ServicesDep) -> 
 
 
 @router.patch("/{model_id:path}")
-async def update_model(model_id: str, body: ModelUpdate, _admin: AdminUser, services: ServicesDep) -> ModelPublic:
-    return await services.registry.update(model_id, body)
+async def update_model(model_id: str, body: ModelUpdate, admin: AdminUser, services: ServicesDep) -> ModelPublic:
+    return await services.registry.update(model_id, body, actor=admin)
 
 
 @router.delete("/{model_id:path}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_model(model_id: str, _admin: AdminUser, services: ServicesDep) -> None:
-    await services.registry.delete(model_id)
+async def delete_model(model_id: str, admin: AdminUser, services: ServicesDep) -> None:
+    await services.registry.delete(model_id, actor=admin)

@@ -83,7 +83,7 @@ async def create_token(body: TokenCreate, user: CurrentUser, services: ServicesD
     if not user.is_admin and not set(groups) <= user.groups:
         raise Forbidden("a token may only carry groups its owner has")
     row, secret = await services.tokens.create(
-        name=body.name, username=username, groups=groups, created_by=user.username, expires_at=expires_at
+        name=body.name, username=username, groups=groups, created_by=user.username, expires_at=expires_at, actor=user
     )
     return TokenCreated(**_public(row).model_dump(), token=secret)
 
@@ -119,4 +119,4 @@ async def revoke_token(token_id: str, user: CurrentUser, services: ServicesDep) 
     row = await services.tokens.get(token_id)
     if row is None or (row.username != user.username and not user.is_admin):
         raise NotFound(f"token '{token_id}' not found")
-    await services.tokens.revoke(token_id)
+    await services.tokens.revoke(token_id, actor=user)
