@@ -32,6 +32,14 @@ ENDPOINTS: dict[str, tuple[ModelType, str]] = {
 }
 
 
+# Every route the gateway answers (it sits outside FastAPI's route table; the authorization matrix reads this).
+ROUTES: list[tuple[str, str]] = [
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/{model_id}"),
+    *[("POST", f"/v1/{endpoint}") for endpoint in ENDPOINTS],
+]
+
+
 class Gateway:
     def __init__(
         self,

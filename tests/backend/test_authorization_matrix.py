@@ -1,0 +1,140 @@
+"""Every route x every kind of caller -> the expected status. The routes come from the app's own route table
+(plus the gateway's list), so a new route without a rule here makes this test fail."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from backend.config import Settings
+from backend.main import create_api
+from backend.serve.gateway import ROUTES as GATEWAY_ROUTES
+from tests.support import LisaServer, free_port
+
+PUBLIC, USER, ADMIN = "public", "user", "admin"
+# (method, path template) -> who may call it. Resource visibility (allowed_groups) is checked separately below.
+RULES: dict[tuple[str, str], str] = {
+    ("GET", "/health"): PUBLIC,
+    ("GET", "/"): PUBLIC,
+    ("GET", "/login"): PUBLIC,
+    ("GET", "/logout"): PUBLIC,
+    ("GET", "/auth/login"): PUBLIC,
+    ("GET", "/auth/callback"): PUBLIC,
+    ("GET", "/docs"): USER,
+    ("GET", "/openapi.json"): USER,
+    ("GET", "/api/models"): USER,
+    ("GET", "/api/models/{model_id}"): USER,
+    ("POST", "/api/models"): ADMIN,
+    ("PATCH", "/api/models/{model_id}"): ADMIN,
+    ("DELETE", "/api/models/{model_id}"): ADMIN,
+    ("GET", "/api/tokens"): USER,
+    ("POST", "/api/tokens"): USER,
+    ("GET", "/api/tokens/{token_id}"): USER,
+    ("DELETE", "/api/tokens/{token_id}"): USER,
+    ("GET", "/api/usage"): ADMIN,
+    ("GET", "/api/audit"): ADMIN,
+    ("GET", "/v1/models"): USER,
+    ("GET", "/v1/models/{model_id}"): USER,
+    ("POST", "/v1/chat/completions"): USER,
+    ("POST", "/v1/completions"): USER,
+    ("POST", "/v1/embeddings"): USER,
+    ("POST", "/v1/images/generations"): USER,
+}
+CALLERS = ["anonymous", "user", "other_group", "rag_admin", "admin", "expired", "revoked"]
+RESTRICTED = "matrix-restricted"  # allowed_groups: team-a, which only "user" (and admins) may see
+
+
+def app_routes() -> set[tuple[str, str]]:
+    app = create_api(Settings(), "postgresql://unused@127.0.0.1:1/unused")  # the table only; nothing starts
+    found: set[tuple[str, str]] = set()
+
+    def walk(routes: list) -> None:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                found.update((m, route.path.replace(":path", "")) for m in route.methods)
+            elif hasattr(route, "original_router"):  # FastAPI's included routers
+                walk(route.original_router.routes)
+
+    walk(app.routes)
+    assert len(found) > 10, "the route walk found almost nothing: has FastAPI's route table changed shape?"
+    return found | set(GATEWAY_ROUTES)
+
+
+def test_every_route_has_a_rule() -> None:
+    routes = app_routes()
+    missing = sorted(routes - RULES.keys())
+    assert not missing, f"routes without an authorization rule (add them to RULES): {missing}"
+    stale = sorted(RULES.keys() - routes)
+    assert not stale, f"rules for routes that no longer exist: {stale}"
+
+
+@pytest.fixture(scope="module")
+def callers(admin: httpx.Client, lisa: LisaServer) -> Iterator[dict[str, dict[str, str]]]:
+    def token(name: str, groups: list[str], **extra: str) -> str:
+        resp = admin.post("/api/tokens", json={"name": name, "username": f"matrix-{name}", "groups": groups, **extra})
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["token"])
+
+    admin.delete(f"/api/models/{RESTRICTED}")
+    body = {"id": RESTRICTED, "type": "textgen", "hosting": "internal", "base_url": f"http://127.0.0.1:{free_port()}/v1",
+            "allowed_groups": ["team-a"]}  # fmt: skip
+    assert admin.post("/api/models", json=body).status_code == 201
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    tokens = {
+        "user": token("user", ["team-a"]),
+        "other_group": token("other", ["team-b"]),
+        "rag_admin": token("rag", ["rag-admin"]),
+        "admin": lisa.token,
+        "expired": token("expired", ["team-a"], expires_at=soon),
+        "revoked": token("revoked", ["team-a"]),
+    }
+    revoked_id = next(t["id"] for t in admin.get("/api/tokens", params={"all_users": "true", "limit": 500}).json()["data"]
+                      if t["username"] == "matrix-revoked")  # fmt: skip
+    assert admin.delete(f"/api/tokens/{revoked_id}").status_code == 204
+    time.sleep(1.2)
+    yield {"anonymous": {}} | {k: {"Authorization": f"Bearer {v}"} for k, v in tokens.items()}
+    admin.delete(f"/api/models/{RESTRICTED}")
+
+
+def request_for(method: str, path: str) -> tuple[str, dict | None]:
+    url = path.replace("{model_id}", RESTRICTED if method == "GET" else "matrix-missing")
+    url = url.replace("{token_id}", "tok_matrixmissing")
+    if path.startswith("/v1/") and method == "POST":
+        body: dict = {"model": RESTRICTED, "messages": [{"role": "user", "content": "x"}], "prompt": "x", "input": "x"}
+        return url, body
+    return url, ({} if method in ("POST", "PATCH") else None)
+
+
+def expected(rule: str, caller: str, method: str, path: str) -> set[int] | str:
+    """A set of statuses, or "allowed": anything but 401 and 403."""
+    if rule == PUBLIC:
+        return "allowed"
+    if caller in ("anonymous", "expired", "revoked"):
+        return {401}
+    if rule == ADMIN and caller != "admin":
+        return {403}
+    hidden = caller in ("other_group", "rag_admin")
+    if hidden and "{model_id}" in path and method == "GET":
+        return {404}  # a model one may not see does not exist for them
+    if hidden and path.startswith("/v1/") and method == "POST":
+        return {404}
+    return "allowed"
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_matrix(lisa: LisaServer, callers: dict[str, dict[str, str]], caller: str) -> None:
+    failures = []
+    with httpx.Client(base_url=lisa.url, timeout=30, follow_redirects=False) as client:
+        for (method, path), rule in sorted(RULES.items()):
+            url, body = request_for(method, path)
+            resp = client.request(method, url, json=body, headers=callers[caller])
+            want = expected(rule, caller, method, path)
+            ok = resp.status_code not in (401, 403) if want == "allowed" else resp.status_code in want
+            if not ok:
+                failures.append(f"{caller} {method} {url}: got {resp.status_code}, want {want}: {resp.text[:120]}")
+    assert not failures, "\n".join(failures)
