@@ -56,7 +56,7 @@ def app_routes() -> set[tuple[str, str]]:
     def walk(routes: list) -> None:
         for route in routes:
             if isinstance(route, APIRoute):
-                found.update((m, route.path.replace(":path", "")) for m in route.methods)
+                found.update((m, route.path.replace(":path", "")) for m in route.methods or ())
             elif hasattr(route, "original_router"):  # FastAPI's included routers
                 walk(route.original_router.routes)
 
