@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     upstream_connect_timeout: float = Field(default=5.0, gt=0)
     upstream_read_timeout: float = Field(default=300.0, gt=0)
+    # Tokens reserved against tpm/budget limits for a request that names no max_tokens (settled to the real count).
+    limit_default_reserve_tokens: int = Field(default=256, ge=0)
     usage_flush_seconds: float = Field(default=0.5, gt=0)
     usage_batch_size: int = Field(default=500, ge=1)
 

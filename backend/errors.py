@@ -47,6 +47,15 @@ class PayloadTooLarge(LisaError):
     openai_type = "invalid_request_error"
 
 
+class RateLimited(LisaError):
+    status_code = 429
+    openai_type = "rate_limit_exceeded"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = max(1.0, retry_after)
+
+
 class Unavailable(LisaError):
     status_code = 503
     openai_type = "service_unavailable"

@@ -14,6 +14,8 @@ from backend.auth.tokens import TokenStore
 from backend.config import Settings
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
+from backend.limits.limiter import Limiter
+from backend.limits.store import LimitStore
 from backend.registry.route_table import RouteTable
 from backend.registry.secrets import SecretBox
 from backend.registry.service import ModelRegistry
@@ -35,6 +37,8 @@ class Services:
     meter: UsageMeter
     passthrough: Passthrough
     gateway: Gateway
+    limits: LimitStore
+    limiter: Limiter
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
 
     @classmethod
@@ -58,6 +62,9 @@ class Services:
         feed.subscribe(authenticator.on_change)
         feed.subscribe(routes.on_change)
         meter = UsageMeter(engine, settings.usage_flush_seconds, settings.usage_batch_size)
+        limits = LimitStore(engine, on_commit=feed.dispatch)
+        feed.subscribe(limits.on_change)
+        limiter = Limiter(engine)
         passthrough = Passthrough(settings.upstream_connect_timeout, settings.upstream_read_timeout)
         gateway = Gateway(
             authenticator=authenticator,
@@ -65,14 +72,20 @@ class Services:
             passthrough=passthrough,
             litellm=LiteLLMBackend(settings.upstream_read_timeout),
             meter=meter,
+            limits=limits,
+            limiter=limiter,
             max_body=settings.max_request_bytes,
+            default_reserve_tokens=settings.limit_default_reserve_tokens,
         )
         oauth = None
         if settings.oidc_enabled:
             from backend.api.routes.oidc_login import oauth_client
 
             oauth = oauth_client(settings)
-        return cls(settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, oauth)
+        return cls(
+            settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
+            oauth,
+        )  # fmt: skip
 
     async def start(self) -> None:
         await self.feed.start()

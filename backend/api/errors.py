@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from backend.errors import LisaError
+from backend.errors import LisaError, RateLimited
 
 
 def _location(loc: tuple[object, ...]) -> str:
@@ -17,7 +19,9 @@ def _location(loc: tuple[object, ...]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LisaError)
     async def _lisa_error(_request: Request, exc: LisaError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(math.ceil(exc.retry_after))
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

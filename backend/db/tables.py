@@ -90,3 +90,45 @@ audit_events = Table(
     Index("ix_audit_at", "at"),
     Index("ix_audit_resource", "resource_type", "resource_id"),
 )
+
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("scope", String(16), primary_key=True),
+    Column("subject", String(256), primary_key=True),
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("parallel", Integer),
+    Column("budget_tokens", BigInteger),
+    Column("budget_period", String(8)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Limiter state, changed only under a per-bucket advisory lock (see backend/limits/limiter.py).
+limit_hits = Table(
+    "limit_hits",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("key", String(300), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Index("ix_limit_hits_key_at", "key", "at"),
+)
+
+limit_inflight = Table(
+    "limit_inflight",
+    metadata,
+    Column("request_id", String(40), primary_key=True),
+    Column("key", String(300), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+)
+
+limit_budget = Table(
+    "limit_budget",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("period_start", DateTime(timezone=True), primary_key=True),
+    Column("used", BigInteger, nullable=False),
+    Column("reserved", BigInteger, nullable=False),
+)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
-from backend.errors import BadRequest, LisaError, PayloadTooLarge
+from backend.errors import BadRequest, LisaError, PayloadTooLarge, RateLimited
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -72,4 +73,6 @@ async def send_error(send: Send, exc: LisaError) -> None:
     headers = list(JSON_HEADERS)
     if exc.status_code == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    if isinstance(exc, RateLimited):
+        headers.append((b"retry-after", str(math.ceil(exc.retry_after)).encode()))
     await send_bytes(send, exc.status_code, error_body_for(exc), headers)

@@ -16,6 +16,8 @@ import orjson
 from backend.auth.authenticator import Authenticator, credential_from_headers
 from backend.auth.principal import Principal, can_access
 from backend.errors import BadRequest, LisaError, MethodNotAllowed, NotFound, Unavailable
+from backend.limits.limiter import Limiter
+from backend.limits.store import LimitStore
 from backend.registry.route_table import RouteTable
 from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
 from backend.serve.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
@@ -49,14 +51,20 @@ class Gateway:
         passthrough: Passthrough,
         litellm: LiteLLMBackend,
         meter: UsageMeter,
+        limits: LimitStore,
+        limiter: Limiter,
         max_body: int,
+        default_reserve_tokens: int = 256,
     ) -> None:
         self.auth = authenticator
         self.routes = routes
         self.passthrough = passthrough
         self.litellm = litellm
         self.meter = meter
+        self.limits = limits
+        self.limiter = limiter
         self.max_body = max_body
+        self.default_reserve_tokens = default_reserve_tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -114,6 +122,11 @@ class Gateway:
         stream = payload.get("stream") is True
         if stream and not route.streaming:
             raise BadRequest(f"model '{model_id}' does not support streaming")
+        ticket = None
+        buckets = await self.limits.buckets_for(principal)
+        if buckets:
+            ticket = await self.limiter.admit(buckets, self._reserve(payload))
+        outcome = Outcome(500)
         try:
             if route.hosting == Hosting.internal:
                 if _adapt_for_upstream(payload, route):
@@ -124,9 +137,19 @@ class Gateway:
                     route, endpoint, payload, stream, routes, self.routes.version, send
                 )
         except LisaError as exc:
-            self._meter(principal, route, endpoint, Outcome(exc.status_code), started)
+            outcome = Outcome(exc.status_code)
             raise
-        self._meter(principal, route, endpoint, outcome, started)
+        finally:
+            self._meter(principal, route, endpoint, outcome, started)
+            if ticket is not None:
+                await self.limiter.settle(ticket, outcome.prompt_tokens + outcome.completion_tokens)
+
+    def _reserve(self, payload: dict[str, Any]) -> int:
+        """Tokens to hold against tpm and budget limits until the real count is known."""
+        completion = payload.get("max_completion_tokens") or payload.get("max_tokens")
+        if not isinstance(completion, int) or completion < 0:
+            completion = self.default_reserve_tokens
+        return estimate_prompt_tokens(payload) + completion
 
     def _meter(self, principal: Principal, route: ModelRoute, endpoint: str, outcome: Outcome, started: float) -> None:
         self.meter.record(
@@ -159,6 +182,24 @@ def _adapt_for_upstream(payload: dict[str, Any], route: ModelRoute) -> bool:
         payload["max_tokens"] = payload["max_completion_tokens"]
         changed = True
     return changed
+
+
+def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
+    """About four characters a token, over the text the request carries (messages, prompt or input)."""
+    chars = 0
+    for message in payload.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
+    for name in ("prompt", "input"):
+        value = payload.get(name)
+        if isinstance(value, str):
+            chars += len(value)
+        elif isinstance(value, list):
+            chars += sum(len(v) for v in value if isinstance(v, str))
+    return max(1, chars // 4)
 
 
 def _parse(body: bytes) -> dict[str, Any]:

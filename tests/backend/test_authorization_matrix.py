@@ -38,6 +38,10 @@ RULES: dict[tuple[str, str], str] = {
     ("DELETE", "/api/tokens/{token_id}"): USER,
     ("GET", "/api/usage"): ADMIN,
     ("GET", "/api/audit"): ADMIN,
+    ("GET", "/api/limits"): ADMIN,
+    ("GET", "/api/limits/me"): USER,
+    ("PUT", "/api/limits/{scope}/{subject}"): ADMIN,
+    ("DELETE", "/api/limits/{scope}/{subject}"): ADMIN,
     ("GET", "/v1/models"): USER,
     ("GET", "/v1/models/{model_id}"): USER,
     ("POST", "/v1/chat/completions"): USER,
@@ -103,11 +107,13 @@ def callers(admin: httpx.Client, lisa: LisaServer) -> Iterator[dict[str, dict[st
 
 def request_for(method: str, path: str) -> tuple[str, dict | None]:
     url = path.replace("{model_id}", RESTRICTED if method == "GET" else "matrix-missing")
-    url = url.replace("{token_id}", "tok_matrixmissing")
+    url = (
+        url.replace("{token_id}", "tok_matrixmissing").replace("{scope}", "user").replace("{subject}", "matrix-nobody")
+    )
     if path.startswith("/v1/") and method == "POST":
         body: dict = {"model": RESTRICTED, "messages": [{"role": "user", "content": "x"}], "prompt": "x", "input": "x"}
         return url, body
-    return url, ({} if method in ("POST", "PATCH") else None)
+    return url, ({} if method in ("POST", "PATCH", "PUT") else None)
 
 
 def expected(rule: str, caller: str, method: str, path: str) -> set[int] | str:

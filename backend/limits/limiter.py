@@ -1,0 +1,170 @@
+"""Atomic enforcement of limits across every backend process, with PostgreSQL as the shared state.
+
+Admission takes a transaction-scoped advisory lock per bucket, reads the bucket's sliding-minute log, in-flight
+rows and budget, and either records the request (with a token reservation) or refuses it with a Retry-After.
+Settlement replaces the reservation with the real token count. Principals without limits never reach this code,
+so the gateway's hot path pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.errors import RateLimited
+from backend.limits.schemas import Bucket, BucketUsage, LimitSet, Period
+
+WINDOW = timedelta(seconds=60)
+STALE_IN_FLIGHT = timedelta(minutes=15)  # a process that died mid-request frees its slot after this
+
+
+def period_bounds(period: Period, now: datetime) -> tuple[datetime, datetime]:
+    if period == Period.day:
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start, start + timedelta(days=1)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start, end
+
+
+@dataclass
+class Ticket:
+    request_id: str
+    reserve: int
+    hit_ids: list[int] = field(default_factory=list)
+    budgets: list[tuple[str, datetime]] = field(default_factory=list)
+
+
+class Limiter:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def admit(self, buckets: list[Bucket], reserve: int) -> Ticket:
+        ticket = Ticket(request_id=secrets.token_hex(12), reserve=max(0, reserve))
+        async with self.engine.begin() as conn:
+            for bucket in sorted(buckets, key=lambda b: b.key):  # one lock order: no deadlocks
+                await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 7419))"), {"k": bucket.key})
+            now: datetime = (await conn.execute(text("SELECT now()"))).scalar_one()
+            for b in buckets:
+                if b.rpm or b.tpm:
+                    await conn.execute(
+                        text("DELETE FROM limit_hits WHERE key = :k AND at <= :cut"), {"k": b.key, "cut": now - WINDOW}
+                    )
+                    count, tokens, oldest = (
+                        await conn.execute(
+                            text("SELECT count(*), coalesce(sum(tokens), 0), min(at) FROM limit_hits WHERE key = :k"),
+                            {"k": b.key},
+                        )
+                    ).one()
+                    wait = (oldest + WINDOW - now).total_seconds() if oldest else 1.0
+                    if b.rpm and count >= b.rpm:
+                        raise RateLimited(f"{b.key}: {b.rpm} requests per minute reached", wait)
+                    if b.tpm and tokens >= b.tpm:
+                        raise RateLimited(f"{b.key}: {b.tpm} tokens per minute reached", wait)
+                if b.parallel:
+                    await conn.execute(
+                        text("DELETE FROM limit_inflight WHERE key = :k AND started_at <= :cut"),
+                        {"k": b.key, "cut": now - STALE_IN_FLIGHT},
+                    )
+                    running = (
+                        await conn.execute(text("SELECT count(*) FROM limit_inflight WHERE key = :k"), {"k": b.key})
+                    ).scalar_one()
+                    if running >= b.parallel:
+                        raise RateLimited(f"{b.key}: {b.parallel} requests already in flight", 1.0)
+                if b.budget_tokens and b.budget_period:
+                    start, end = period_bounds(b.budget_period, now)
+                    spent = (
+                        await conn.execute(
+                            text("SELECT used + reserved FROM limit_budget WHERE key = :k AND period_start = :p"),
+                            {"k": b.key, "p": start},
+                        )
+                    ).scalar_one_or_none() or 0
+                    if spent >= b.budget_tokens:
+                        raise RateLimited(
+                            f"{b.key}: token budget of {b.budget_tokens} per {b.budget_period.value} used up",
+                            (end - now).total_seconds(),
+                        )
+            # Admitted by every bucket: record it.
+            for b in buckets:
+                if b.rpm or b.tpm:
+                    hit = await conn.execute(
+                        text("INSERT INTO limit_hits (key, at, tokens) VALUES (:k, :at, :t) RETURNING id"),
+                        {"k": b.key, "at": now, "t": ticket.reserve},
+                    )
+                    ticket.hit_ids.append(hit.scalar_one())
+                if b.parallel:
+                    await conn.execute(
+                        text("INSERT INTO limit_inflight (request_id, key, started_at) VALUES (:r, :k, :at)"),
+                        {"r": ticket.request_id, "k": b.key, "at": now},
+                    )
+                if b.budget_tokens and b.budget_period:
+                    start, _ = period_bounds(b.budget_period, now)
+                    await conn.execute(
+                        text(
+                            "INSERT INTO limit_budget (key, period_start, used, reserved) VALUES (:k, :p, 0, :r) "
+                            "ON CONFLICT (key, period_start) DO UPDATE SET reserved = limit_budget.reserved + :r"
+                        ),
+                        {"k": b.key, "p": start, "r": ticket.reserve},
+                    )
+                    ticket.budgets.append((b.key, start))
+        return ticket
+
+    async def settle(self, ticket: Ticket, tokens: int) -> None:
+        """Replace the reservation with what the request really used, and free its parallel slot."""
+        async with self.engine.begin() as conn:
+            if ticket.hit_ids:
+                await conn.execute(
+                    text("UPDATE limit_hits SET tokens = :t WHERE id = ANY(:ids)"), {"t": tokens, "ids": ticket.hit_ids}
+                )
+            await conn.execute(text("DELETE FROM limit_inflight WHERE request_id = :r"), {"r": ticket.request_id})
+            for key, start in ticket.budgets:
+                await conn.execute(
+                    text(
+                        "UPDATE limit_budget SET used = used + :t, reserved = greatest(reserved - :r, 0) "
+                        "WHERE key = :k AND period_start = :p"
+                    ),
+                    {"t": tokens, "r": ticket.reserve, "k": key, "p": start},
+                )
+
+    async def usage(self, buckets: list[Bucket]) -> list[BucketUsage]:
+        out = []
+        async with self.engine.connect() as conn:
+            now: datetime = (await conn.execute(text("SELECT now()"))).scalar_one()
+            for b in buckets:
+                count, tokens = (
+                    await conn.execute(
+                        text("SELECT count(*), coalesce(sum(tokens), 0) FROM limit_hits WHERE key = :k AND at > :cut"),
+                        {"k": b.key, "cut": now - WINDOW},
+                    )
+                ).one()
+                running = (
+                    await conn.execute(text("SELECT count(*) FROM limit_inflight WHERE key = :k"), {"k": b.key})
+                ).scalar_one()
+                used = resets = None
+                if b.budget_tokens and b.budget_period:
+                    start, resets = period_bounds(b.budget_period, now)
+                    used = (
+                        await conn.execute(
+                            text("SELECT used FROM limit_budget WHERE key = :k AND period_start = :p"),
+                            {"k": b.key, "p": start},
+                        )
+                    ).scalar_one_or_none() or 0
+                limits = LimitSet.model_construct(
+                    rpm=b.rpm,
+                    tpm=b.tpm,
+                    parallel=b.parallel,
+                    budget_tokens=b.budget_tokens,
+                    budget_period=b.budget_period,
+                )
+                out.append(BucketUsage(key=b.key, limits=limits, requests_last_minute=count, tokens_last_minute=int(tokens),
+                                       in_flight=running, budget_used=used, budget_resets_at=resets))  # fmt: skip
+        return out
+
+
+def retry_after_header(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
