@@ -37,7 +37,9 @@ class UsageReport(BaseModel):
     rows: list[UsageRow]
 
 
-async def aggregate(engine: AsyncEngine, start: datetime, end: datetime, group_by: GroupBy) -> UsageReport:
+async def aggregate(
+    engine: AsyncEngine, start: datetime, end: datetime, group_by: GroupBy, username: str | None = None
+) -> UsageReport:
     u = tables.usage_records
     keys = {
         GroupBy.model: [u.c.model],
@@ -55,6 +57,7 @@ async def aggregate(engine: AsyncEngine, start: datetime, end: datetime, group_b
             sa.func.percentile_cont(0.95).within_group(u.c.latency_ms).label("p95_latency_ms"),
         )
         .where(u.c.created_at >= start, u.c.created_at < end)
+        .where(u.c.username == username if username is not None else sa.true())
         .group_by(*keys)
         .order_by(*keys)
     )

@@ -37,6 +37,7 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/tokens/{token_id}"): USER,
     ("DELETE", "/api/tokens/{token_id}"): USER,
     ("GET", "/api/usage"): ADMIN,
+    ("GET", "/api/usage/me"): USER,
     ("GET", "/api/audit"): ADMIN,
     ("GET", "/api/limits"): ADMIN,
     ("GET", "/api/limits/me"): USER,

@@ -58,6 +58,9 @@ def test_usage_per_model_and_user(admin: httpx.Client, lisa: LisaServer) -> None
     assert per_user["meter-user"]["requests"] == 4
     per_model = {r["model"] for r in report("model")["rows"]}
     assert {"gemma3-270m", "minilm-l6-v2"} <= per_model
+    # The user sees their own usage, and only theirs.
+    own = client.get("/api/usage/me", params={"start": start.isoformat()}).json()["rows"]
+    assert {r["model"]: r["requests"] for r in own} == {"gemma3-270m": 3, "minilm-l6-v2": 1}
 
 
 def test_usage_validation_and_access(admin: httpx.Client, lisa: LisaServer) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Query
 
-from backend.api.deps import AdminUser, ServicesDep
+from backend.api.deps import AdminUser, CurrentUser, ServicesDep
 from backend.errors import BadRequest
 from backend.usage.service import GroupBy, UsageReport, aggregate
 
@@ -15,6 +15,21 @@ router = APIRouter(prefix="/api/usage", tags=["usage"])
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@router.get("/me")
+async def my_usage(
+    user: CurrentUser,
+    services: ServicesDep,
+    start: datetime | None = Query(default=None, description="ISO 8601; default: 24 hours before end."),
+    end: datetime | None = Query(default=None, description="ISO 8601; default: now."),
+) -> UsageReport:
+    """The caller's own usage, per model."""
+    end = _utc(end) if end else datetime.now(UTC)
+    start = _utc(start) if start else end - timedelta(days=1)
+    if start >= end:
+        raise BadRequest("start must be before end")
+    return await aggregate(services.engine, start, end, GroupBy.model, username=user.username)
 
 
 @router.get("")
