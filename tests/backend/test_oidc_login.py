@@ -82,20 +82,20 @@ def browser_sign_in(lisa: LisaServer, provider: Proc, user: str) -> tuple[httpx.
     return web, web.get(callback.removeprefix(lisa.url))
 
 
-def provider_tokens(provider: Proc, user: str) -> dict:
+def provider_tokens(provider: Proc, user: str, client_id: str = CLIENT_ID) -> dict:
     """Act as an OAuth client ourselves (code flow + PKCE) to get the provider's tokens for ``user``."""
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     redirect = "http://127.0.0.1:9/cb"
     params = {
-        "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": redirect, "scope": "openid profile",
+        "response_type": "code", "client_id": client_id, "redirect_uri": redirect, "scope": "openid profile",
         "state": "s", "nonce": "n", "code_challenge": challenge, "code_challenge_method": "S256",
     }  # fmt: skip
     consent = httpx.post(f"{provider.url}/oauth2/authorize?{urlencode(params)}", data={"sub": user}, timeout=30)
     code = parse_qs(urlsplit(consent.headers["location"]).query)["code"][0]
     token_url = httpx.get(f"{provider.url}/.well-known/openid-configuration").json()["token_endpoint"]
     form = {
-        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect, "client_id": CLIENT_ID,
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect, "client_id": client_id,
         "client_secret": "client-secret", "code_verifier": verifier,
     }  # fmt: skip
     resp = httpx.post(token_url, data=form, timeout=30)
@@ -167,3 +167,47 @@ def test_sign_in_errors(lisa_sso: LisaServer, lisa: LisaServer, tmp_path: Path) 
         assert bad.status_code == 401 and "sign-in failed" in bad.json()["detail"]
     # Without OIDC configured, single sign-on routes say so.
     assert httpx.get(lisa.url + "/auth/login").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def stranger_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """A second provider: another issuer, with keys LISA has never seen."""
+    port = free_port()
+    argv = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--user", "bob"]
+    proc = start_process(
+        argv,
+        port=port,
+        log=tmp_path_factory.mktemp("oidc2") / "provider.log",
+        health="/.well-known/openid-configuration",
+    )
+    yield proc
+    proc.stop(signal.SIGKILL)
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_forged_and_foreign_bearer_tokens_are_401(
+    lisa_sso: LisaServer, provider: Proc, stranger_provider: Proc
+) -> None:
+    def status_and_message(token: str) -> tuple[int, str]:
+        resp = httpx.get(lisa_sso.url + "/v1/models", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        return resp.status_code, resp.json()["error"]["message"]
+
+    good = provider_tokens(provider, "bob")["id_token"]
+    header, payload, signature = good.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    # Tampered: bob promotes himself; the signature no longer matches.
+    tampered = f"{header}.{_b64({**claims, 'cognito:groups': ['staff', 'admin']})}.{signature}"
+    assert status_and_message(tampered)[0] == 401
+    # alg "none": no signature at all.
+    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{payload}."
+    assert status_and_message(unsigned) == (401, "token algorithm 'none' is not accepted")
+    # Wrong audience: a genuine token from the right provider, issued to another client.
+    other_audience = provider_tokens(provider, "bob", client_id="some-other-app")["id_token"]
+    code, message = status_and_message(other_audience)
+    assert code == 401 and "aud" in message
+    # Another provider (another issuer, another private key; this mock reuses its kid, so the signature fails).
+    code, message = status_and_message(provider_tokens(stranger_provider, "bob")["id_token"])
+    assert code == 401 and any(m in message for m in ("unknown key", "bad_signature", "iss"))
