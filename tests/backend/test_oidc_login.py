@@ -30,18 +30,18 @@ USERS = {
 TOKEN_SECONDS = 4
 
 
+def start_provider(tmp: Path, *args: str) -> Proc:
+    port = free_port()
+    argv = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), *args]
+    return start_process(argv, port=port, log=tmp / "provider.log", health="/.well-known/openid-configuration")
+
+
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    port = free_port()
-    argv = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--token-max-age", str(TOKEN_SECONDS)]
+    args = ["--token-max-age", str(TOKEN_SECONDS)]
     for user, groups in USERS.items():
-        argv += ["--user-claims", json.dumps({"sub": user, "preferred_username": user, "cognito:groups": groups})]
-    proc = start_process(
-        argv,
-        port=port,
-        log=tmp_path_factory.mktemp("oidc") / "provider.log",
-        health="/.well-known/openid-configuration",
-    )
+        args += ["--user-claims", json.dumps({"sub": user, "preferred_username": user, "cognito:groups": groups})]
+    proc = start_provider(tmp_path_factory.mktemp("oidc"), *args)
     yield proc
     proc.stop(signal.SIGKILL)
 
@@ -172,14 +172,7 @@ def test_sign_in_errors(lisa_sso: LisaServer, lisa: LisaServer, tmp_path: Path) 
 @pytest.fixture(scope="module")
 def stranger_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     """A second provider: another issuer, with keys LISA has never seen."""
-    port = free_port()
-    argv = [sys.executable, "-m", "oidc_provider_mock", "--port", str(port), "--user", "bob"]
-    proc = start_process(
-        argv,
-        port=port,
-        log=tmp_path_factory.mktemp("oidc2") / "provider.log",
-        health="/.well-known/openid-configuration",
-    )
+    proc = start_provider(tmp_path_factory.mktemp("oidc2"), "--user", "bob")
     yield proc
     proc.stop(signal.SIGKILL)
 

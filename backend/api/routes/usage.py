@@ -17,6 +17,15 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """Default: the 24 hours before ``end``, which defaults to now."""
+    end = _utc(end) if end else datetime.now(UTC)
+    start = _utc(start) if start else end - timedelta(days=1)
+    if start >= end:
+        raise BadRequest("start must be before end")
+    return start, end
+
+
 @router.get("/me")
 async def my_usage(
     user: CurrentUser,
@@ -25,11 +34,7 @@ async def my_usage(
     end: datetime | None = Query(default=None, description="ISO 8601; default: now."),
 ) -> UsageReport:
     """The caller's own usage, per model."""
-    end = _utc(end) if end else datetime.now(UTC)
-    start = _utc(start) if start else end - timedelta(days=1)
-    if start >= end:
-        raise BadRequest("start must be before end")
-    return await aggregate(services.engine, start, end, GroupBy.model, username=user.username)
+    return await aggregate(services.engine, *_range(start, end), GroupBy.model, username=user.username)
 
 
 @router.get("")
@@ -40,8 +45,4 @@ async def get_usage(
     end: datetime | None = Query(default=None, description="ISO 8601; default: now."),
     group_by: GroupBy = GroupBy.model,
 ) -> UsageReport:
-    end = _utc(end) if end else datetime.now(UTC)
-    start = _utc(start) if start else end - timedelta(days=1)
-    if start >= end:
-        raise BadRequest("start must be before end")
-    return await aggregate(services.engine, start, end, group_by)
+    return await aggregate(services.engine, *_range(start, end), group_by)
