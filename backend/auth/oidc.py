@@ -129,11 +129,14 @@ class OIDCVerifier:
             raise Unauthorized(
                 f"invalid token: {exc.error}{': ' + exc.description if exc.description else ''}"
             ) from exc
-        claims = decoded.claims
+        return self.identity_from(decoded.claims, float(decoded.claims["exp"]))
+
+    def identity_from(self, claims: dict[str, Any], expires_at: float) -> Identity:
+        """Username (the first configured claim present) and groups (by claim path) from verified claims."""
         username = next((str(claims[c]) for c in self.username_claims if claims.get(c)), None)
         if username is None:
-            raise Unauthorized(f"token has none of the username claims {self.username_claims}")
-        return Identity(username, groups_from(claim_at(claims, self.groups_claim)), float(claims["exp"]), claims)
+            raise Unauthorized(f"the provider's tokens carry none of the username claims {self.username_claims}")
+        return Identity(username, groups_from(claim_at(claims, self.groups_claim)), expires_at, claims)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.errors import RateLimited
 from backend.limits.schemas import Bucket, BucketUsage, LimitSet, Period
@@ -30,6 +30,19 @@ def period_bounds(period: Period, now: datetime) -> tuple[datetime, datetime]:
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
     return start, end
+
+
+async def _in_flight(conn: AsyncConnection, key: str) -> int:
+    result = await conn.execute(text("SELECT count(*) FROM limit_inflight WHERE key = :k"), {"k": key})
+    return int(result.scalar_one())
+
+
+async def _budget(conn: AsyncConnection, key: str, start: datetime, *, with_reserved: bool) -> int:
+    column = "used + reserved" if with_reserved else "used"
+    result = await conn.execute(
+        text(f"SELECT {column} FROM limit_budget WHERE key = :k AND period_start = :p"), {"k": key, "p": start}
+    )
+    return int(result.scalar_one_or_none() or 0)
 
 
 @dataclass
@@ -71,20 +84,11 @@ class Limiter:
                         text("DELETE FROM limit_inflight WHERE key = :k AND started_at <= :cut"),
                         {"k": b.key, "cut": now - STALE_IN_FLIGHT},
                     )
-                    running = (
-                        await conn.execute(text("SELECT count(*) FROM limit_inflight WHERE key = :k"), {"k": b.key})
-                    ).scalar_one()
-                    if running >= b.parallel:
+                    if await _in_flight(conn, b.key) >= b.parallel:
                         raise RateLimited(f"{b.key}: {b.parallel} requests already in flight", 1.0)
                 if b.budget_tokens and b.budget_period:
                     start, end = period_bounds(b.budget_period, now)
-                    spent = (
-                        await conn.execute(
-                            text("SELECT used + reserved FROM limit_budget WHERE key = :k AND period_start = :p"),
-                            {"k": b.key, "p": start},
-                        )
-                    ).scalar_one_or_none() or 0
-                    if spent >= b.budget_tokens:
+                    if await _budget(conn, b.key, start, with_reserved=True) >= b.budget_tokens:
                         raise RateLimited(
                             f"{b.key}: token budget of {b.budget_tokens} per {b.budget_period.value} used up",
                             (end - now).total_seconds(),
@@ -142,18 +146,11 @@ class Limiter:
                         {"k": b.key, "cut": now - WINDOW},
                     )
                 ).one()
-                running = (
-                    await conn.execute(text("SELECT count(*) FROM limit_inflight WHERE key = :k"), {"k": b.key})
-                ).scalar_one()
+                running = await _in_flight(conn, b.key)
                 used = resets = None
                 if b.budget_tokens and b.budget_period:
                     start, resets = period_bounds(b.budget_period, now)
-                    used = (
-                        await conn.execute(
-                            text("SELECT used FROM limit_budget WHERE key = :k AND period_start = :p"),
-                            {"k": b.key, "p": start},
-                        )
-                    ).scalar_one_or_none() or 0
+                    used = await _budget(conn, b.key, start, with_reserved=False)
                 limits = LimitSet.model_construct(
                     rpm=b.rpm,
                     tpm=b.tpm,

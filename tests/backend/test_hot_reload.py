@@ -10,6 +10,17 @@ from tests.support import LisaServer, Proc
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
+def faulty_ok(model_id: str, upstream: Proc) -> dict[str, str]:
+    """A model served by the test upstream's well-behaved mode."""
+    return {
+        "id": model_id,
+        "type": "textgen",
+        "hosting": "internal",
+        "base_url": upstream.url + "/v1",
+        "upstream_model": "ok",
+    }
+
+
 def test_registry_change_reaches_the_other_process(
     admin: httpx.Client, lisa_peer: LisaServer, faulty_upstream: Proc
 ) -> None:
@@ -18,16 +29,7 @@ def test_registry_change_reaches_the_other_process(
     body = {"model": "hot", "messages": MESSAGES}
     assert peer.post("/v1/chat/completions", json=body).status_code == 404  # the peer has loaded its table
 
-    created = admin.post(
-        "/api/models",
-        json={
-            "id": "hot",
-            "type": "textgen",
-            "hosting": "internal",
-            "base_url": faulty_upstream.url + "/v1",
-            "upstream_model": "ok",
-        },
-    )
+    created = admin.post("/api/models", json=faulty_ok("hot", faulty_upstream))
     assert created.status_code == 201
     resp = peer.post("/v1/chat/completions", json=body)
     assert resp.status_code == 200 and resp.json()["choices"][0]["message"]["content"] == "hello world"
@@ -57,15 +59,6 @@ def test_writes_through_the_peer_reach_the_first_process(
     peer = lisa_peer.client()
     peer.delete("/api/models/hot2")
     assert admin.post("/v1/chat/completions", json={"model": "hot2", "messages": MESSAGES}).status_code == 404
-    created = peer.post(
-        "/api/models",
-        json={
-            "id": "hot2",
-            "type": "textgen",
-            "hosting": "internal",
-            "base_url": faulty_upstream.url + "/v1",
-            "upstream_model": "ok",
-        },
-    )
+    created = peer.post("/api/models", json=faulty_ok("hot2", faulty_upstream))
     assert created.status_code == 201
     assert admin.post("/v1/chat/completions", json={"model": "hot2", "messages": MESSAGES}).status_code == 200
