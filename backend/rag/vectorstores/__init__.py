@@ -1,0 +1,36 @@
+"""Vector stores behind one factory: a new store is one module here and one branch in :func:`open_store`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from backend.rag.vectorstores.base import ChunkRecord, CollectionRef, Hit, SearchQuery, VectorStore
+
+__all__ = ["ChunkRecord", "CollectionRef", "Hit", "SearchQuery", "StoreConfig", "VectorStore", "open_store"]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """How to reach a repository's store.
+
+    pgvector: ``options["database_url"]`` (SQLAlchemy/asyncpg URL; the platform's own database by default).
+    opensearch: ``options`` has ``endpoint``, ``index_prefix``, ``auth`` (``none`` | ``basic`` | ``aws_sigv4``),
+    ``username`` (basic), ``region`` and ``service`` (SigV4); ``secret`` is the basic-auth password.
+    """
+
+    type: str
+    options: dict[str, Any] = field(default_factory=dict)
+    secret: str | None = None
+
+
+def open_store(config: StoreConfig) -> VectorStore:
+    if config.type == "pgvector":
+        from backend.rag.vectorstores.pgvector import PgVectorStore
+
+        return PgVectorStore(config.options["database_url"])
+    if config.type == "opensearch":
+        from backend.rag.vectorstores.opensearch import OpenSearchStore
+
+        return OpenSearchStore.from_config(config)
+    raise ValueError(f"unknown vector store type '{config.type}'")
