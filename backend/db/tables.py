@@ -10,10 +10,12 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -131,4 +133,139 @@ limit_budget = Table(
     Column("period_start", DateTime(timezone=True), primary_key=True),
     Column("used", BigInteger, nullable=False),
     Column("reserved", BigInteger, nullable=False),
+)
+
+# --- RAG -------------------------------------------------------------------------------------------------------
+rag_repositories = Table(
+    "rag_repositories",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("options", JSONB, nullable=False, server_default="{}"),  # non-secret store settings
+    Column("secret_encrypted", Text),  # external database URL or OpenSearch password, encrypted
+    Column("embedding_model", String(128), nullable=False),
+    Column("allowed_groups", JSONB, nullable=False, server_default="[]"),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+rag_collections = Table(
+    "rag_collections",
+    metadata,
+    Column("repository_id", String(64), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("embedding_model", String(128), nullable=False),
+    Column("dimensions", Integer, nullable=False),
+    Column("chunking", JSONB, nullable=False),
+    Column("allow_chunking_override", Boolean, nullable=False, server_default="true"),
+    Column("allowed_groups", JSONB, nullable=False, server_default="[]"),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Originals, content-addressed: identical files are stored once.
+rag_blobs = Table(
+    "rag_blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+rag_documents = Table(
+    "rag_documents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("repository_id", String(64), nullable=False),
+    Column("collection_id", String(64), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("source", String(2048), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", String(128), nullable=False),
+    Column("chunk_count", Integer, nullable=False),
+    Column("chunking", JSONB, nullable=False),
+    Column("tags", JSONB, nullable=False, server_default="[]"),
+    Column("ingested_by", String(256), nullable=False),
+    Column("job_id", String(40)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("repository_id", "collection_id", "source", name="uq_rag_documents_source"),
+    Index("ix_rag_documents_sha", "repository_id", "collection_id", "sha256"),
+)
+
+rag_jobs = Table(
+    "rag_jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("repository_id", String(64), nullable=False),
+    Column("collection_id", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # upload | bulk | pipeline
+    Column("status", String(16), nullable=False),  # pending | in_progress | completed | failed | cancelled
+    Column("chunking", JSONB),  # override of the collection's chunking
+    Column("tags", JSONB, nullable=False, server_default="[]"),
+    Column("documents_total", Integer, nullable=False, server_default="0"),
+    Column("documents_done", Integer, nullable=False, server_default="0"),
+    Column("documents_failed", Integer, nullable=False, server_default="0"),
+    Column("documents_skipped", Integer, nullable=False, server_default="0"),
+    Column("chunks_done", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("cancel_requested", Boolean, nullable=False, server_default="false"),
+    Column("pipeline_id", String(40)),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_rag_jobs_repo_created", "repository_id", "created_at"),
+)
+
+rag_job_items = Table(
+    "rag_job_items",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("action", String(8), nullable=False, server_default="ingest"),  # ingest | remove
+    Column("source", String(2048), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("blob_sha256", String(64)),  # uploads: the stored original
+    Column("status", String(16), nullable=False),  # pending | completed | skipped | failed | cancelled
+    Column("error", Text),
+    Column("document_id", String(40)),
+    Column("chunks", Integer),
+)
+
+rag_pipelines = Table(
+    "rag_pipelines",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("repository_id", String(64), nullable=False),
+    Column("collection_id", String(64), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("source", JSONB, nullable=False),  # {"type": "s3", bucket, prefix, queue_url?} | {"type": "folder", path}
+    Column("trigger", JSONB, nullable=False),  # {"type": "event"} | {"type": "schedule", "cron": "..."}
+    Column("chunking", JSONB),
+    Column("tags", JSONB, nullable=False, server_default="[]"),
+    Column("auto_remove", Boolean, nullable=False, server_default="true"),
+    Column("enabled", Boolean, nullable=False, server_default="true"),
+    Column("last_run_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# What a pipeline last saw of each object, so new, changed and removed files are each acted on exactly once.
+rag_pipeline_objects = Table(
+    "rag_pipeline_objects",
+    metadata,
+    Column("pipeline_id", String(40), primary_key=True),
+    Column("key", String(2048), primary_key=True),
+    Column("fingerprint", String(128), nullable=False),  # S3 ETag, or size+mtime+sha256 of a local file
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

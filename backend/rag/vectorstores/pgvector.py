@@ -1,0 +1,253 @@
+"""pgvector: one table per collection, laid out as langchain-postgres' ``PGVectorStore`` expects.
+
+The table is created by langchain-postgres' ``PGEngine`` (so :meth:`PgVectorStore.langchain` hands a notebook a
+real LangChain vector store over the same rows), plus a generated full-text column and the indexes search needs:
+HNSW on the embedding (cosine), GIN on the text and on tags, b-tree on document_id.
+
+Writes and hybrid search are our own SQL: a document's chunks are replaced in one transaction (readers see the
+old set or the new one, never a mix), and full-text matching ORs the query's terms, where LangChain's
+``plainto_tsquery`` ANDs them and so misses paraphrased questions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from backend.db.engine import create_engine
+from backend.rag.vectorstores.base import ChunkRecord, CollectionRef, Hit, SearchQuery, VectorStore, fuse
+
+EF_SEARCH = 100  # HNSW candidates per query: recall@10 >= 0.95 at 100k chunks (see docs/benchmarks.md)
+TS_CONFIG = "english"
+INSERT_BATCH = 500
+META_COLUMNS = ("document_id", "source", "name", "part", "page", "collection", "tags")
+SELECT_COLUMNS = "langchain_id, content, document_id, source, name, part, page, collection, tags, langchain_metadata"
+
+
+def table_name(ref: CollectionRef) -> str:
+    return f"rag_chunks_{ref.key}"
+
+
+def vector_literal(vector: Sequence[float]) -> str:
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+class PgVectorStore(VectorStore):
+    def __init__(self, database_url: str, engine: AsyncEngine | None = None) -> None:
+        self.database_url = database_url
+        self._owns_engine = engine is None
+        self.engine = engine if engine is not None else create_engine(database_url, 5)
+        self._ensured: set[str] = set()
+
+    async def ensure_collection(self, ref: CollectionRef) -> None:
+        table = table_name(ref)
+        if table in self._ensured:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": table})
+            exists = await conn.scalar(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"public.{table}"})
+            if not exists:
+                await conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
+                await conn.execute(sa.text(_create_table_sql(table, ref.dimensions)))
+                for statement in _index_sql(table):
+                    await conn.execute(sa.text(statement))
+        self._ensured.add(table)
+
+    async def drop_collection(self, ref: CollectionRef) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table_name(ref)}"'))
+        self._ensured.discard(table_name(ref))
+
+    async def replace_document(self, ref: CollectionRef, document_id: str, chunks: Sequence[ChunkRecord]) -> None:
+        await self.ensure_collection(ref)
+        table = table_name(ref)
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.text(f'DELETE FROM "{table}" WHERE document_id = :d'), {"d": document_id})
+            await _insert(conn, table, chunks)
+
+    async def delete_document(self, ref: CollectionRef, document_id: str) -> int:
+        if not await self._exists(ref):
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                sa.text(f'DELETE FROM "{table_name(ref)}" WHERE document_id = :d'), {"d": document_id}
+            )
+        return int(result.rowcount or 0)
+
+    async def count(self, ref: CollectionRef, document_id: str | None = None) -> int:
+        if not await self._exists(ref):
+            return 0
+        sql = f'SELECT count(*) FROM "{table_name(ref)}"'
+        params: dict[str, Any] = {}
+        if document_id is not None:
+            sql += " WHERE document_id = :d"
+            params["d"] = document_id
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(sa.text(sql), params) or 0)
+
+    async def search(self, ref: CollectionRef, query: SearchQuery) -> list[Hit]:
+        if not await self._exists(ref):
+            return []
+        weight = min(max(query.hybrid_weight, 0.0), 1.0)
+        pool = query.top_k if weight in (0.0, 1.0) else max(query.top_k * 4, 20)
+        async with self.engine.connect() as conn:
+            dense = await self._dense(conn, ref, query, pool) if weight < 1.0 else []
+            sparse = await self._sparse(conn, ref, query, pool) if weight > 0.0 and query.text.strip() else []
+        if weight == 0.0:
+            return dense[: query.top_k]
+        if weight == 1.0:
+            return sparse[: query.top_k]
+        return fuse(dense, sparse, weight, query.top_k)
+
+    async def close(self) -> None:
+        if self._owns_engine:
+            await self.engine.dispose()
+
+    def langchain(self, ref: CollectionRef, embeddings: Any) -> Any:
+        """A langchain-postgres ``PGVectorStore`` over this collection's table (dense search, LangChain retriever)."""
+        from langchain_postgres import PGEngine, PGVectorStore
+
+        return PGVectorStore.create_sync(
+            PGEngine.from_engine(self.engine),
+            embedding_service=embeddings,
+            table_name=table_name(ref),
+            id_column="langchain_id",
+            content_column="content",
+            embedding_column="embedding",
+            metadata_columns=list(META_COLUMNS),
+            metadata_json_column="langchain_metadata",
+        )
+
+    async def _exists(self, ref: CollectionRef) -> bool:
+        table = table_name(ref)
+        if table in self._ensured:
+            return True
+        async with self.engine.connect() as conn:
+            found = bool(await conn.scalar(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"public.{table}"}))
+        if found:
+            self._ensured.add(table)
+        return found
+
+    async def _dense(self, conn: AsyncConnection, ref: CollectionRef, query: SearchQuery, limit: int) -> list[Hit]:
+        where, params = _filters(query)
+        params.update(v=vector_literal(query.vector), k=limit)
+        # SET LOCAL needs a transaction; iterative scans keep filtered queries from coming back short.
+        await conn.execute(sa.text(f"SET LOCAL hnsw.ef_search = {max(EF_SEARCH, limit)}"))
+        if where:
+            await conn.execute(sa.text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        rows = await conn.execute(
+            sa.text(
+                f"SELECT {SELECT_COLUMNS}, embedding <=> CAST(:v AS vector) AS distance "
+                f'FROM "{table_name(ref)}" {where} ORDER BY distance LIMIT :k'
+            ),
+            params,
+        )
+        hits = [_hit(r, 1.0 - float(r.distance)) for r in rows]
+        hits.sort(key=lambda h: h.score, reverse=True)  # relaxed_order may return near-sorted rows
+        await conn.rollback()
+        return hits
+
+    async def _sparse(self, conn: AsyncConnection, ref: CollectionRef, query: SearchQuery, limit: int) -> list[Hit]:
+        where, params = _filters(query)
+        params.update(q=query.text, k=limit)
+        match = "content_tsv @@ tsq.q"
+        where = f"{where} AND {match}" if where else f"WHERE {match}"
+        rows = await conn.execute(
+            sa.text(
+                f"WITH tsq AS (SELECT {_or_query(':q')} AS q) "
+                f"SELECT {SELECT_COLUMNS}, ts_rank_cd(content_tsv, tsq.q, 1) AS rank "
+                f'FROM "{table_name(ref)}", tsq {where} ORDER BY rank DESC LIMIT :k'
+            ),
+            params,
+        )
+        hits = [_hit(r, float(r.rank)) for r in rows]
+        await conn.rollback()
+        return hits
+
+
+def _or_query(param: str) -> str:
+    """The query's lexemes (stemmed, stop words dropped), ORed: any term may match, more matches rank higher."""
+    return f"NULLIF(replace(plainto_tsquery('{TS_CONFIG}', {param})::text, ' & ', ' | '), '')::tsquery"
+
+
+def _filters(query: SearchQuery) -> tuple[str, dict[str, Any]]:
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if query.tags:
+        clauses.append("tags && CAST(:tags AS text[])")
+        params["tags"] = list(query.tags)
+    if query.sources:
+        clauses.append("source = ANY(CAST(:sources AS text[]))")
+        params["sources"] = list(query.sources)
+    if query.document_ids:
+        clauses.append("document_id = ANY(CAST(:doc_ids AS text[]))")
+        params["doc_ids"] = list(query.document_ids)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _hit(row: Any, score: float) -> Hit:
+    extra = row.langchain_metadata or {}
+    if isinstance(extra, str):
+        extra = json.loads(extra)
+    metadata = {**extra, **{c: getattr(row, c) for c in META_COLUMNS}}
+    metadata["tags"] = list(metadata.get("tags") or [])
+    return Hit(str(row.langchain_id), row.content, score, metadata)
+
+
+async def _insert(conn: AsyncConnection, table: str, chunks: Sequence[ChunkRecord]) -> None:
+    statement = sa.text(
+        f'INSERT INTO "{table}" (langchain_id, content, embedding, document_id, source, name, part, page, '
+        "collection, tags, langchain_metadata) VALUES (CAST(:id AS uuid), :content, CAST(:embedding AS vector), "
+        ":document_id, :source, :name, :part, :page, :collection, CAST(:tags AS text[]), CAST(:extra AS json)) "
+        "ON CONFLICT (langchain_id) DO NOTHING"  # a chunk repeated verbatim in one document is stored once
+    )
+    for start in range(0, len(chunks), INSERT_BATCH):
+        rows = []
+        for chunk in chunks[start : start + INSERT_BATCH]:
+            meta = chunk.metadata
+            extra = {k: v for k, v in meta.items() if k not in META_COLUMNS}
+            rows.append(
+                {
+                    "id": chunk.id,
+                    "content": chunk.text,
+                    "embedding": vector_literal(chunk.embedding),
+                    "document_id": str(meta.get("document_id", "")),
+                    "source": str(meta.get("source", "")),
+                    "name": str(meta.get("name", "")),
+                    "part": int(meta.get("part", 0)),
+                    "page": meta.get("page"),
+                    "collection": str(meta.get("collection", "")),
+                    "tags": [str(t) for t in meta.get("tags") or []],
+                    "extra": json.dumps(extra),
+                }
+            )
+        await conn.execute(statement, rows)
+
+
+def _create_table_sql(table: str, dimensions: int) -> str:
+    # The layout of langchain-postgres' PGEngine.ainit_vectorstore_table (id/content/embedding columns, metadata
+    # columns, a JSON column for the rest), with the full-text column generated by the database.
+    return (
+        f'CREATE TABLE "{table}" ('
+        "langchain_id UUID PRIMARY KEY, "
+        "content TEXT NOT NULL, "
+        f"embedding vector({int(dimensions)}) NOT NULL, "
+        "document_id TEXT NOT NULL, source TEXT NOT NULL, name TEXT NOT NULL, part INTEGER NOT NULL, "
+        "page INTEGER, collection TEXT NOT NULL, tags TEXT[] NOT NULL DEFAULT '{}', "
+        "langchain_metadata JSON, "
+        f"content_tsv TSVECTOR GENERATED ALWAYS AS (to_tsvector('{TS_CONFIG}', content)) STORED)"
+    )
+
+
+def _index_sql(table: str) -> list[str]:
+    return [
+        f'CREATE INDEX "{table}_hnsw" ON "{table}" USING hnsw (embedding vector_cosine_ops) '
+        "WITH (m = 16, ef_construction = 64)",
+        f'CREATE INDEX "{table}_tsv" ON "{table}" USING gin (content_tsv)',
+        f'CREATE INDEX "{table}_tags" ON "{table}" USING gin (tags)',
+        f'CREATE INDEX "{table}_doc" ON "{table}" (document_id)',
+    ]
