@@ -87,6 +87,26 @@ class Settings(BaseSettings):
     usage_flush_seconds: float = Field(default=0.5, gt=0)
     usage_batch_size: int = Field(default=500, ge=1)
 
+    # RAG.
+    rag_max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)  # per uploaded or ingested file
+    rag_ingest_roots: list[Path] = []  # server folders bulk ingestion and folder pipelines may read
+    rag_embed_batch: int = Field(default=32, ge=1, le=2048)  # texts per embeddings request
+    rag_embed_parallel: int = Field(default=2, ge=1, le=64)  # embeddings requests in flight per job
+    rag_documents_parallel: int = Field(default=4, ge=1, le=64)  # documents parsed at once per job
+    rag_worker: bool = True  # run the ingestion/pipeline worker in this process
+    rag_worker_jobs: int = Field(default=2, ge=1, le=64)  # ingestion jobs at once per process
+    rag_heartbeat_seconds: float = Field(default=2.0, gt=0)
+    rag_stalled_seconds: float = Field(default=10.0, gt=0)  # a job whose worker was silent this long is resumed
+    rag_top_k: int = Field(default=5, ge=1, le=100)
+    rag_hybrid_weight: float = Field(default=0.3, ge=0.0, le=1.0)  # weight of full-text relevance in search
+    rag_reranker_url: str = ""  # a TEI-compatible server with POST /rerank; empty: no reranking
+    rag_rerank_candidates: int = Field(default=30, ge=1, le=500)
+    rag_max_context_chars: int = Field(default=12_000, ge=500)  # retrieved text put into a chat prompt
+    rag_poll_seconds: float = Field(default=5.0, gt=0)  # folder/S3 event pipelines without notifications
+    # AWS (S3 sources, SQS notifications). An endpoint URL points boto3 elsewhere (moto in tests).
+    aws_endpoint_url: str = ""
+    aws_region: str = "us-east-1"
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
         if self.environment != "development" and self.secret_key.get_secret_value() in PLACEHOLDER_SECRETS:

@@ -16,6 +16,15 @@ from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
+from backend.rag.chat import ChatRag
+from backend.rag.documents import DocumentService
+from backend.rag.embedder import Embedder
+from backend.rag.ingest import IngestRunner
+from backend.rag.jobs import JobService
+from backend.rag.repositories import RepositoryService
+from backend.rag.search import Reranker, SearchService
+from backend.rag.sources import Sources
+from backend.rag.worker import RagWorker
 from backend.registry.route_table import RouteTable
 from backend.registry.secrets import SecretBox
 from backend.registry.service import ModelRegistry
@@ -39,6 +48,7 @@ class Services:
     gateway: Gateway
     limits: LimitStore
     limiter: Limiter
+    rag: RagServices
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
 
     @classmethod
@@ -66,6 +76,7 @@ class Services:
         feed.subscribe(limits.on_change)
         limiter = Limiter(engine)
         passthrough = Passthrough(settings.upstream_connect_timeout, settings.upstream_read_timeout)
+        rag = RagServices.build(settings, database_url, engine, routes)
         gateway = Gateway(
             authenticator=authenticator,
             routes=routes,
@@ -76,6 +87,7 @@ class Services:
             limiter=limiter,
             max_body=settings.max_request_bytes,
             default_reserve_tokens=settings.limit_default_reserve_tokens,
+            rag=rag.chat,
         )
         oauth = None
         if settings.oidc_enabled:
@@ -84,18 +96,74 @@ class Services:
             oauth = oauth_client(settings)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            oauth,
+            rag, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
         await self.feed.start()
         await self.passthrough.start()
         self.meter.start()
+        await self.rag.start()
 
     async def stop(self) -> None:
+        await self.rag.stop()
         await self.meter.stop()
         await self.passthrough.stop()
         await self.feed.stop()
         if self.authenticator.oidc is not None:
             await self.authenticator.oidc.aclose()
         await self.engine.dispose()
+
+
+@dataclass
+class RagServices:
+    embedder: Embedder
+    sources: Sources
+    repositories: RepositoryService
+    documents: DocumentService
+    jobs: JobService
+    runner: IngestRunner
+    worker: RagWorker
+    search: SearchService
+    chat: ChatRag
+
+    @classmethod
+    def build(cls, settings: Settings, database_url: str, engine: AsyncEngine, routes: RouteTable) -> RagServices:
+        embedder = Embedder(
+            routes, settings.rag_embed_batch, settings.rag_embed_parallel, settings.upstream_read_timeout
+        )
+        sources = Sources(
+            settings.rag_ingest_roots, settings.rag_max_file_bytes, settings.aws_endpoint_url, settings.aws_region
+        )
+        box = SecretBox(settings.secret_key.get_secret_value())
+        repositories = RepositoryService(engine, database_url, box, embedder)
+        runner = IngestRunner(
+            engine, repositories, embedder, sources, settings.rag_documents_parallel, settings.rag_max_file_bytes
+        )
+        worker = RagWorker(
+            database_url,
+            engine,
+            runner,
+            run_worker=settings.rag_worker,
+            concurrency=settings.rag_worker_jobs,
+            heartbeat_seconds=settings.rag_heartbeat_seconds,
+            stalled_seconds=settings.rag_stalled_seconds,
+        )
+        jobs = JobService(engine, repositories, sources)
+        jobs.dispatch = worker.defer
+        reranker = Reranker(settings.rag_reranker_url) if settings.rag_reranker_url else None
+        search = SearchService(
+            repositories, embedder, reranker, settings.rag_hybrid_weight, settings.rag_rerank_candidates
+        )
+        chat = ChatRag(search, settings.rag_max_context_chars)
+        documents = DocumentService(engine, repositories)
+        return cls(embedder, sources, repositories, documents, jobs, runner, worker, search, chat)
+
+    async def start(self) -> None:
+        await self.embedder.start()
+        await self.worker.start()
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+        await self.repositories.close()
+        await self.embedder.stop()

@@ -18,6 +18,7 @@ from backend.auth.principal import Principal, can_access
 from backend.errors import BadRequest, LisaError, MethodNotAllowed, NotFound, Unavailable
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
+from backend.rag.chat import ChatRag, SourcesInjector
 from backend.registry.route_table import RouteTable
 from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
 from backend.serve.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
@@ -55,6 +56,7 @@ class Gateway:
         limiter: Limiter,
         max_body: int,
         default_reserve_tokens: int = 256,
+        rag: ChatRag | None = None,
     ) -> None:
         self.auth = authenticator
         self.routes = routes
@@ -65,6 +67,7 @@ class Gateway:
         self.limiter = limiter
         self.max_body = max_body
         self.default_reserve_tokens = default_reserve_tokens
+        self.rag = rag
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -122,6 +125,13 @@ class Gateway:
         stream = payload.get("stream") is True
         if stream and not route.streaming:
             raise BadRequest(f"model '{model_id}' does not support streaming")
+        rag_changed = False
+        if "rag" in payload:
+            if endpoint != "chat/completions" or self.rag is None:
+                raise BadRequest("the 'rag' field is accepted on /v1/chat/completions only")
+            sources = await self.rag.augment(principal, payload)
+            send = SourcesInjector(send, sources, model_id)
+            rag_changed = True
         ticket = None
         buckets = await self.limits.buckets_for(principal)
         if buckets:
@@ -129,7 +139,7 @@ class Gateway:
         outcome = Outcome(500)
         try:
             if route.hosting == Hosting.internal:
-                if _adapt_for_upstream(payload, route):
+                if _adapt_for_upstream(payload, route) or rag_changed:
                     body = orjson.dumps(payload)
                 outcome = await self.passthrough.forward(route, "/" + endpoint, body, stream, receive, send)
             else:

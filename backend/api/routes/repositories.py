@@ -1,0 +1,113 @@
+"""/api/repositories: vector-store repositories, their collections, and search."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from backend.api.deps import CurrentUser, ServicesDep
+from backend.rag.schemas import (
+    CollectionCreate,
+    CollectionList,
+    CollectionPublic,
+    CollectionUpdate,
+    RepositoryCreate,
+    RepositoryPage,
+    RepositoryPublic,
+    RepositoryUpdate,
+    SearchResult,
+)
+from backend.rag.search import SearchParams
+
+router = APIRouter(prefix="/api/repositories", tags=["repositories"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_repository(body: RepositoryCreate, user: CurrentUser, services: ServicesDep) -> RepositoryPublic:
+    return await services.rag.repositories.create(body, user, services.settings.embedding_model_id)
+
+
+@router.get("")
+async def list_repositories(
+    user: CurrentUser,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: str | None = None,
+) -> RepositoryPage:
+    return await services.rag.repositories.page(user, limit=limit, cursor=cursor)
+
+
+@router.get("/{repository_id}")
+async def get_repository(repository_id: str, user: CurrentUser, services: ServicesDep) -> RepositoryPublic:
+    return await services.rag.repositories.get(repository_id, user)
+
+
+@router.patch("/{repository_id}")
+async def update_repository(
+    repository_id: str, body: RepositoryUpdate, user: CurrentUser, services: ServicesDep
+) -> RepositoryPublic:
+    return await services.rag.repositories.update(repository_id, body, user)
+
+
+@router.delete("/{repository_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_repository(repository_id: str, user: CurrentUser, services: ServicesDep) -> None:
+    await services.rag.repositories.delete(repository_id, user)
+
+
+@router.get("/{repository_id}/collections")
+async def list_collections(repository_id: str, user: CurrentUser, services: ServicesDep) -> CollectionList:
+    return CollectionList(data=await services.rag.repositories.collections(repository_id, user))
+
+
+@router.post("/{repository_id}/collections", status_code=status.HTTP_201_CREATED)
+async def create_collection(
+    repository_id: str, body: CollectionCreate, user: CurrentUser, services: ServicesDep
+) -> CollectionPublic:
+    return await services.rag.repositories.create_collection(repository_id, body, user)
+
+
+@router.get("/{repository_id}/collections/{collection_id}")
+async def get_collection(
+    repository_id: str, collection_id: str, user: CurrentUser, services: ServicesDep
+) -> CollectionPublic:
+    return await services.rag.repositories.collection(repository_id, collection_id, user)
+
+
+@router.patch("/{repository_id}/collections/{collection_id}")
+async def update_collection(
+    repository_id: str, collection_id: str, body: CollectionUpdate, user: CurrentUser, services: ServicesDep
+) -> CollectionPublic:
+    return await services.rag.repositories.update_collection(repository_id, collection_id, body, user)
+
+
+@router.delete("/{repository_id}/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_collection(repository_id: str, collection_id: str, user: CurrentUser, services: ServicesDep) -> None:
+    await services.rag.repositories.delete_collection(repository_id, collection_id, user)
+
+
+@router.get("/{repository_id}/search")
+async def search(
+    repository_id: str,
+    user: CurrentUser,
+    services: ServicesDep,
+    query: Annotated[str, Query(min_length=1, max_length=4000)],
+    top_k: Annotated[int, Query(ge=1, le=100)] = 5,
+    collection: Annotated[list[str] | None, Query(description="Repeat to search several; default: all.")] = None,
+    hybrid_weight: Annotated[float | None, Query(ge=0.0, le=1.0, description="Weight of full-text relevance.")] = None,
+    score_threshold: float | None = None,
+    tag: Annotated[list[str] | None, Query(description="Chunks carrying any of these tags.")] = None,
+    source: Annotated[list[str] | None, Query(description="Chunks of these sources only.")] = None,
+    rerank: bool | None = None,
+) -> SearchResult:
+    params = SearchParams(
+        query=query,
+        top_k=top_k,
+        collections=collection or [],
+        hybrid_weight=hybrid_weight,
+        score_threshold=score_threshold,
+        tags=tag or [],
+        sources=source or [],
+        rerank=rerank,
+    )
+    return await services.rag.search.search(user, repository_id, params)

@@ -1,0 +1,188 @@
+"""RAG in ``/v1/chat/completions``: the ``rag`` extension field names repositories (and collections, top_k); the
+retrieved chunks go into the prompt, and the sources come back with the answer so clients can cite them.
+
+Request (openai SDK: ``extra_body={"rag": {...}}``)::
+
+    "rag": {"repositories": ["docs"], "collections": ["default"], "top_k": 4}
+
+Response: a top-level ``sources`` list; for streams, one extra chunk before ``data: [DONE]`` with empty
+``choices`` and the ``sources`` (the shape of the usage chunk, which OpenAI clients already accept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from backend.auth.principal import Principal
+from backend.errors import BadRequest
+from backend.rag.schemas import SearchHit
+from backend.rag.search import SearchParams, SearchService
+from backend.serve.asgi import Message, Send
+
+INSTRUCTION = (
+    "Answer the question using the numbered context passages below when they are relevant, and cite them as [1], "
+    "[2], ... If the context does not contain the answer, say so."
+)
+
+
+class RagSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    repositories: list[str] = Field(min_length=1, max_length=10)
+    collections: list[str] = Field(default_factory=list, max_length=50)
+    top_k: int = Field(default=4, ge=1, le=50)
+    hybrid_weight: float | None = Field(default=None, ge=0.0, le=1.0)
+    score_threshold: float | None = None
+    tags: list[str] = Field(default_factory=list, max_length=50)
+
+
+def question_of(messages: Any) -> str:
+    if not isinstance(messages, list):
+        raise BadRequest("'messages' must be a list")
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    raise BadRequest("RAG needs a user message to search for")
+
+
+class ChatRag:
+    def __init__(self, search: SearchService, max_context_chars: int) -> None:
+        self.search = search
+        self.max_context_chars = max_context_chars
+
+    async def augment(self, principal: Principal, payload: dict[str, Any]) -> list[dict[str, Any]]:
+        """Removes ``rag`` from ``payload``, puts the retrieved context into its last user message, and returns
+        the sources (possibly empty)."""
+        raw = payload.pop("rag")
+        try:
+            spec = RagSpec.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "rag"
+            raise BadRequest(f"invalid 'rag' field at {where}: {first['msg']}") from exc
+        question = question_of(payload.get("messages"))
+        params = SearchParams(
+            query=question[-4000:],
+            top_k=spec.top_k,
+            collections=spec.collections,
+            hybrid_weight=spec.hybrid_weight,
+            score_threshold=spec.score_threshold,
+            tags=spec.tags,
+        )
+        results = await asyncio.gather(*(self.search.search(principal, r, params) for r in spec.repositories))
+        hits: list[tuple[str, SearchHit]] = sorted(
+            ((res.repository_id, h) for res in results for h in res.results),
+            key=lambda pair: pair[1].rerank_score if pair[1].rerank_score is not None else pair[1].score,
+            reverse=True,
+        )[: spec.top_k]
+        sources: list[dict[str, Any]] = []
+        passages: list[str] = []
+        budget = self.max_context_chars
+        for n, (repository_id, hit) in enumerate(hits, start=1):
+            text = hit.text[:budget]
+            if not text:
+                break
+            budget -= len(text)
+            passages.append(f"[{n}] {hit.name}\n{text}")
+            sources.append(
+                {
+                    "index": n,
+                    "repository_id": repository_id,
+                    "collection_id": hit.collection_id,
+                    "document_id": hit.document_id,
+                    "name": hit.name,
+                    "source": hit.source,
+                    "page": hit.page,
+                    "part": hit.part,
+                    "score": hit.score,
+                    "text": hit.text,
+                }
+            )
+        if passages:
+            _prepend_context(payload["messages"], INSTRUCTION + "\n\nContext:\n" + "\n\n".join(passages))
+        return sources
+
+
+def _prepend_context(messages: list[Any], context: str) -> None:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                message["content"] = [{"type": "text", "text": context + "\n\nQuestion:"}, *content]
+            else:
+                message["content"] = f"{context}\n\nQuestion: {content}"
+            return
+
+
+class SourcesInjector:
+    """Wraps an ASGI ``send``: adds ``sources`` to a JSON answer, or a sources chunk before a stream's [DONE]."""
+
+    DONE = b"data: [DONE]"
+
+    def __init__(self, send: Send, sources: list[dict[str, Any]], model: str) -> None:
+        self._send = send
+        self.sources = sources
+        self.model = model
+        self._start: Message | None = None
+        self._stream = False
+        self._buffer = bytearray()
+        self._injected = False
+
+    def _event(self) -> bytes:
+        chunk = {
+            "id": "lisa-rag-sources",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [],
+            "sources": self.sources,
+        }
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start_headers = dict(message.get("headers") or [])
+            self._stream = b"text/event-stream" in start_headers.get(b"content-type", b"")
+            if self._stream or message["status"] >= 400:
+                self._injected = not self._stream  # errors pass through untouched
+                await self._send(message)
+            else:
+                self._start = message
+            return
+        body: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        if self._stream:
+            if not self._injected and (at := body.find(self.DONE)) != -1:
+                body = body[:at] + self._event() + body[at:]
+                self._injected = True
+            elif not self._injected and not more:
+                body = self._event() + body
+                self._injected = True
+            await self._send({"type": "http.response.body", "body": body, "more_body": more})
+            return
+        if self._start is None:  # an error response already started
+            await self._send(message)
+            return
+        self._buffer += body
+        if more:
+            return
+        payload = bytes(self._buffer)
+        try:
+            data = orjson.loads(payload)
+            if isinstance(data, dict):
+                data["sources"] = self.sources
+                payload = orjson.dumps(data)
+        except orjson.JSONDecodeError:
+            pass
+        headers = [(k, v) for k, v in self._start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(payload)).encode()))
+        await self._send({**self._start, "headers": headers})
+        await self._send({"type": "http.response.body", "body": payload, "more_body": False})

@@ -1,0 +1,101 @@
+"""The document library: list, inspect, download the original, delete (with every chunk)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.audit import log as audit
+from backend.auth.principal import Principal
+from backend.db import tables
+from backend.errors import Forbidden, NotFound
+from backend.rag.repositories import RepositoryService, _delete_orphan_blobs, collection_ref
+from backend.rag.schemas import DocumentPage, DocumentPublic
+from backend.registry.service import decode_cursor, encode_cursor
+
+D, B = tables.rag_documents, tables.rag_blobs
+
+
+def document_public(m: Any) -> DocumentPublic:
+    return DocumentPublic(**{k: m[k] for k in DocumentPublic.model_fields})
+
+
+class DocumentService:
+    def __init__(self, engine: AsyncEngine, repositories: RepositoryService) -> None:
+        self.engine = engine
+        self.repositories = repositories
+
+    async def page(
+        self,
+        principal: Principal,
+        repository_id: str,
+        *,
+        collection_id: str | None,
+        limit: int,
+        cursor: str | None,
+        source: str | None = None,
+    ) -> DocumentPage:
+        visible = [c.id for c in await self.repositories.collections(repository_id, principal)]
+        if collection_id is not None:
+            if collection_id not in visible:
+                raise NotFound(f"collection '{collection_id}' not found in repository '{repository_id}'")
+            visible = [collection_id]
+        query = (
+            sa.select(D)
+            .where(D.c.repository_id == repository_id, D.c.collection_id.in_(visible))
+            .order_by(D.c.id)
+            .limit(limit + 1)
+        )
+        if source is not None:
+            query = query.where(D.c.source == source)
+        if (after := decode_cursor(cursor)) is not None:
+            query = query.where(D.c.id > after)
+        async with self.engine.connect() as conn:
+            rows = [r._mapping for r in (await conn.execute(query)).all()]
+        more = len(rows) > limit
+        data = [document_public(m) for m in rows[:limit]]
+        return DocumentPage(data=data, next_cursor=encode_cursor(data[-1].id) if more else None)
+
+    async def _row(self, principal: Principal, repository_id: str, document_id: str) -> Any:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(D).where(D.c.id == document_id, D.c.repository_id == repository_id))
+            ).first()
+        if row is None:
+            raise NotFound(f"document '{document_id}' not found")
+        await self.repositories.collection(repository_id, row.collection_id, principal)  # 404 when not visible
+        return row._mapping
+
+    async def get(self, principal: Principal, repository_id: str, document_id: str) -> DocumentPublic:
+        return document_public(await self._row(principal, repository_id, document_id))
+
+    async def original(
+        self, principal: Principal, repository_id: str, document_id: str
+    ) -> tuple[DocumentPublic, bytes]:
+        m = await self._row(principal, repository_id, document_id)
+        async with self.engine.connect() as conn:
+            content = await conn.scalar(sa.select(B.c.content).where(B.c.sha256 == m["sha256"]))
+        if content is None:
+            raise NotFound(f"the original of document '{document_id}' is no longer stored")
+        return document_public(m), bytes(content)
+
+    async def delete(self, principal: Principal, repository_id: str, document_id: str) -> None:
+        m = await self._row(principal, repository_id, document_id)
+        if m["ingested_by"] != principal.username and not (principal.is_admin or principal.is_rag_admin):
+            raise Forbidden("only the person who ingested a document, or a RAG admin, may delete it")
+        collection = await self.repositories.collection(repository_id, m["collection_id"], principal)
+        store = await self.repositories.store(repository_id)
+        await store.delete_document(collection_ref(collection), document_id)
+        async with self.engine.begin() as conn:
+            await conn.execute(D.delete().where(D.c.id == document_id))
+            await _delete_orphan_blobs(conn)
+            await audit.record(
+                conn,
+                principal,
+                "document.delete",
+                "document",
+                f"{repository_id}/{document_id}",
+                before={k: m[k] for k in ("name", "source", "collection_id", "sha256", "chunk_count")},
+            )

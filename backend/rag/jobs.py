@@ -1,0 +1,265 @@
+"""Ingestion jobs: created from uploads, server paths, S3 URIs or pipelines; listed, inspected and cancelled.
+
+A job and its items are written in one transaction (uploads with their originals), then handed to the worker
+queue. Everything a request can check is checked before anything is written: a refused request leaves nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.auth.principal import Principal
+from backend.db import tables
+from backend.errors import BadRequest, Conflict, NotFound
+from backend.rag.repositories import RepositoryService, require_rag_admin
+from backend.rag.schemas import (
+    FINAL_STATUSES,
+    Chunking,
+    CollectionPublic,
+    IngestRequest,
+    JobItemPublic,
+    JobPage,
+    JobPublic,
+    JobStatus,
+)
+from backend.rag.sources import Sources, check_name, check_supported, name_of
+from backend.registry.service import decode_cursor, encode_cursor
+
+J, I, B = tables.rag_jobs, tables.rag_job_items, tables.rag_blobs  # noqa: E741
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    source: str
+    name: str
+    blob_sha256: str | None = None
+    action: str = "ingest"
+
+
+def job_public(m: Any, items: Sequence[Any] | None = None) -> JobPublic:
+    return JobPublic(
+        id=m["id"],
+        repository_id=m["repository_id"],
+        collection_id=m["collection_id"],
+        kind=m["kind"],
+        status=m["status"],
+        documents_total=m["documents_total"],
+        documents_done=m["documents_done"],
+        documents_failed=m["documents_failed"],
+        documents_skipped=m["documents_skipped"],
+        chunks_done=m["chunks_done"],
+        error=m["error"],
+        pipeline_id=m["pipeline_id"],
+        created_by=m["created_by"],
+        created_at=m["created_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        items=None
+        if items is None
+        else [
+            JobItemPublic(
+                seq=i.seq,
+                action=i.action,
+                source=i.source,
+                name=i.name,
+                status=i.status,
+                error=i.error,
+                document_id=i.document_id,
+                chunks=i.chunks,
+            )
+            for i in items
+        ],
+    )
+
+
+class JobService:
+    def __init__(self, engine: AsyncEngine, repositories: RepositoryService, sources: Sources) -> None:
+        self.engine = engine
+        self.repositories = repositories
+        self.sources = sources
+        self.dispatch: Callable[[str], Awaitable[None]] | None = None  # set by the worker: queue a job
+
+    async def _collection_for_write(
+        self, principal: Principal, repository_id: str, collection_id: str, chunking: Chunking | None
+    ) -> CollectionPublic:
+        collection = await self.repositories.collection(repository_id, collection_id, principal)
+        if chunking is not None and not collection.allow_chunking_override:
+            raise BadRequest(f"collection '{collection_id}' does not allow overriding its chunking")
+        return collection
+
+    async def upload(
+        self,
+        principal: Principal,
+        repository_id: str,
+        collection_id: str,
+        files: Sequence[Upload],
+        tags: list[str],
+        chunking: Chunking | None,
+    ) -> JobPublic:
+        await self._collection_for_write(principal, repository_id, collection_id, chunking)
+        if not files:
+            raise BadRequest("no files: send one or more 'files' parts")
+        seen: set[str] = set()
+        for f in files:
+            check_name(f.name)
+            check_supported(f.name)
+            if f.name in seen:
+                raise BadRequest(f"{f.name}: the same file name appears twice in one upload")
+            seen.add(f.name)
+        blobs = {hashlib.sha256(f.data).hexdigest(): f.data for f in files}
+        items = [PlannedItem(f"upload://{f.name}", f.name, hashlib.sha256(f.data).hexdigest()) for f in files]
+        return await self._create(principal, repository_id, collection_id, "upload", items, tags, chunking, blobs)
+
+    async def bulk(
+        self, principal: Principal, repository_id: str, collection_id: str, request: IngestRequest
+    ) -> JobPublic:
+        require_rag_admin(principal)  # reads the server's disks and buckets with the platform's credentials
+        await self._collection_for_write(principal, repository_id, collection_id, request.chunking)
+        items: list[PlannedItem] = []
+        for source in request.sources:
+            if source.startswith("s3://"):
+                items += [PlannedItem(uri, name_of(uri)) for uri in await self.sources.expand_s3(source)]
+            elif "://" in source:
+                raise BadRequest(f"{source}: only server paths and s3:// URIs can be ingested by reference")
+            else:
+                items += [PlannedItem(str(p), p.name) for p in self.sources.expand_local(source)]
+        unique = list({i.source: i for i in items}.values())
+        if not unique:
+            raise BadRequest("the sources hold no supported files")
+        return await self._create(
+            principal, repository_id, collection_id, "bulk", unique, request.tags, request.chunking
+        )
+
+    async def for_pipeline(
+        self,
+        pipeline_id: str,
+        created_by: str,
+        repository_id: str,
+        collection_id: str,
+        items: list[PlannedItem],
+        tags: list[str],
+        chunking: dict[str, Any] | None,
+    ) -> str:
+        actor = Principal(created_by, frozenset(), is_admin=True)
+        spec = Chunking.model_validate(chunking) if chunking else None
+        job = await self._create(
+            actor, repository_id, collection_id, "pipeline", items, tags, spec, pipeline_id=pipeline_id
+        )
+        return job.id
+
+    async def _create(
+        self,
+        principal: Principal,
+        repository_id: str,
+        collection_id: str,
+        kind: str,
+        items: Sequence[PlannedItem],
+        tags: list[str],
+        chunking: Chunking | None,
+        blobs: dict[str, bytes] | None = None,
+        pipeline_id: str | None = None,
+    ) -> JobPublic:
+        job_id = "job-" + secrets.token_hex(8)
+        async with self.engine.begin() as conn:
+            for sha, data in (blobs or {}).items():
+                await conn.execute(insert(B).values(sha256=sha, size=len(data), content=data).on_conflict_do_nothing())
+            row = (
+                await conn.execute(
+                    J.insert()
+                    .values(
+                        id=job_id,
+                        repository_id=repository_id,
+                        collection_id=collection_id,
+                        kind=kind,
+                        status=JobStatus.pending.value,
+                        chunking=chunking.model_dump(mode="json") if chunking else None,
+                        tags=list(tags),
+                        documents_total=len(items),
+                        pipeline_id=pipeline_id,
+                        created_by=principal.username,
+                    )
+                    .returning(J)
+                )
+            ).one()
+            await conn.execute(
+                I.insert(),
+                [
+                    {
+                        "job_id": job_id,
+                        "seq": n,
+                        "action": item.action,
+                        "source": item.source,
+                        "name": item.name,
+                        "blob_sha256": item.blob_sha256,
+                        "status": "pending",
+                    }
+                    for n, item in enumerate(items, start=1)
+                ],
+            )
+        if self.dispatch is not None:
+            await self.dispatch(job_id)
+        return job_public(row._mapping)
+
+    async def get(self, principal: Principal, repository_id: str, job_id: str, with_items: bool = True) -> JobPublic:
+        await self.repositories.get(repository_id, principal)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(J).where(J.c.id == job_id, J.c.repository_id == repository_id))).first()
+            if row is None:
+                raise NotFound(f"job '{job_id}' not found")
+            await self.repositories.collection(repository_id, row.collection_id, principal)
+            items = None
+            if with_items:
+                items = (
+                    await conn.execute(sa.select(I).where(I.c.job_id == job_id).order_by(I.c.seq).limit(1000))
+                ).all()
+        return job_public(row._mapping, items)
+
+    async def page(
+        self, principal: Principal, repository_id: str, *, collection_id: str | None, limit: int, cursor: str | None
+    ) -> JobPage:
+        visible = {c.id for c in await self.repositories.collections(repository_id, principal)}
+        query = sa.select(J).where(J.c.repository_id == repository_id).order_by(J.c.id.desc()).limit(limit + 1)
+        if collection_id is not None:
+            query = query.where(J.c.collection_id == collection_id)
+        if (after := decode_cursor(cursor)) is not None:
+            query = query.where(J.c.id < after)
+        async with self.engine.connect() as conn:
+            rows = [r._mapping for r in (await conn.execute(query)).all()]
+        more = len(rows) > limit
+        data = [job_public(m) for m in rows[:limit] if m["collection_id"] in visible]
+        return JobPage(data=data, next_cursor=encode_cursor(rows[limit - 1]["id"]) if more else None)
+
+    async def cancel(self, principal: Principal, repository_id: str, job_id: str) -> JobPublic:
+        job = await self.get(principal, repository_id, job_id, with_items=False)
+        if job.created_by != principal.username and not (principal.is_admin or principal.is_rag_admin):
+            raise NotFound(f"job '{job_id}' not found")
+        if job.status in FINAL_STATUSES:
+            raise Conflict(f"job '{job_id}' has already ended ({job.status.value})")
+        async with self.engine.begin() as conn:
+            await conn.execute(J.update().where(J.c.id == job_id).values(cancel_requested=True))
+            # A job no worker has started ends now; a running one stops at its next batch.
+            await conn.execute(
+                J.update()
+                .where(J.c.id == job_id, J.c.status == JobStatus.pending.value)
+                .values(status=JobStatus.cancelled.value, error="cancelled on request", finished_at=sa.func.now())
+            )
+            await conn.execute(
+                I.update()
+                .where(I.c.job_id == job_id, I.c.status == "pending", J.c.id == job_id, J.c.status == "cancelled")
+                .values(status="cancelled")
+            )
+        return await self.get(principal, repository_id, job_id)

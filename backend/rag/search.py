@@ -1,0 +1,203 @@
+"""Search over a repository's collections: embed the query once per embedding model, ask the store (vector,
+full-text or both), drop what falls under the score threshold, and optionally rerank with a cross-encoder served
+by a TEI-compatible ``/rerank`` endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import orjson
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+
+from backend.auth.principal import Principal
+from backend.errors import BadRequest, UpstreamError
+from backend.rag.embedder import Embedder
+from backend.rag.repositories import RepositoryService, collection_ref
+from backend.rag.schemas import SearchHit, SearchResult
+from backend.rag.vectorstores import Hit, SearchQuery
+
+MAX_QUERY_CHARS = 4000
+
+
+@dataclass
+class SearchParams:
+    query: str
+    top_k: int = 5
+    collections: list[str] = field(default_factory=list)  # empty: every collection the caller may see
+    hybrid_weight: float | None = None
+    score_threshold: float | None = None
+    tags: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    rerank: bool | None = None  # None: rerank when a reranker is configured
+
+
+class Reranker:
+    """A TEI-compatible reranker: POST {url}/rerank {"query", "texts"} -> [{"index", "score"}, ...]."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def scores(self, query: str, texts: list[str]) -> list[float]:
+        body = orjson.dumps({"query": query, "texts": texts, "truncate": True})
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=self._timeout) as session,
+                session.post(f"{self.url}/rerank", data=body, headers={"Content-Type": "application/json"}) as resp,
+            ):
+                payload = await resp.read()
+                if resp.status >= 400:
+                    raise UpstreamError(f"reranker failed with status {resp.status}: {payload[:200]!r}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(f"reranker unreachable: {exc}") from exc
+        scores = [0.0] * len(texts)
+        for item in orjson.loads(payload):
+            scores[int(item["index"])] = float(item["score"])
+        return scores
+
+
+class SearchService:
+    def __init__(
+        self,
+        repositories: RepositoryService,
+        embedder: Embedder,
+        reranker: Reranker | None,
+        default_hybrid_weight: float,
+        rerank_candidates: int,
+    ) -> None:
+        self.repositories = repositories
+        self.embedder = embedder
+        self.reranker = reranker
+        self.default_hybrid_weight = default_hybrid_weight
+        self.rerank_candidates = rerank_candidates
+
+    async def search(self, principal: Principal, repository_id: str, params: SearchParams) -> SearchResult:
+        started = time.perf_counter()
+        query = params.query.strip()
+        if not query:
+            raise BadRequest("'query' must not be empty")
+        if len(query) > MAX_QUERY_CHARS:
+            raise BadRequest(f"'query' is over {MAX_QUERY_CHARS} characters")
+        visible = await self.repositories.collections(repository_id, principal)
+        if params.collections:
+            known = {c.id: c for c in visible}
+            missing = [c for c in params.collections if c not in known]
+            if missing:
+                raise BadRequest(f"unknown collection(s) in repository '{repository_id}': {', '.join(missing)}")
+            visible = [known[c] for c in params.collections]
+        rerank = self.reranker is not None if params.rerank is None else params.rerank
+        if rerank and self.reranker is None:
+            raise BadRequest("reranking was asked for, but no reranker is configured (LISA_RAG_RERANKER_URL)")
+        weight = self.default_hybrid_weight if params.hybrid_weight is None else params.hybrid_weight
+        pool = max(params.top_k, self.rerank_candidates) if rerank else params.top_k
+        store = await self.repositories.store(repository_id)
+        models = sorted({c.embedding_model for c in visible})
+        t0 = time.perf_counter()
+        vectors = dict(zip(models, await asyncio.gather(*(self._embed(m, query, weight) for m in models)), strict=True))
+        t1 = time.perf_counter()
+        per_collection = await asyncio.gather(
+            *(
+                store.search(
+                    collection_ref(c),
+                    SearchQuery(
+                        vector=vectors[c.embedding_model],
+                        text=query,
+                        top_k=pool,
+                        hybrid_weight=weight,
+                        tags=params.tags,
+                        sources=params.sources,
+                    ),
+                )
+                for c in visible
+            )
+        )
+        t2 = time.perf_counter()
+        hits: list[Hit] = sorted((h for hs in per_collection for h in hs), key=lambda h: h.score, reverse=True)[:pool]
+        rerank_scores: list[float | None] = [None] * len(hits)
+        if rerank and hits and self.reranker is not None:
+            scores = await self.reranker.scores(query, [h.text for h in hits])
+            order = sorted(range(len(hits)), key=lambda i: scores[i], reverse=True)
+            hits = [hits[i] for i in order]
+            rerank_scores = [scores[i] for i in order]
+        t3 = time.perf_counter()
+        results: list[SearchHit] = []
+        for hit, rerank_score in zip(hits, rerank_scores, strict=True):
+            if params.score_threshold is not None and hit.score < params.score_threshold:
+                continue
+            results.append(to_search_hit(hit, rerank_score))
+            if len(results) == params.top_k:
+                break
+        return SearchResult(
+            query=query,
+            repository_id=repository_id,
+            collections=[c.id for c in visible],
+            results=results,
+            timings_ms={
+                "embed": round((t1 - t0) * 1000, 2),
+                "search": round((t2 - t1) * 1000, 2),
+                "rerank": round((t3 - t2) * 1000, 2),
+                "total": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+
+    async def _embed(self, model: str, query: str, weight: float) -> list[float]:
+        if weight >= 1.0:
+            return []  # full-text only: no vector needed
+        [vector] = await self.embedder.embed(model, [query])
+        return vector
+
+
+def to_search_hit(hit: Hit, rerank_score: float | None = None) -> SearchHit:
+    meta = hit.metadata
+    page = meta.get("page")
+    return SearchHit(
+        id=hit.id,
+        text=hit.text,
+        score=hit.score,
+        document_id=str(meta.get("document_id", "")),
+        source=str(meta.get("source", "")),
+        name=str(meta.get("name", "")),
+        collection_id=str(meta.get("collection", "")),
+        part=int(meta.get("part") or 0),
+        page=int(page) if page is not None else None,
+        tags=list(meta.get("tags") or []),
+        metadata={
+            k: v
+            for k, v in meta.items()
+            if k not in ("document_id", "source", "name", "collection", "part", "page", "tags")
+        },
+        rerank_score=rerank_score,
+    )
+
+
+class LisaRetriever(BaseRetriever):
+    """A LangChain retriever over a repository, searching as ``principal`` (used for RAG in chat)."""
+
+    service: SearchService
+    principal: Principal
+    repository_id: str
+    params: SearchParams
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        raise NotImplementedError("LisaRetriever is async: use ainvoke")
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        params = SearchParams(**{**self.params.__dict__, "query": query})
+        result = await self.service.search(self.principal, self.repository_id, params)
+        return [
+            Document(
+                page_content=hit.text,
+                id=hit.id,
+                metadata={**hit.model_dump(exclude={"text", "metadata"}), "repository_id": self.repository_id},
+            )
+            for hit in result.results
+        ]

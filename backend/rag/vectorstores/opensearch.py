@@ -1,0 +1,375 @@
+"""OpenSearch vector store: one index per collection, k-NN on ``embedding`` and BM25 on ``text``.
+
+Query bodies are built by the pure functions :func:`filters`, :func:`knn_query` and :func:`match_query`, so
+their shape can be tested without a server. See ``docs/rag-opensearch.md`` for configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from opensearchpy import AsyncHttpConnection, AsyncOpenSearch
+from opensearchpy.exceptions import NotFoundError, RequestError
+
+from backend.rag.vectorstores.base import CHUNK_FIELDS, ChunkRecord, CollectionRef, Hit, SearchQuery, VectorStore, fuse
+
+if TYPE_CHECKING:
+    from backend.rag.vectorstores import StoreConfig
+
+AUTH_MODES = ("none", "basic", "aws_sigv4")
+ENGINES = ("lucene", "faiss")
+MAX_TOP_K = 2500  # a hybrid search fetches 4 * top_k per side; OpenSearch returns at most 10,000 hits
+BULK_BATCH = 200  # chunks per bulk request: bounded request size even for large embeddings
+_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+_STORED = (*CHUNK_FIELDS, "text", "embedding", "metadata")
+
+
+class OpenSearchStoreError(RuntimeError):
+    """OpenSearch answered, but not as this store needs (bulk item failures, an unusable index)."""
+
+
+class KnnNotSupportedError(OpenSearchStoreError):
+    """The server cannot run ``knn`` queries (no k-NN plugin, or a test double such as osmem-server)."""
+
+
+# --- pure functions: index layout and query bodies -------------------------------------------------------------
+
+
+def index_name(prefix: str, ref: CollectionRef) -> str:
+    return f"{prefix}-{ref.key}".lower()
+
+
+def index_body(dimensions: int, engine: str = "lucene") -> dict[str, Any]:
+    """Settings and mapping of a collection's index. ``metadata`` is kept in ``_source`` but not indexed."""
+    return {
+        "settings": {"index": {"knn": True}},
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "text": {"type": "text", "analyzer": "english"},
+                "embedding": {
+                    "type": "knn_vector",
+                    "dimension": dimensions,
+                    "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": engine},
+                },
+                "document_id": {"type": "keyword"},
+                "source": {"type": "keyword"},
+                "name": {"type": "keyword"},
+                "collection": {"type": "keyword"},
+                "tags": {"type": "keyword"},
+                "part": {"type": "integer"},
+                "page": {"type": "integer"},
+                "metadata": {"type": "object", "enabled": False},
+            },
+        },
+    }
+
+
+def filters(query: SearchQuery) -> list[dict[str, Any]]:
+    """Filter clauses, ANDed together; each matches a chunk carrying any of its values."""
+    clauses: list[dict[str, Any]] = []
+    for values, fieldname in ((query.tags, "tags"), (query.sources, "source"), (query.document_ids, "document_id")):
+        if values:
+            clauses.append({"terms": {fieldname: list(values)}})
+    return clauses
+
+
+def knn_query(query: SearchQuery, k: int) -> dict[str, Any]:
+    """An approximate k-NN query; filters go inside it so the k nearest are chosen among matching chunks."""
+    clause: dict[str, Any] = {"vector": list(query.vector), "k": k}
+    where = filters(query)
+    if where:
+        clause["filter"] = {"bool": {"filter": where}}
+    return {"knn": {"embedding": clause}}
+
+
+def match_query(query: SearchQuery) -> dict[str, Any]:
+    """Full-text relevance on ``text`` (any term may match), restricted by the same filters."""
+    match = {"match": {"text": {"query": query.text, "operator": "or"}}}
+    where = filters(query)
+    return {"bool": {"must": [match], "filter": where}} if where else match
+
+
+def search_body(query: dict[str, Any], size: int) -> dict[str, Any]:
+    return {"size": size, "query": query, "_source": {"excludes": ["embedding"]}}
+
+
+def cosine_from_knn_score(score: float) -> float:
+    """OpenSearch scores ``cosinesimil`` as ``(1 + cos) / 2`` (lucene and faiss alike); Hit.score is ``cos``."""
+    return 2.0 * score - 1.0
+
+
+def chunk_document(chunk: ChunkRecord, document_id: str) -> dict[str, Any]:
+    """The stored form of a chunk: CHUNK_FIELDS as indexed fields, anything else under ``metadata``."""
+    meta = chunk.metadata
+    tags = meta.get("tags") or []
+    doc: dict[str, Any] = {
+        "text": chunk.text,
+        "embedding": list(chunk.embedding),
+        "document_id": document_id,
+        "source": meta.get("source"),
+        "name": meta.get("name"),
+        "collection": meta.get("collection"),
+        "tags": [tags] if isinstance(tags, str) else [str(t) for t in tags],
+        "part": meta.get("part"),
+        "page": meta.get("page"),
+        "metadata": {k: v for k, v in meta.items() if k not in CHUNK_FIELDS},
+    }
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def hit_from(raw: dict[str, Any], score: float) -> Hit:
+    source: dict[str, Any] = raw.get("_source") or {}
+    metadata: dict[str, Any] = dict(source.get("metadata") or {})
+    metadata.update({k: source[k] for k in CHUNK_FIELDS if k in source})
+    return Hit(id=str(raw["_id"]), text=str(source.get("text", "")), score=score, metadata=metadata)
+
+
+def knn_unsupported_reason(exc: RequestError) -> str | None:
+    """The server's reason when a 400 says the ``knn`` query itself is unknown or unsupported (as opposed to a
+    bad vector or filter); None otherwise."""
+    info: Any = exc.info
+    if not isinstance(info, dict):  # a body sent without a JSON content type arrives as the raw text
+        try:
+            info = json.loads(str(exc.error))
+        except ValueError:
+            info = {}
+    error = info.get("error") if isinstance(info, dict) else None
+    causes = [error, *(error.get("root_cause") or [])] if isinstance(error, dict) else []
+    for cause in causes:
+        kind = str(cause.get("type", ""))
+        reason = str(cause.get("reason", ""))
+        lowered = reason.lower()
+        if "knn" in lowered and (
+            kind in ("unsupported_operation_exception", "parsing_exception", "named_object_not_found_exception")
+            or "not supported" in lowered
+            or "unknown query" in lowered
+        ):
+            return reason
+    return None
+
+
+# --- configuration ---------------------------------------------------------------------------------------------
+
+
+def _text_option(options: dict[str, Any], key: str, default: str | None = None) -> str | None:
+    value = options.get(key, default)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"opensearch: option '{key}' must be a string")
+    return value.strip() or default
+
+
+def _sigv4_auth(options: dict[str, Any]) -> Any:
+    service = _text_option(options, "service", "es")
+    if service != "es":
+        raise ValueError(
+            f"opensearch: service '{service}' is not supported; use 'es' (an OpenSearch Service domain). "
+            "OpenSearch Serverless ('aoss') vector collections reject the custom document ids this store needs"
+        )
+    try:
+        import boto3
+        from opensearchpy import AWSV4SignerAsyncAuth
+    except ImportError as exc:  # pragma: no cover - boto3 is a dependency of the aws extras
+        raise ValueError("opensearch: auth 'aws_sigv4' needs boto3 installed") from exc
+    session = boto3.Session()
+    region = _text_option(options, "region") or os.environ.get("AWS_REGION") or session.region_name
+    if not region:
+        raise ValueError("opensearch: auth 'aws_sigv4' needs option 'region' (or AWS_REGION/AWS_DEFAULT_REGION)")
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise ValueError("opensearch: auth 'aws_sigv4' found no AWS credentials (environment, profile or role)")
+    return AWSV4SignerAsyncAuth(credentials, region, service)
+
+
+@dataclass(frozen=True)
+class OpenSearchOptions:
+    """Validated connection options; ``http_auth`` is a (user, password) pair, a SigV4 signer, or None."""
+
+    endpoint: str
+    index_prefix: str
+    engine: str
+    http_auth: Any = field(default=None, repr=False)  # never shown: it holds the password or credentials
+
+
+def parse_config(config: StoreConfig) -> OpenSearchOptions:
+    """Validate a store's options; a bad one raises ValueError naming the option."""
+    options = dict(config.options)
+    endpoint = _text_option(options, "endpoint")
+    if not endpoint:
+        raise ValueError("opensearch: option 'endpoint' (an http(s) URL) is required")
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"opensearch: endpoint '{endpoint}' is not an http(s) URL")
+    prefix = (_text_option(options, "index_prefix", "lisa") or "lisa").lower()
+    if not _PREFIX.match(prefix):
+        raise ValueError(
+            f"opensearch: index_prefix '{prefix}' must be 1-100 of a-z, 0-9, '-', '_', starting with a letter or digit"
+        )
+    engine = _text_option(options, "engine", "lucene") or "lucene"
+    if engine not in ENGINES:
+        raise ValueError(f"opensearch: engine '{engine}' is not one of {', '.join(ENGINES)}")
+    auth = _text_option(options, "auth", "none")
+    http_auth: Any = None
+    if auth == "basic":
+        username = _text_option(options, "username")
+        if not username or not config.secret:
+            raise ValueError("opensearch: auth 'basic' needs option 'username' and the password as the secret")
+        http_auth = (username, config.secret)
+    elif auth == "aws_sigv4":
+        http_auth = _sigv4_auth(options)
+    elif auth != "none":
+        raise ValueError(f"opensearch: auth '{auth}' is not one of {', '.join(AUTH_MODES)}")
+    return OpenSearchOptions(endpoint, prefix, engine, http_auth)
+
+
+# --- the store -------------------------------------------------------------------------------------------------
+
+
+class OpenSearchStore(VectorStore):
+    def __init__(self, client: AsyncOpenSearch, *, index_prefix: str = "lisa", engine: str = "lucene") -> None:
+        self._client = client
+        self._prefix = index_prefix
+        self._engine = engine
+
+    @classmethod
+    def from_config(cls, config: StoreConfig) -> OpenSearchStore:
+        options = parse_config(config)
+        client = AsyncOpenSearch(
+            hosts=[options.endpoint],
+            http_auth=options.http_auth,
+            use_ssl=options.endpoint.startswith("https:"),
+            verify_certs=True,
+            connection_class=AsyncHttpConnection,
+            timeout=30,
+        )
+        return cls(client, index_prefix=options.index_prefix, engine=options.engine)
+
+    @property
+    def client(self) -> AsyncOpenSearch:
+        return self._client
+
+    def index(self, ref: CollectionRef) -> str:
+        return index_name(self._prefix, ref)
+
+    async def ensure_collection(self, ref: CollectionRef) -> None:
+        index = self.index(ref)
+        if not await self._client.indices.exists(index=index):
+            try:
+                await self._client.indices.create(index=index, body=index_body(ref.dimensions, self._engine))
+                return
+            except RequestError as exc:
+                if exc.error != "resource_already_exists_exception":
+                    raise
+        mapping = await self._client.indices.get_mapping(index=index)
+        embedding = mapping.get(index, {}).get("mappings", {}).get("properties", {}).get("embedding", {})
+        if embedding.get("type") != "knn_vector" or int(embedding.get("dimension", -1)) != ref.dimensions:
+            raise OpenSearchStoreError(
+                f"index '{index}' exists but its 'embedding' is not a knn_vector of dimension {ref.dimensions}"
+            )
+
+    async def drop_collection(self, ref: CollectionRef) -> None:
+        await self._client.indices.delete(index=self.index(ref), ignore_unavailable=True)
+
+    async def replace_document(self, ref: CollectionRef, document_id: str, chunks: Sequence[ChunkRecord]) -> None:
+        """Index the new chunks under their deterministic ids, then delete the document's other chunks.
+
+        Not atomic: between the two steps a reader may see old and new chunks together. A retry converges:
+        re-indexing an id overwrites it, and the delete removes whatever is left of earlier versions.
+        """
+        for chunk in chunks:
+            if len(chunk.embedding) != ref.dimensions:
+                raise ValueError(
+                    f"chunk {chunk.id}: embedding has {len(chunk.embedding)} dimensions, not {ref.dimensions}"
+                )
+        await self.ensure_collection(ref)  # never let a bulk write auto-create an index with a guessed mapping
+        index = self.index(ref)
+        for start in range(0, len(chunks), BULK_BATCH):
+            body: list[dict[str, Any]] = []
+            for chunk in chunks[start : start + BULK_BATCH]:
+                body.append({"index": {"_index": index, "_id": chunk.id}})
+                body.append(chunk_document(chunk, document_id))
+            result = await self._client.bulk(body=body)
+            if result.get("errors"):
+                failed = [item["index"] for item in result.get("items", []) if "error" in item.get("index", {})]
+                reasons = "; ".join(f"{f.get('_id')}: {f['error'].get('reason', f['error'])}" for f in failed[:3])
+                raise OpenSearchStoreError(f"bulk write to '{index}' failed for {len(failed)} chunk(s): {reasons}")
+        # Make the new chunks and any unrefreshed leftovers of an interrupted earlier call visible to the delete.
+        await self._client.indices.refresh(index=index)
+        keep = [chunk.id for chunk in chunks]
+        stale: dict[str, Any] = {"bool": {"filter": [{"term": {"document_id": document_id}}]}}
+        if keep:
+            stale["bool"]["must_not"] = [{"ids": {"values": keep}}]
+        await self._delete_by_query(index, stale)
+
+    async def delete_document(self, ref: CollectionRef, document_id: str) -> int:
+        try:
+            return await self._delete_by_query(self.index(ref), {"term": {"document_id": document_id}})
+        except NotFoundError:
+            return 0
+
+    async def count(self, ref: CollectionRef, document_id: str | None = None) -> int:
+        body = {"query": {"term": {"document_id": document_id}}} if document_id is not None else None
+        try:
+            result = await self._client.count(index=self.index(ref), body=body)
+        except NotFoundError:
+            return 0
+        return int(result["count"])
+
+    async def search(self, ref: CollectionRef, query: SearchQuery) -> list[Hit]:
+        if not 1 <= query.top_k <= MAX_TOP_K:
+            raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}")
+        if not 0.0 <= query.hybrid_weight <= 1.0:
+            raise ValueError("hybrid_weight must be in [0, 1]")
+        weight = query.hybrid_weight
+        has_text = bool(query.text.strip())
+        if weight >= 1.0:
+            return await self._match(ref, query, query.top_k) if has_text else []
+        if len(query.vector) != ref.dimensions:
+            raise ValueError(f"query vector has {len(query.vector)} dimensions, not {ref.dimensions}")
+        if weight <= 0.0 or not has_text:
+            return await self._knn(ref, query, query.top_k)
+        size = max(query.top_k * 4, 20)
+        dense = await self._knn(ref, query, size)
+        sparse = await self._match(ref, query, size)
+        return fuse(dense, sparse, weight, query.top_k)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def _knn(self, ref: CollectionRef, query: SearchQuery, k: int) -> list[Hit]:
+        try:
+            result = await self._client.search(index=self.index(ref), body=search_body(knn_query(query, k), k))
+        except NotFoundError:
+            return []
+        except RequestError as exc:
+            reason = knn_unsupported_reason(exc)
+            if reason is not None:
+                raise KnnNotSupportedError(
+                    f"this OpenSearch server cannot run k-NN queries (is the k-NN plugin installed?): {reason}"
+                ) from exc
+            raise
+        hits = result["hits"]["hits"][:k]
+        return [hit_from(raw, cosine_from_knn_score(float(raw["_score"]))) for raw in hits]
+
+    async def _match(self, ref: CollectionRef, query: SearchQuery, size: int) -> list[Hit]:
+        try:
+            result = await self._client.search(index=self.index(ref), body=search_body(match_query(query), size))
+        except NotFoundError:
+            return []
+        return [hit_from(raw, float(raw["_score"])) for raw in result["hits"]["hits"]]
+
+    async def _delete_by_query(self, index: str, query: dict[str, Any]) -> int:
+        result = await self._client.delete_by_query(
+            index=index, body={"query": query}, conflicts="proceed", refresh=True
+        )
+        if result.get("failures"):
+            raise OpenSearchStoreError(f"delete from '{index}' failed: {result['failures'][:3]}")
+        return int(result.get("deleted", 0))

@@ -1,0 +1,18 @@
+"""One file to chunks: parse by type, then split by the chosen strategy, each chunk carrying its metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ingestion.chunkers import chunk_sections, chunking_from_spec
+from ingestion.document import Chunk
+from ingestion.loaders import MAX_BYTES, load
+
+
+def parse(
+    name: str, data: bytes, chunking: dict[str, Any], metadata: dict[str, Any], max_bytes: int = MAX_BYTES
+) -> list[Chunk]:
+    """Raises IngestionError (with a reason a person can act on) for unsupported, corrupt or oversized files."""
+    sections = load(name, data, max_bytes)
+    spec = {k: v for k, v in chunking.items() if v is not None}
+    return chunk_sections(sections, chunking_from_spec(spec), metadata)
