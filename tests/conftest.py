@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -26,9 +27,17 @@ def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lisa(session_tmp: Path) -> Iterator[LisaServer]:
+def ingest_root(session_tmp: Path) -> Path:
+    """The server folder the session's LISA may bulk-ingest from (LISA_RAG_INGEST_ROOTS)."""
+    root = session_tmp / "ingest-root"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def lisa(session_tmp: Path, ingest_root: Path) -> Iterator[LisaServer]:
     """The platform as `lisa serve` runs it: embedded PostgreSQL, llama.cpp gemma3-270m, MiniLM embeddings."""
-    server = start_lisa(session_tmp / "data")
+    server = start_lisa(session_tmp / "data", env={"LISA_RAG_INGEST_ROOTS": json.dumps([str(ingest_root)])})
     yield server
     server.proc.stop()
 

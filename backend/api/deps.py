@@ -42,3 +42,12 @@ async def get_admin_user(user: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(get_admin_user)]
+
+
+async def get_rag_admin_user(user: CurrentUser) -> Principal:
+    if not (user.is_admin or user.is_rag_admin):
+        raise Forbidden("managing repositories, collections and pipelines needs the admin or RAG admin group")
+    return user
+
+
+RagAdminUser = Annotated[Principal, Depends(get_rag_admin_user)]

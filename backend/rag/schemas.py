@@ -243,7 +243,8 @@ class IngestRequest(BaseModel):
 class SearchHit(BaseModel):
     id: str
     text: str
-    score: float
+    score: float  # the ranking score: blended (relative) for hybrid search, cosine similarity for vector search
+    similarity: float | None = None  # cosine similarity to the query, when vector search found the chunk
     document_id: str
     source: str
     name: str

@@ -127,7 +127,7 @@ class SearchService:
         t3 = time.perf_counter()
         results: list[SearchHit] = []
         for hit, rerank_score in zip(hits, rerank_scores, strict=True):
-            if params.score_threshold is not None and hit.score < params.score_threshold:
+            if params.score_threshold is not None and not _passes(hit, params.score_threshold, weight):
                 continue
             results.append(to_search_hit(hit, rerank_score))
             if len(results) == params.top_k:
@@ -152,6 +152,14 @@ class SearchService:
         return vector
 
 
+def _passes(hit: Hit, threshold: float, weight: float) -> bool:
+    """The threshold is a minimum cosine similarity (blended scores are relative, so they cannot carry one);
+    for full-text-only search it applies to the text rank."""
+    if weight >= 1.0:
+        return hit.score >= threshold
+    return hit.similarity is not None and hit.similarity >= threshold
+
+
 def to_search_hit(hit: Hit, rerank_score: float | None = None) -> SearchHit:
     meta = hit.metadata
     page = meta.get("page")
@@ -159,6 +167,7 @@ def to_search_hit(hit: Hit, rerank_score: float | None = None) -> SearchHit:
         id=hit.id,
         text=hit.text,
         score=hit.score,
+        similarity=hit.similarity,
         document_id=str(meta.get("document_id", "")),
         source=str(meta.get("source", "")),
         name=str(meta.get("name", "")),

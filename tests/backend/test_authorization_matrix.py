@@ -16,7 +16,7 @@ from backend.main import create_api
 from backend.serve.gateway import ROUTES as GATEWAY_ROUTES
 from tests.support import LisaServer, free_port
 
-PUBLIC, USER, ADMIN = "public", "user", "admin"
+PUBLIC, USER, ADMIN, RAG_ADMIN = "public", "user", "admin", "rag_admin"
 # (method, path template) -> who may call it. Resource visibility (allowed_groups) is checked separately below.
 RULES: dict[tuple[str, str], str] = {
     ("GET", "/health"): PUBLIC,
@@ -43,6 +43,26 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/limits/me"): USER,
     ("PUT", "/api/limits/{scope}/{subject}"): ADMIN,
     ("DELETE", "/api/limits/{scope}/{subject}"): ADMIN,
+    ("GET", "/api/repositories"): USER,
+    ("POST", "/api/repositories"): RAG_ADMIN,
+    ("GET", "/api/repositories/{repository_id}"): USER,
+    ("PATCH", "/api/repositories/{repository_id}"): RAG_ADMIN,
+    ("DELETE", "/api/repositories/{repository_id}"): RAG_ADMIN,
+    ("GET", "/api/repositories/{repository_id}/collections"): USER,
+    ("POST", "/api/repositories/{repository_id}/collections"): RAG_ADMIN,
+    ("GET", "/api/repositories/{repository_id}/collections/{collection_id}"): USER,
+    ("PATCH", "/api/repositories/{repository_id}/collections/{collection_id}"): RAG_ADMIN,
+    ("DELETE", "/api/repositories/{repository_id}/collections/{collection_id}"): RAG_ADMIN,
+    ("GET", "/api/repositories/{repository_id}/search"): USER,
+    ("POST", "/api/repositories/{repository_id}/collections/{collection_id}/documents"): USER,
+    ("POST", "/api/repositories/{repository_id}/collections/{collection_id}/ingest"): RAG_ADMIN,
+    ("GET", "/api/repositories/{repository_id}/jobs"): USER,
+    ("GET", "/api/repositories/{repository_id}/jobs/{job_id}"): USER,
+    ("POST", "/api/repositories/{repository_id}/jobs/{job_id}/cancel"): USER,
+    ("GET", "/api/repositories/{repository_id}/documents"): USER,
+    ("GET", "/api/repositories/{repository_id}/documents/{document_id}"): USER,
+    ("GET", "/api/repositories/{repository_id}/documents/{document_id}/content"): USER,
+    ("DELETE", "/api/repositories/{repository_id}/documents/{document_id}"): USER,
     ("GET", "/v1/models"): USER,
     ("GET", "/v1/models/{model_id}"): USER,
     ("POST", "/v1/chat/completions"): USER,
@@ -86,6 +106,9 @@ def callers(admin: httpx.Client, lisa: LisaServer) -> Iterator[dict[str, dict[st
         return str(resp.json()["token"])
 
     admin.delete(f"/api/models/{RESTRICTED}")
+    admin.delete(f"/api/repositories/{RESTRICTED}")
+    repo = {"id": RESTRICTED, "allowed_groups": ["team-a"]}
+    assert admin.post("/api/repositories", json=repo).status_code == 201
     body = {"id": RESTRICTED, "type": "textgen", "hosting": "internal", "base_url": f"http://127.0.0.1:{free_port()}/v1",
             "allowed_groups": ["team-a"]}  # fmt: skip
     assert admin.post("/api/models", json=body).status_code == 201
@@ -104,10 +127,14 @@ def callers(admin: httpx.Client, lisa: LisaServer) -> Iterator[dict[str, dict[st
     time.sleep(1.2)
     yield {"anonymous": {}} | {k: {"Authorization": f"Bearer {v}"} for k, v in tokens.items()}
     admin.delete(f"/api/models/{RESTRICTED}")
+    admin.delete(f"/api/repositories/{RESTRICTED}")
 
 
 def request_for(method: str, path: str) -> tuple[str, dict | None]:
-    url = path.replace("{model_id}", RESTRICTED if method == "GET" else "matrix-missing")
+    target = RESTRICTED if method == "GET" else "matrix-missing"  # writes aim at nothing, so nothing changes
+    url = path.replace("{model_id}", target).replace("{repository_id}", target)
+    for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}"):
+        url = url.replace(name, "default" if name == "{collection_id}" else "matrix-missing")
     url = (
         url.replace("{token_id}", "tok_matrixmissing").replace("{scope}", "user").replace("{subject}", "matrix-nobody")
     )
@@ -124,6 +151,8 @@ def expected(rule: str, caller: str, method: str, path: str) -> set[int] | str:
     if caller in ("anonymous", "expired", "revoked"):
         return {401}
     if rule == ADMIN and caller != "admin":
+        return {403}
+    if rule == RAG_ADMIN and caller not in ("admin", "rag_admin"):
         return {403}
     hidden = caller in ("other_group", "rag_admin")
     if hidden and "{model_id}" in path and method == "GET":

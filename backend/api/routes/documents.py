@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Form, Query, Response, UploadFile, status
 from pydantic import ValidationError
 
-from backend.api.deps import CurrentUser, ServicesDep
+from backend.api.deps import CurrentUser, RagAdminUser, ServicesDep
 from backend.errors import BadRequest, PayloadTooLarge
 from backend.rag.jobs import Upload
 from backend.rag.schemas import Chunking, DocumentPage, DocumentPublic, IngestRequest, JobPage, JobPublic
@@ -63,7 +63,7 @@ async def upload_documents(
 
 @router.post("/collections/{collection_id}/ingest", status_code=status.HTTP_202_ACCEPTED)
 async def ingest_sources(
-    repository_id: str, collection_id: str, body: IngestRequest, user: CurrentUser, services: ServicesDep
+    repository_id: str, collection_id: str, body: IngestRequest, user: RagAdminUser, services: ServicesDep
 ) -> JobPublic:
     return await services.rag.jobs.bulk(user, repository_id, collection_id, body)
 

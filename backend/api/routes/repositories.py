@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from backend.api.deps import CurrentUser, ServicesDep
+from backend.api.deps import CurrentUser, RagAdminUser, ServicesDep
 from backend.rag.schemas import (
     CollectionCreate,
     CollectionList,
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/repositories", tags=["repositories"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_repository(body: RepositoryCreate, user: CurrentUser, services: ServicesDep) -> RepositoryPublic:
+async def create_repository(body: RepositoryCreate, user: RagAdminUser, services: ServicesDep) -> RepositoryPublic:
     return await services.rag.repositories.create(body, user, services.settings.embedding_model_id)
 
 
@@ -45,13 +45,13 @@ async def get_repository(repository_id: str, user: CurrentUser, services: Servic
 
 @router.patch("/{repository_id}")
 async def update_repository(
-    repository_id: str, body: RepositoryUpdate, user: CurrentUser, services: ServicesDep
+    repository_id: str, body: RepositoryUpdate, user: RagAdminUser, services: ServicesDep
 ) -> RepositoryPublic:
     return await services.rag.repositories.update(repository_id, body, user)
 
 
 @router.delete("/{repository_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_repository(repository_id: str, user: CurrentUser, services: ServicesDep) -> None:
+async def delete_repository(repository_id: str, user: RagAdminUser, services: ServicesDep) -> None:
     await services.rag.repositories.delete(repository_id, user)
 
 
@@ -62,7 +62,7 @@ async def list_collections(repository_id: str, user: CurrentUser, services: Serv
 
 @router.post("/{repository_id}/collections", status_code=status.HTTP_201_CREATED)
 async def create_collection(
-    repository_id: str, body: CollectionCreate, user: CurrentUser, services: ServicesDep
+    repository_id: str, body: CollectionCreate, user: RagAdminUser, services: ServicesDep
 ) -> CollectionPublic:
     return await services.rag.repositories.create_collection(repository_id, body, user)
 
@@ -76,13 +76,13 @@ async def get_collection(
 
 @router.patch("/{repository_id}/collections/{collection_id}")
 async def update_collection(
-    repository_id: str, collection_id: str, body: CollectionUpdate, user: CurrentUser, services: ServicesDep
+    repository_id: str, collection_id: str, body: CollectionUpdate, user: RagAdminUser, services: ServicesDep
 ) -> CollectionPublic:
     return await services.rag.repositories.update_collection(repository_id, collection_id, body, user)
 
 
 @router.delete("/{repository_id}/collections/{collection_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_collection(repository_id: str, collection_id: str, user: CurrentUser, services: ServicesDep) -> None:
+async def delete_collection(repository_id: str, collection_id: str, user: RagAdminUser, services: ServicesDep) -> None:
     await services.rag.repositories.delete_collection(repository_id, collection_id, user)
 
 

@@ -72,6 +72,7 @@ class Hit:
     text: str
     score: float  # higher is better; cosine similarity for pure vector search
     metadata: dict[str, Any]
+    similarity: float | None = None  # cosine similarity to the query, when the vector search found the chunk
 
 
 class VectorStore(ABC):
@@ -127,4 +128,4 @@ def fuse(dense: Sequence[Hit], sparse: Sequence[Hit], weight: float, top_k: int)
             blended.setdefault(hit.id, hit)
             totals[hit.id] = totals.get(hit.id, 0.0) + w * norm
     ranked = sorted(blended, key=lambda i: totals[i], reverse=True)[:top_k]
-    return [Hit(i, blended[i].text, totals[i], blended[i].metadata) for i in ranked]
+    return [Hit(i, blended[i].text, totals[i], blended[i].metadata, blended[i].similarity) for i in ranked]

@@ -124,11 +124,13 @@ def chunk_document(chunk: ChunkRecord, document_id: str) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if v is not None}
 
 
-def hit_from(raw: dict[str, Any], score: float) -> Hit:
+def hit_from(raw: dict[str, Any], score: float, similarity: float | None = None) -> Hit:
     source: dict[str, Any] = raw.get("_source") or {}
     metadata: dict[str, Any] = dict(source.get("metadata") or {})
     metadata.update({k: source[k] for k in CHUNK_FIELDS if k in source})
-    return Hit(id=str(raw["_id"]), text=str(source.get("text", "")), score=score, metadata=metadata)
+    return Hit(
+        id=str(raw["_id"]), text=str(source.get("text", "")), score=score, metadata=metadata, similarity=similarity
+    )
 
 
 def knn_unsupported_reason(exc: RequestError) -> str | None:
@@ -357,7 +359,8 @@ class OpenSearchStore(VectorStore):
                 ) from exc
             raise
         hits = result["hits"]["hits"][:k]
-        return [hit_from(raw, cosine_from_knn_score(float(raw["_score"]))) for raw in hits]
+        cosines = [cosine_from_knn_score(float(raw["_score"])) for raw in hits]
+        return [hit_from(raw, c, similarity=c) for raw, c in zip(hits, cosines, strict=True)]
 
     async def _match(self, ref: CollectionRef, query: SearchQuery, size: int) -> list[Hit]:
         try:

@@ -146,7 +146,7 @@ class PgVectorStore(VectorStore):
             ),
             params,
         )
-        hits = [_hit(r, 1.0 - float(r.distance)) for r in rows]
+        hits = [_hit(r, 1.0 - float(r.distance), similarity=1.0 - float(r.distance)) for r in rows]
         hits.sort(key=lambda h: h.score, reverse=True)  # relaxed_order may return near-sorted rows
         await conn.rollback()
         return hits
@@ -189,13 +189,13 @@ def _filters(query: SearchQuery) -> tuple[str, dict[str, Any]]:
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-def _hit(row: Any, score: float) -> Hit:
+def _hit(row: Any, score: float, similarity: float | None = None) -> Hit:
     extra = row.langchain_metadata or {}
     if isinstance(extra, str):
         extra = json.loads(extra)
     metadata = {**extra, **{c: getattr(row, c) for c in META_COLUMNS}}
     metadata["tags"] = list(metadata.get("tags") or [])
-    return Hit(str(row.langchain_id), row.content, score, metadata)
+    return Hit(str(row.langchain_id), row.content, score, metadata, similarity)
 
 
 async def _insert(conn: AsyncConnection, table: str, chunks: Sequence[ChunkRecord]) -> None:

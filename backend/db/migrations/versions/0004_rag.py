@@ -28,7 +28,12 @@ RAG_TABLES = [
 
 
 def upgrade() -> None:
-    op.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    # pgvector where the server has it (the embedded server and RDS do); without it, pgvector repositories are
+    # refused with the database's own message when created, and everything else still works.
+    op.execute(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN "
+        "CREATE EXTENSION IF NOT EXISTS vector; END IF; END $$"
+    )
     bind = op.get_bind()
     for table in RAG_TABLES:
         table.create(bind)
