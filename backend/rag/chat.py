@@ -66,7 +66,7 @@ class ChatRag:
             spec = RagSpec.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "rag"
+            where = ".".join(["rag", *(str(p) for p in first["loc"])])
             raise BadRequest(f"invalid 'rag' field at {where}: {first['msg']}") from exc
         question = question_of(payload.get("messages"))
         params = SearchParams(

@@ -1,0 +1,94 @@
+"""RAG in /v1/chat/completions from the openai SDK: context in the prompt, sources with the answer and the stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.backend.rag.helpers import fresh_repository, ingest
+from tests.support import LisaServer
+
+REPO = "rag-chat"
+FACT = b"The on-call rotation for the database team changes every Tuesday at 09:00 UTC."
+OTHER = b"Cafeteria menus are published on the intranet every Friday afternoon."
+
+
+@pytest.fixture(scope="module")
+def repo(admin: httpx.Client) -> str:
+    fresh_repository(admin, REPO)
+    job = ingest(admin, REPO, {"oncall.txt": FACT, "menu.txt": OTHER})
+    assert job["status"] == "completed"
+    return REPO
+
+
+@pytest.fixture(scope="module")
+def client(lisa: LisaServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=lisa.url + "/v1", api_key=lisa.token)
+
+
+def test_answer_carries_sources_and_the_prompt_carries_the_context(client: openai.OpenAI, repo: str) -> None:
+    completion = client.chat.completions.create(
+        model="gemma3-270m",
+        messages=[{"role": "user", "content": "When does the database on-call rotation change?"}],
+        max_completion_tokens=8,
+        extra_body={"rag": {"repositories": [repo], "top_k": 1}},
+    )
+    sources: list[dict[str, Any]] = (completion.model_extra or {})["sources"]
+    assert [s["name"] for s in sources] == ["oncall.txt"]
+    assert sources[0]["index"] == 1 and sources[0]["repository_id"] == repo and sources[0]["text"] == FACT.decode()
+    # The retrieved passage went to the model: the prompt grew by about its length.
+    plain = client.chat.completions.create(
+        model="gemma3-270m",
+        messages=[{"role": "user", "content": "When does the database on-call rotation change?"}],
+        max_completion_tokens=8,
+    )
+    assert completion.usage is not None and plain.usage is not None
+    assert completion.usage.prompt_tokens >= plain.usage.prompt_tokens + 15
+    assert "sources" not in (plain.model_extra or {})
+
+
+def test_stream_ends_with_a_sources_chunk(client: openai.OpenAI, repo: str) -> None:
+    stream = client.chat.completions.create(
+        model="gemma3-270m",
+        messages=[{"role": "user", "content": "Where are cafeteria menus published?"}],
+        max_completion_tokens=6,
+        stream=True,
+        extra_body={"rag": {"repositories": [repo], "top_k": 2}},
+    )
+    chunks = list(stream)
+    with_sources = [c for c in chunks if (c.model_extra or {}).get("sources")]
+    assert len(with_sources) == 1 and with_sources[0] is chunks[-1] and chunks[-1].choices == []
+    names = [s["name"] for s in (chunks[-1].model_extra or {})["sources"]]
+    assert names[0] == "menu.txt" and set(names) == {"menu.txt", "oncall.txt"}
+    assert any(c.choices and c.choices[0].delta.content for c in chunks[:-1])
+
+
+@pytest.mark.parametrize(
+    ("rag", "fragment"),
+    [
+        ({"repositories": []}, "rag.repositories"),
+        ({"repositories": ["rag-chat"], "top_k": 0}, "rag.top_k"),
+        ({"repositories": ["rag-chat"], "surprise": 1}, "rag.surprise"),
+        ("rag-chat", "invalid 'rag' field"),
+    ],
+)
+def test_bad_rag_field_is_a_clear_400(client: openai.OpenAI, repo: str, rag: Any, fragment: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model="gemma3-270m", messages=[{"role": "user", "content": "hi"}], extra_body={"rag": rag}
+        )
+    assert fragment in str(caught.value)
+
+
+def test_unknown_repository_is_404_and_rag_elsewhere_is_400(client: openai.OpenAI, repo: str) -> None:
+    with pytest.raises(openai.NotFoundError, match="repository 'nope' not found"):
+        client.chat.completions.create(
+            model="gemma3-270m",
+            messages=[{"role": "user", "content": "hi"}],
+            extra_body={"rag": {"repositories": ["nope"]}},
+        )
+    with pytest.raises(openai.BadRequestError, match="chat/completions only"):
+        client.embeddings.create(model="minilm-l6-v2", input="x", extra_body={"rag": {"repositories": [repo]}})
