@@ -182,6 +182,30 @@ def build_app(encoder: Encoder, model_id: str) -> Starlette:
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return JSONResponse({"object": "list", "data": data, "model": model_id, "usage": usage})
 
+    async def rerank(request: Request) -> Response:
+        """TEI's /rerank protocol. MiniLM is a bi-encoder, so the score is the cosine similarity of query and text:
+        enough to exercise reranking end to end; a cross-encoder server (TEI with a reranker model) ranks better."""
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return JSONResponse({"error": "The request body is not valid JSON.", "error_type": "Validation"}, 422)
+        query = body.get("query") if isinstance(body, dict) else None
+        texts = body.get("texts") if isinstance(body, dict) else None
+        if not isinstance(query, str) or not query or not isinstance(texts, list) or not texts:
+            return JSONResponse({"error": "'query' (string) and 'texts' (non-empty list) are required",
+                                 "error_type": "Validation"}, 422)  # fmt: skip
+        if not all(isinstance(t, str) and t for t in texts) or len(texts) > MAX_INPUTS:
+            return JSONResponse({"error": f"'texts' must be 1 to {MAX_INPUTS} non-empty strings",
+                                 "error_type": "Validation"}, 422)  # fmt: skip
+        vectors, _ = await encoder.embed([query, *texts])
+        scores = vectors[1:] @ vectors[0]
+        ranked = sorted(range(len(texts)), key=lambda i: float(scores[i]), reverse=True)
+        out = [{"index": i, "score": float(scores[i])} for i in ranked]
+        if body.get("return_text"):
+            for item in out:
+                item["text"] = texts[int(item["index"])]  # type: ignore[call-overload]
+        return JSONResponse(out)
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         encoder.start()
@@ -192,6 +216,7 @@ def build_app(encoder: Encoder, model_id: str) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/rerank", rerank, methods=["POST"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
 

@@ -147,3 +147,19 @@ def test_official_openai_sdk_works(server_url: str) -> None:
     np.testing.assert_allclose(got, vectors_of(embed(server_url, texts)), atol=1e-6)
     assert result.usage.prompt_tokens > 0
     assert result.model == MODEL_ID
+
+
+def test_rerank_speaks_tei_and_orders_by_relevance(server_url: str) -> None:
+    texts = ["Quarterly revenue grew by 12%.", "A cat was sitting on the rug.", "Dogs bark at the postman."]
+    resp = httpx.post(f"{server_url}/rerank", json={"query": "Where did the cat sit?", "texts": texts}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    ranked = resp.json()
+    assert sorted(r["index"] for r in ranked) == [0, 1, 2]
+    assert ranked[0]["index"] == 1
+    assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
+    with_text = httpx.post(
+        f"{server_url}/rerank", json={"query": "cat", "texts": texts, "return_text": True}, timeout=60
+    ).json()
+    assert with_text[0]["text"] == texts[1]
+    bad = httpx.post(f"{server_url}/rerank", json={"query": "", "texts": texts}, timeout=60)
+    assert bad.status_code == 422 and "required" in bad.json()["error"]
