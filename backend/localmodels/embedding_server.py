@@ -203,7 +203,7 @@ def build_app(encoder: Encoder, model_id: str) -> Starlette:
         out = [{"index": i, "score": float(scores[i])} for i in ranked]
         if body.get("return_text"):
             for item in out:
-                item["text"] = texts[int(item["index"])]  # type: ignore[call-overload]
+                item["text"] = texts[int(item["index"])]
         return JSONResponse(out)
 
     @asynccontextmanager
