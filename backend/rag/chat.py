@@ -16,12 +16,12 @@ import time
 from typing import Any
 
 import orjson
+from langchain_core.documents import Document
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.auth.principal import Principal
 from backend.errors import BadRequest
-from backend.rag.schemas import SearchHit
-from backend.rag.search import SearchParams, SearchService
+from backend.rag.search import LisaRetriever, SearchParams, SearchService
 from backend.serve.asgi import Message, Send
 
 INSTRUCTION = (
@@ -38,6 +38,11 @@ class RagSpec(BaseModel):
     hybrid_weight: float | None = Field(default=None, ge=0.0, le=1.0)
     score_threshold: float | None = None
     tags: list[str] = Field(default_factory=list, max_length=50)
+
+
+def _relevance(doc: Document) -> float:
+    rerank = doc.metadata.get("rerank_score")
+    return float(rerank if rerank is not None else doc.metadata["score"])
 
 
 def question_of(messages: Any) -> str:
@@ -77,33 +82,26 @@ class ChatRag:
             score_threshold=spec.score_threshold,
             tags=spec.tags,
         )
-        results = await asyncio.gather(*(self.search.search(principal, r, params) for r in spec.repositories))
-        hits: list[tuple[str, SearchHit]] = sorted(
-            ((res.repository_id, h) for res in results for h in res.results),
-            key=lambda pair: pair[1].rerank_score if pair[1].rerank_score is not None else pair[1].score,
-            reverse=True,
-        )[: spec.top_k]
+        retrievers = [LisaRetriever(service=self.search, principal=principal, repository_id=r, params=params)
+                      for r in spec.repositories]  # fmt: skip
+        found = await asyncio.gather(*(r.ainvoke(question) for r in retrievers))
+        ranked: list[Document] = sorted((d for docs in found for d in docs), key=_relevance, reverse=True)
         sources: list[dict[str, Any]] = []
         passages: list[str] = []
         budget = self.max_context_chars
-        for n, (repository_id, hit) in enumerate(hits, start=1):
-            text = hit.text[:budget]
+        for n, doc in enumerate(ranked[: spec.top_k], start=1):
+            text = doc.page_content[:budget]
             if not text:
                 break
             budget -= len(text)
-            passages.append(f"[{n}] {hit.name}\n{text}")
+            meta = doc.metadata
+            passages.append(f"[{n}] {meta['name']}\n{text}")
             sources.append(
                 {
                     "index": n,
-                    "repository_id": repository_id,
-                    "collection_id": hit.collection_id,
-                    "document_id": hit.document_id,
-                    "name": hit.name,
-                    "source": hit.source,
-                    "page": hit.page,
-                    "part": hit.part,
-                    "score": hit.score,
-                    "text": hit.text,
+                    **{k: meta[k] for k in ("repository_id", "collection_id", "document_id", "name", "source")},
+                    **{k: meta[k] for k in ("page", "part", "score", "similarity", "rerank_score")},
+                    "text": doc.page_content,
                 }
             )
         if passages:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import orjson
@@ -15,7 +16,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
 from backend.auth.principal import Principal
-from backend.errors import BadRequest, UpstreamError
+from backend.errors import BadRequest, LisaError, UpstreamError
 from backend.rag.embedder import Embedder
 from backend.rag.repositories import RepositoryService, collection_ref
 from backend.rag.schemas import SearchHit, SearchResult
@@ -100,7 +101,7 @@ class SearchService:
         t0 = time.perf_counter()
         vectors = dict(zip(models, await asyncio.gather(*(self._embed(m, query, weight) for m in models)), strict=True))
         t1 = time.perf_counter()
-        per_collection = await asyncio.gather(
+        per_collection = await _guarded(
             *(
                 store.search(
                     collection_ref(c),
@@ -150,6 +151,16 @@ class SearchService:
             return []  # full-text only: no vector needed
         [vector] = await self.embedder.embed(model, [query])
         return vector
+
+
+async def _guarded(*searches: Any) -> list[list[Hit]]:
+    """Store failures (an unreachable domain, a missing k-NN plugin) reach the caller as 502 with the reason."""
+    try:
+        return list(await asyncio.gather(*searches))
+    except LisaError:
+        raise
+    except Exception as exc:
+        raise UpstreamError(f"the vector store failed: {exc.__class__.__name__}: {exc}") from exc
 
 
 def _passes(hit: Hit, threshold: float, weight: float) -> bool:

@@ -107,11 +107,12 @@ class PgVectorStore(VectorStore):
         if self._owns_engine:
             await self.engine.dispose()
 
-    def langchain(self, ref: CollectionRef, embeddings: Any) -> Any:
-        """A langchain-postgres ``PGVectorStore`` over this collection's table (dense search, LangChain retriever)."""
+    async def langchain(self, ref: CollectionRef, embeddings: Any) -> Any:
+        """A langchain-postgres ``PGVectorStore`` over this collection's table: LangChain's own similarity search,
+        MMR and ``as_retriever()`` on the chunks LISA ingested (read it; write through LISA's ingestion)."""
         from langchain_postgres import PGEngine, PGVectorStore
 
-        return PGVectorStore.create_sync(
+        return await PGVectorStore.create(
             PGEngine.from_engine(self.engine),
             embedding_service=embeddings,
             table_name=table_name(ref),

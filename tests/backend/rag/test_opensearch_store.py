@@ -8,11 +8,13 @@ cannot run it. It is verified for real only against an Amazon OpenSearch domain 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from osmem_server import resolve_binary
 
@@ -30,6 +32,7 @@ from backend.rag.vectorstores.opensearch import (
     parse_config,
     search_body,
 )
+from tests.backend.rag.helpers import FINAL
 from tests.support import Proc, free_port, start_process
 
 DIM = 4
@@ -420,3 +423,48 @@ def test_index_names_use_the_prefix_and_the_collection_key() -> None:
     ref = CollectionRef("Repo", "My Docs", 8)
     assert index_name("lisa", ref) == f"lisa-{ref.key}"
     assert index_name("lisa", ref) != index_name("lisa", CollectionRef("Repo", "Other", 8))
+
+
+# --- through the platform's API --------------------------------------------------------------------------------
+
+
+def test_an_opensearch_repository_ingests_searches_and_deletes_through_the_api(
+    admin: httpx.Client, osmem: Proc
+) -> None:
+    repo = "rag-opensearch"
+    admin.delete(f"/api/repositories/{repo}")
+    body = {"id": repo, "type": "opensearch", "opensearch": {"endpoint": osmem.url, "index_prefix": "lisa-api"}}
+    created = admin.post("/api/repositories", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["options"]["endpoint"].startswith("http://127.0.0.1")
+    files = [
+        (
+            "files",
+            ("wal.txt", b"Write-ahead logging records every change before data pages are written.", "text/plain"),
+        ),
+        ("files", ("acl.txt", b"Row level security policies restrict which rows a role can select.", "text/plain")),
+    ]
+    job = admin.post(f"/api/repositories/{repo}/collections/default/documents", files=files).json()
+    deadline = time.monotonic() + 120
+    while (job := admin.get(f"/api/repositories/{repo}/jobs/{job['id']}").json())["status"] not in FINAL:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert job["status"] == "completed" and job["chunks_done"] == 2, job
+    params: dict[str, str | float] = {"query": "which policies limit rows for a role", "hybrid_weight": 1.0, "top_k": 2}
+    hits = admin.get(f"/api/repositories/{repo}/search", params=params).json()["results"]
+    assert hits[0]["name"] == "acl.txt" and hits[0]["collection_id"] == "default"
+    # osmem-server has no k-NN: vector search reports the store's reason instead of pretending.
+    knn = admin.get(f"/api/repositories/{repo}/search", params={"query": "rows", "hybrid_weight": 0.0})
+    assert knn.status_code == 502 and "knn" in knn.json()["detail"].lower()
+    doc = next(d for d in admin.get(f"/api/repositories/{repo}/documents").json()["data"] if d["name"] == "acl.txt")
+    assert admin.delete(f"/api/repositories/{repo}/documents/{doc['id']}").status_code == 204
+    both: dict[str, str | float] = {
+        **params,
+        "query": "which policies limit rows for a role, and when are pages written",
+        "top_k": 5,
+    }
+    after = admin.get(f"/api/repositories/{repo}/search", params=both).json()["results"]
+    assert [h["name"] for h in after] == ["wal.txt"]
+    assert admin.delete(f"/api/repositories/{repo}").status_code == 204
+    index = f"lisa-api-{CollectionRef(repo, 'default', 384).key}"
+    assert httpx.head(f"{osmem.url}/{index}").status_code == 404  # the repository's index went with it
