@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     rag_poll_seconds: float = Field(default=5.0, gt=0)  # folder/S3 event pipelines without notifications
     # AWS (S3 sources, SQS notifications). An endpoint URL points boto3 elsewhere (moto in tests).
     aws_endpoint_url: str = ""
-    aws_region: str = "us-east-1"
+    aws_region: str = ""  # empty: boto3's own resolution (AWS_REGION, the ECS task's region, ~/.aws)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

@@ -55,22 +55,20 @@ class Sources:
         self.aws_endpoint_url = aws_endpoint_url
         self.aws_region = aws_region
 
+    def _client(self, service: str) -> Any:
+        import boto3
+
+        kwargs: dict[str, Any] = {"region_name": self.aws_region} if self.aws_region else {}
+        if self.aws_endpoint_url:
+            kwargs["endpoint_url"] = self.aws_endpoint_url
+        return boto3.client(service, **kwargs)
+
     @cached_property
     def s3(self) -> Any:
-        import boto3
-
-        kwargs: dict[str, Any] = {"region_name": self.aws_region}
-        if self.aws_endpoint_url:
-            kwargs["endpoint_url"] = self.aws_endpoint_url
-        return boto3.client("s3", **kwargs)
+        return self._client("s3")
 
     def sqs(self) -> Any:
-        import boto3
-
-        kwargs: dict[str, Any] = {"region_name": self.aws_region}
-        if self.aws_endpoint_url:
-            kwargs["endpoint_url"] = self.aws_endpoint_url
-        return boto3.client("sqs", **kwargs)
+        return self._client("sqs")
 
     # --- local folders ---------------------------------------------------------------------------------------
     def local_path(self, raw: str) -> Path:
