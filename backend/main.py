@@ -12,7 +12,19 @@ from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
 from backend.api.errors import install_error_handlers
-from backend.api.routes import audit, documents, health, limits, login, models, oidc_login, repositories, tokens, usage
+from backend.api.routes import (
+    audit,
+    documents,
+    health,
+    limits,
+    login,
+    models,
+    oidc_login,
+    pipelines,
+    repositories,
+    tokens,
+    usage,
+)
 from backend.config import Settings, get_settings
 from backend.serve.asgi import Receive, Scope, Send
 from backend.services import Services
@@ -53,7 +65,7 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
         https_only=settings.environment == "production",
     )
     install_error_handlers(app)
-    for module in (health, login, oidc_login, models, tokens, usage, limits, audit, repositories, documents):
+    for module in (health, login, oidc_login, models, tokens, usage, limits, audit, repositories, documents, pipelines):
         app.include_router(module.router)
     return app
 

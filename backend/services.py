@@ -21,6 +21,7 @@ from backend.rag.documents import DocumentService
 from backend.rag.embedder import Embedder
 from backend.rag.ingest import IngestRunner
 from backend.rag.jobs import JobService
+from backend.rag.pipelines import PipelineService
 from backend.rag.repositories import RepositoryService
 from backend.rag.search import Reranker, SearchService
 from backend.rag.sources import Sources
@@ -126,6 +127,7 @@ class RagServices:
     worker: RagWorker
     search: SearchService
     chat: ChatRag
+    pipelines: PipelineService
 
     @classmethod
     def build(cls, settings: Settings, database_url: str, engine: AsyncEngine, routes: RouteTable) -> RagServices:
@@ -157,13 +159,25 @@ class RagServices:
         )
         chat = ChatRag(search, settings.rag_max_context_chars)
         documents = DocumentService(engine, repositories)
-        return cls(embedder, sources, repositories, documents, jobs, runner, worker, search, chat)
+        pipelines = PipelineService(
+            engine,
+            asyncpg_dsn(database_url),
+            repositories,
+            jobs,
+            sources,
+            run_watchers=settings.rag_worker,
+            poll_seconds=settings.rag_poll_seconds,
+        )
+        worker.on_tick.append(pipelines.run_due_schedules)
+        return cls(embedder, sources, repositories, documents, jobs, runner, worker, search, chat, pipelines)
 
     async def start(self) -> None:
         await self.embedder.start()
         await self.worker.start()
+        await self.pipelines.start()
 
     async def stop(self) -> None:
+        await self.pipelines.stop()
         await self.worker.stop()
         await self.repositories.close()
         await self.embedder.stop()

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.support import LisaServer, Proc, start_lisa, start_module
+from tests.support import LisaServer, Proc, free_port, start_lisa, start_module, start_process
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -90,6 +91,17 @@ def lisa_tcp(tcp_database_url: str, session_tmp: Path) -> Iterator[LisaServer]:
     server = start_lisa(session_tmp / "tcp", local_models=False, database_url=tcp_database_url)
     yield server
     server.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """`moto_server` as a real process (S3, SQS, CloudFormation, ...); clients use dummy credentials."""
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    proc = start_process(argv, port=port, log=log, health="/moto-api/", deadline=60)
+    yield proc
+    proc.stop(signal.SIGTERM)
 
 
 @pytest.fixture(scope="session")

@@ -6,15 +6,16 @@ queue. Everything a request can check is checked before anything is written: a r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.auth.principal import Principal
 from backend.db import tables
@@ -153,11 +154,13 @@ class JobService:
         items: list[PlannedItem],
         tags: list[str],
         chunking: dict[str, Any] | None,
+        conn: AsyncConnection | None = None,
     ) -> str:
+        """With ``conn``, the job is written in the caller's transaction and the caller dispatches it after commit."""
         actor = Principal(created_by, frozenset(), is_admin=True)
         spec = Chunking.model_validate(chunking) if chunking else None
         job = await self._create(
-            actor, repository_id, collection_id, "pipeline", items, tags, spec, pipeline_id=pipeline_id
+            actor, repository_id, collection_id, "pipeline", items, tags, spec, pipeline_id=pipeline_id, conn=conn
         )
         return job.id
 
@@ -172,9 +175,11 @@ class JobService:
         chunking: Chunking | None,
         blobs: dict[str, bytes] | None = None,
         pipeline_id: str | None = None,
+        conn: AsyncConnection | None = None,
     ) -> JobPublic:
         job_id = "job-" + secrets.token_hex(8)
-        async with self.engine.begin() as conn:
+        outer = conn
+        async with _transaction(self.engine, outer) as conn:
             for sha, data in (blobs or {}).items():
                 await conn.execute(insert(B).values(sha256=sha, size=len(data), content=data).on_conflict_do_nothing())
             row = (
@@ -210,7 +215,7 @@ class JobService:
                     for n, item in enumerate(items, start=1)
                 ],
             )
-        if self.dispatch is not None:
+        if self.dispatch is not None and outer is None:  # in a caller's transaction, the caller queues it
             await self.dispatch(job_id)
         return job_public(row._mapping)
 
@@ -257,9 +262,18 @@ class JobService:
                 .where(J.c.id == job_id, J.c.status == JobStatus.pending.value)
                 .values(status=JobStatus.cancelled.value, error="cancelled on request", finished_at=sa.func.now())
             )
+            ended = sa.exists().where(J.c.id == job_id, J.c.status == JobStatus.cancelled.value)
             await conn.execute(
-                I.update()
-                .where(I.c.job_id == job_id, I.c.status == "pending", J.c.id == job_id, J.c.status == "cancelled")
-                .values(status="cancelled")
+                I.update().where(I.c.job_id == job_id, I.c.status == "pending", ended).values(status="cancelled")
             )
         return await self.get(principal, repository_id, job_id)
+
+
+@contextlib.asynccontextmanager
+async def _transaction(engine: AsyncEngine, conn: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+    """The caller's transaction when given one, else a new one committed on exit."""
+    if conn is not None:
+        yield conn
+        return
+    async with engine.begin() as own:
+        yield own

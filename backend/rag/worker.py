@@ -79,8 +79,13 @@ class RagWorker:
         await self.app.close_async()
 
     async def defer(self, job_id: str) -> None:
+        """Queue a job once; a pipeline's jobs run one after another (procrastinate's ``lock``), so a file that
+        changes and then disappears is ingested and removed in that order."""
+        async with self.engine.connect() as conn:
+            pipeline_id = await conn.scalar(sa.text("SELECT pipeline_id FROM rag_jobs WHERE id = :id"), {"id": job_id})
+        lock = f"rag-pipeline:{pipeline_id}" if pipeline_id else None
         with contextlib.suppress(AlreadyEnqueued):
-            await self._ingest.configure(queueing_lock=job_id).defer_async(job_id=job_id)
+            await self._ingest.configure(queueing_lock=job_id, lock=lock).defer_async(job_id=job_id)
 
     async def _run_ingest(self, job_id: str) -> None:
         await self.runner.run(job_id)
