@@ -97,7 +97,8 @@ class Settings(BaseSettings):
     rag_worker_jobs: int = Field(default=2, ge=1, le=64)  # ingestion jobs at once per process
     rag_heartbeat_seconds: float = Field(default=2.0, gt=0)
     rag_stalled_seconds: float = Field(default=10.0, gt=0)  # a job whose worker was silent this long is resumed
-    rag_hybrid_weight: float = Field(default=0.3, ge=0.0, le=1.0)  # weight of full-text relevance in search
+    # Weight of full-text relevance in search; 0.3 scored best on the dev questions (docs/rag-quality.md).
+    rag_hybrid_weight: float = Field(default=0.3, ge=0.0, le=1.0)
     rag_reranker_url: str = ""  # a TEI-compatible server with POST /rerank; empty: no reranking
     rag_rerank_candidates: int = Field(default=30, ge=1, le=500)
     rag_max_context_chars: int = Field(default=12_000, ge=500)  # retrieved text put into a chat prompt

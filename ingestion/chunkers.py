@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import tiktoken
@@ -209,12 +209,45 @@ def chunking_from_spec(spec: Mapping[str, Any]) -> Chunking:
 
 
 def chunk_sections(sections: list[Section], chunking: Chunking, metadata: dict[str, Any]) -> list[Chunk]:
-    """Chunks with per-chunk metadata: everything in ``metadata`` (source, name, collection, tags) plus part/page."""
+    """Chunks with per-chunk metadata: everything in ``metadata`` (source, name, collection, tags) plus part/page.
+
+    When a section has a title (an HTML ``<title>``, a markdown file's ``# heading``), every chunk that does not
+    already begin with it gets it as a first line: a chunk from the middle of a page then still says what the page
+    is about, to the embedding, to full-text search and to the model reading it. For fixed and token chunking the
+    line counts against the chunk size (a title longer than a quarter of it is left out); markdown chunks, which
+    carry their header trail the same way, are not shortened for it.
+    """
     chunks: list[Chunk] = []
     for section in sections:
-        for piece in chunking.split(section.text):
+        title = " ".join(str(section.metadata.get("title") or "").split())
+        strategy = _making_room(chunking, title) if title else None
+        for piece in (strategy or chunking).split(section.text):
             meta = {**metadata, **section.metadata, "part": len(chunks) + 1}
             if section.page is not None:
                 meta["page"] = section.page
-            chunks.append(Chunk(piece, meta))
+            text = piece if strategy is None or _starts_with(piece, title) else f"{title}\n{piece}"
+            chunks.append(Chunk(text, meta))
     return chunks
+
+
+def _starts_with(piece: str, title: str) -> bool:
+    return piece.lstrip().lstrip("#").lstrip().startswith(title)
+
+
+def _making_room(chunking: Chunking, title: str) -> Chunking | None:
+    """The strategy that leaves room for a ``title`` line in each chunk, or None when the title does not fit."""
+    if isinstance(chunking, NoChunking | MarkdownChunking):
+        return chunking
+    line = f"{title}\n"
+    cost = (
+        len(line)
+        if isinstance(chunking, FixedChunking)
+        else len(tokens.encoding(chunking.encoding).encode_ordinary(line))
+    )
+    if cost > chunking.size // 4:
+        return None
+    size = chunking.size - cost
+    try:
+        return replace(chunking, size=size, overlap=min(chunking.overlap, size // 2))
+    except IngestionError:  # below the strategy's smallest size
+        return None

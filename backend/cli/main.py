@@ -12,12 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from backend.cli.client import ApiError, LisaClient, resolve_token
+from backend.cli.rag import rag_app
+from backend.cli.rag_ingest import ingest as ingest_command
 
 app = typer.Typer(help="LISA: a self-hostable LLM platform.", no_args_is_help=True)
 models_app = typer.Typer(help="Manage the model registry.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(rag_app, name="rag")
+app.command("ingest")(ingest_command)
 console = Console()
 
 UrlOpt = Annotated[str, typer.Option(envvar="LISA_URL", help="Address of a running LISA.")]

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
-from bs4 import BeautifulSoup
+import re
+import warnings
+
+from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 
 from ingestion.document import IngestionError, Section
+
+# Never content: scripts, styles, and the site's own chrome (menus, page footers).
+DROPPED_TAGS = ["script", "style", "noscript", "template", "nav", "footer", "svg", "button", "form"]
+# Landmark roles and class/id names of navigation chrome: DocBook/Sphinx/Javadoc "navheader"/"navfooter",
+# navbars, breadcrumbs, sidebars, skip links. Matched against whole class names and ids, case-insensitively.
+CHROME_ROLES = {"navigation", "banner", "contentinfo", "search"}
+CHROME_NAME = re.compile(
+    r"^(nav|navbar|navheader|navfooter|navigation|breadcrumbs?|sidebar|skip-?link|site-(header|footer|nav))$", re.I
+)
+# Elements that start a new line of text; everything else (code, em, a, span, ...) runs inline within its line.
+BLOCK_TAGS = [
+    "address", "article", "aside", "blockquote", "caption", "dd", "details", "div", "dl", "dt", "figcaption",
+    "figure", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "ol", "p", "pre", "section",
+    "summary", "table", "tbody", "tfoot", "thead", "tr", "ul",
+]  # fmt: skip
+CELL_TAGS = ["td", "th"]
+SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")
+ATX_TITLE = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 def decode(data: bytes, name: str) -> str:
@@ -19,15 +40,46 @@ def decode(data: bytes, name: str) -> str:
 
 
 def load_text(data: bytes, name: str) -> list[Section]:
-    return [Section(decode(data, name))]
+    """The file as one section; a markdown file's first level-1 ``# heading`` becomes its title."""
+    text = decode(data, name)
+    title = None
+    if name.lower().endswith((".md", ".markdown")):
+        found = ATX_TITLE.search(text)
+        title = found.group(1) if found else None
+    return [Section(text, metadata={"title": title} if title else {})]
 
 
 def load_html(data: bytes, name: str) -> list[Section]:
-    soup = BeautifulSoup(data, "lxml")
-    for tag in soup(["script", "style", "noscript", "template", "nav", "footer"]):
-        tag.decompose()
-    title = soup.title.get_text(strip=True) if soup.title else None
+    """The page's readable text, one line per block element (a paragraph, list item, heading, table row with its
+    cells joined by `` | ``), without scripts, styles or navigation chrome; ``<title>`` goes into the metadata."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML pages parse fine as HTML
+        soup = BeautifulSoup(data, "lxml")
+    title = SPACES.sub(" ", soup.title.get_text()).strip() if soup.title else None
     body = soup.body or soup
-    lines = (line.strip() for line in body.get_text("\n").splitlines())
+    for tag in body.find_all(DROPPED_TAGS):
+        tag.decompose()
+    for tag in body.find_all(_is_chrome):
+        tag.decompose()
+    # Source line breaks inside a paragraph are just spaces (except in <pre>); then blocks get their own lines.
+    for string in body.find_all(string=True):
+        if type(string) is NavigableString and string.find_parent("pre") is None:
+            string.replace_with(SPACES.sub(" ", string))
+    for tag in body.find_all(BLOCK_TAGS):
+        tag.insert_before("\n")
+        tag.append("\n")
+    for tag in body.find_all("br"):
+        tag.replace_with("\n")
+    for tag in body.find_all(CELL_TAGS):
+        if tag.find_previous_sibling(CELL_TAGS) is not None:
+            tag.insert_before(" | ")
+    lines = (SPACES.sub(" ", line).strip() for line in body.get_text().splitlines())
     text = "\n".join(line for line in lines if line)
     return [Section(text, metadata={"title": title} if title else {})]
+
+
+def _is_chrome(tag: Tag) -> bool:
+    if str(tag.get("role", "")).lower() in CHROME_ROLES:
+        return True
+    names = [*tag.get_attribute_list("class"), tag.get("id") or ""]
+    return any(isinstance(n, str) and CHROME_NAME.match(n) for n in names)

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from ingestion.chunkers import FixedChunking, MarkdownChunking, NoChunking, chunk_sections
+from ingestion.chunkers import FixedChunking, MarkdownChunking, NoChunking, TokenChunking, chunk_sections
 from ingestion.document import IngestionError, Section
 
 WORDS = " ".join(f"word{i}" for i in range(600))
@@ -46,6 +46,50 @@ def test_markdown_sections_keep_their_header_trail() -> None:
 def test_none_and_metadata() -> None:
     sections = [Section("page one text", page=1), Section("page two text", page=2, metadata={"title": "T"})]
     chunks = chunk_sections(sections, NoChunking(), {"source": "s3://b/doc.pdf", "name": "doc.pdf", "tags": ["ops"]})
-    assert [c.text for c in chunks] == ["page one text", "page two text"]
+    assert [c.text for c in chunks] == ["page one text", "T\npage two text"]  # a titled section leads with it
     assert chunks[0].metadata == {"source": "s3://b/doc.pdf", "name": "doc.pdf", "tags": ["ops"], "part": 1, "page": 1}
     assert chunks[1].metadata["part"] == 2 and chunks[1].metadata["title"] == "T"
+
+
+def test_every_chunk_of_a_titled_section_leads_with_the_title_within_the_size() -> None:
+    title = "CREATE INDEX"
+    chunks = chunk_sections([Section(WORDS, metadata={"title": title})], FixedChunking(200, 20), {"name": "x.html"})
+    assert len(chunks) > 3
+    for chunk in chunks:
+        first, body = chunk.text.split("\n", 1)
+        assert first == title
+        assert body.split()[0].startswith("word")
+        assert len(chunk.text) <= 200  # the title line counts against the size
+    assert set(" ".join(c.text.split("\n", 1)[1] for c in chunks).split()) == set(WORDS.split())  # nothing lost
+
+
+def test_a_chunk_that_already_starts_with_the_title_is_left_alone() -> None:
+    text = "# Backups\n\nRun pg_dump nightly. " + "Keep the dumps off the database host. " * 20
+    chunks = chunk_sections([Section(text, metadata={"title": "Backups"})], FixedChunking(200, 0), {})
+    assert chunks[0].text.startswith("# Backups\n")  # the page's own heading: not repeated
+    assert all(c.text.startswith("Backups\n") for c in chunks[1:])
+    headed = chunk_sections([Section("Backups\nRun pg_dump.", metadata={"title": " Backups "})], NoChunking(), {})
+    assert [c.text for c in headed] == ["Backups\nRun pg_dump."]
+
+
+def test_markdown_chunks_keep_their_header_trail_instead_of_a_second_title() -> None:
+    text = "# Guide\nIntro.\n## Setup\nInstall it.\n"
+    chunks = chunk_sections([Section(text, metadata={"title": "Guide"})], MarkdownChunking(500), {})
+    assert [c.text for c in chunks] == ["Guide\n\nIntro.", "Guide > Setup\n\nInstall it."]
+
+
+def test_a_title_too_long_for_the_chunk_is_left_out() -> None:
+    title = "A very long page title " * 3  # over a quarter of 200 characters
+    chunks = chunk_sections([Section(WORDS, metadata={"title": title})], FixedChunking(200, 20), {})
+    assert all(c.text.startswith("word") for c in chunks)
+    assert all(c.metadata["title"] == title for c in chunks)
+
+
+def test_token_chunks_with_a_title_stay_within_their_token_size() -> None:
+    from ingestion import tokens
+
+    enc = tokens.encoding("cl100k_base")
+    chunks = chunk_sections([Section(WORDS, metadata={"title": "Numeric Types"})], TokenChunking(64, 8), {})
+    assert len(chunks) > 3
+    assert all(c.text.startswith("Numeric Types\n") for c in chunks)
+    assert all(len(enc.encode_ordinary(c.text)) <= 64 for c in chunks)

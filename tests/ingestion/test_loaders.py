@@ -105,6 +105,52 @@ def test_text_formats() -> None:
     assert load("a.log", b"\xff\xfeh\x00i\x00")[0].text == "hi"
 
 
+XHTML_PAGE = b"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml"><head><title>9.4.&#160;String
+ Functions</title></head><body>
+<div class="navheader"><table><tr><th colspan="3">9.4. String Functions</th></tr>
+<tr><td><a href="prev.html">Prev</a></td><td><a href="up.html">Up</a></td><td><a href="next.html">Next</a></td></tr>
+</table></div>
+<div id="breadcrumbs"><a href="/">Home</a> / Functions</div>
+<div role="navigation"><a href="/">Docs home</a></div>
+<h1>9.4. String Functions</h1>
+<p>The function <code class="function">upper</code> converts a
+   string to upper case; see
+   <a href="x.html">Table 9.9</a>.</p>
+<table class="table"><tr><th>Function</th><th>Returns</th></tr>
+<tr><td><code>upper(text)</code></td><td>text</td></tr></table>
+<pre>SELECT upper('tom');
+  TOM</pre>
+<ul><li>one<br/>two</li><li>three</li></ul>
+<div class="navfooter"><a href="prev.html">Prev</a> <a href="index.html">Home</a></div>
+</body></html>"""
+
+
+def test_html_text_keeps_paragraphs_whole_and_drops_navigation_chrome(recwarn: pytest.WarningsRecorder) -> None:
+    (page,) = load("functions-string.html", XHTML_PAGE)
+    assert page.metadata == {"title": "9.4. String Functions"}
+    assert page.text.splitlines() == [
+        "9.4. String Functions",
+        "The function upper converts a string to upper case; see Table 9.9.",
+        "Function | Returns",
+        "upper(text) | text",
+        "SELECT upper('tom');",
+        "TOM",
+        "one",
+        "two",
+        "three",
+    ]
+    assert not [w for w in recwarn if "XML" in str(w.message)]  # XHTML parses as HTML without a warning
+
+
+def test_a_markdown_files_first_heading_is_its_title() -> None:
+    (doc,) = load("guide.md", b"Some preamble.\n\n# Install guide #\n\n## Steps\n")
+    assert doc.metadata == {"title": "Install guide"}
+    assert load("notes.txt", b"# not a title in plain text\n")[0].metadata == {}
+    assert load("empty-title.md", b"no heading here\n")[0].metadata == {}
+
+
 def test_bad_input_gets_clear_errors() -> None:
     with pytest.raises(IngestionError, match=r"unsupported file type '\.exe'"):
         load("tool.exe", b"MZ")
