@@ -21,6 +21,7 @@ from backend.errors import BadRequest, Conflict, Forbidden, NotFound
 from backend.rag.embedder import Embedder
 from backend.rag.schemas import (
     Chunking,
+    ChunkingStrategy,
     CollectionCreate,
     CollectionPublic,
     CollectionUpdate,
@@ -38,6 +39,7 @@ from backend.registry.service import decode_cursor, encode_cursor
 R = tables.rag_repositories
 C = tables.rag_collections
 DEFAULT_COLLECTION = "default"
+DEFAULT_CHUNKING = Chunking(strategy=ChunkingStrategy.tokens, size=256, overlap=25)  # see docs/rag-quality.md
 
 
 def require_rag_admin(principal: Principal) -> None:
@@ -120,7 +122,7 @@ class RepositoryService:
             "name": "Default",
             "embedding_model": model,
             "dimensions": dimensions,
-            "chunking": Chunking().model_dump(mode="json"),
+            "chunking": DEFAULT_CHUNKING.model_dump(mode="json"),
             "created_by": actor.username,
         }
         try:
@@ -239,7 +241,7 @@ class RepositoryService:
             "description": data.description or "",
             "embedding_model": model,
             "dimensions": dimensions,
-            "chunking": (data.chunking or Chunking()).model_dump(mode="json"),
+            "chunking": (data.chunking or DEFAULT_CHUNKING).model_dump(mode="json"),
             "allow_chunking_override": True if data.allow_chunking_override is None else data.allow_chunking_override,
             "allowed_groups": data.allowed_groups or [],
             "created_by": actor.username,

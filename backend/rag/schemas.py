@@ -27,10 +27,12 @@ class ChunkingStrategy(StrEnum):
 
 class Chunking(BaseModel):
     """fixed: characters (size 100..10000, overlap <= size/2; default 512/51). tokens: tiktoken tokens (default
-    256/25). markdown: split at headers, long sections cut as fixed. none: one chunk per document section."""
+    256/25). markdown: split at headers, long sections cut as fixed. none: one chunk per document section.
+
+    Without a strategy: tokens 256/25, the best measured on the PostgreSQL manual (docs/rag-quality.md)."""
 
     model_config = ConfigDict(extra="forbid")
-    strategy: ChunkingStrategy = ChunkingStrategy.fixed
+    strategy: ChunkingStrategy = ChunkingStrategy.tokens
     size: int | None = Field(default=None, ge=1, le=10_000)
     overlap: int | None = Field(default=None, ge=0, le=5_000)
 

@@ -41,7 +41,7 @@ def test_repository_and_collection_lifecycle(admin: httpx.Client) -> None:
     assert admin.post("/api/repositories", json={"id": "rag-life"}).status_code == 409
     assert admin.get("/api/repositories/rag-life/collections").json()["data"][0]["id"] == "default"
     default = admin.get("/api/repositories/rag-life/collections/default").json()
-    assert default["dimensions"] == 384 and default["chunking"]["strategy"] == "fixed"
+    assert default["dimensions"] == 384 and default["chunking"]["strategy"] == "tokens"
 
     body = {
         "id": "tok",
@@ -84,7 +84,8 @@ def test_repository_bad_input_is_refused_and_leaves_nothing(
     if not status:  # a collection with impossible chunking
         fresh_repository(admin, "bad-chunk")
         resp = admin.post(
-            "/api/repositories/bad-chunk/collections", json={"id": "c", "chunking": {"size": 50, "overlap": 40}}
+            "/api/repositories/bad-chunk/collections",
+            json={"id": "c", "chunking": {"strategy": "fixed", "size": 50, "overlap": 40}},
         )
         assert resp.status_code == 422 and "between 100 and 10000" in resp.text
         assert admin.get("/api/repositories/bad-chunk/collections/c").status_code == 404
