@@ -6,7 +6,10 @@ HNSW on the embedding (cosine), GIN on the text and on tags, b-tree on document_
 
 Writes and hybrid search are our own SQL: a document's chunks are replaced in one transaction (readers see the
 old set or the new one, never a mix), and full-text matching ORs the query's terms, where LangChain's
-``plainto_tsquery`` ANDs them and so misses paraphrased questions.
+``plainto_tsquery`` ANDs them and so misses paraphrased questions. In hybrid search the full-text side ranks (by
+every term of the query) only the chunks holding one of the query's distinctive terms, or found by the vector side:
+ranking every chunk that holds any term, common ones included, made it rank most of a large collection on each
+search (0.7 s at 100k chunks; docs/benchmarks.md, "RAG search"). Full-text-only search still ranks them all.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ INSERT_BATCH = 500
 # terms standing close together, which an ORed paraphrase rarely gives: on the PostgreSQL-manual dev questions it
 # put the answering page first for 10 of 30 questions where ts_rank did for 16 (docs/rag-quality.md).
 RANK = "ts_rank(content_tsv, tsq.q, 1)"
+# Hybrid search: a query term is distinctive when the table's statistics put it in at most this many chunks (the
+# query's rarest term always is). Ranking costs a row each; this bounds the rows ranked (docs/benchmarks.md).
+TERM_MAX_ROWS = 1000
 META_COLUMNS = ("document_id", "source", "name", "part", "page", "collection", "tags")
 SELECT_COLUMNS = "langchain_id, content, document_id, source, name, part, page, collection, tags, langchain_metadata"
 
@@ -100,7 +106,11 @@ class PgVectorStore(VectorStore):
         pool = query.top_k if weight in (0.0, 1.0) else max(query.top_k * 4, 20)
         async with self.engine.connect() as conn:
             dense = await self._dense(conn, ref, query, pool) if weight < 1.0 else []
-            sparse = await self._sparse(conn, ref, query, pool) if weight > 0.0 and query.text.strip() else []
+            sparse = (
+                await self._sparse(conn, ref, query, pool, [h.id for h in dense])
+                if weight > 0.0 and query.text.strip()
+                else []
+            )
         if weight == 0.0:
             return dense[: query.top_k]
         if weight == 1.0:
@@ -156,14 +166,28 @@ class PgVectorStore(VectorStore):
         await conn.rollback()
         return hits
 
-    async def _sparse(self, conn: AsyncConnection, ref: CollectionRef, query: SearchQuery, limit: int) -> list[Hit]:
+    async def _sparse(
+        self, conn: AsyncConnection, ref: CollectionRef, query: SearchQuery, limit: int, candidates: list[str]
+    ) -> list[Hit]:
+        """Chunks ranked by every term of the query, ORed. With ``candidates`` (the vector side's ids: hybrid search)
+        only the chunks holding a distinctive term or among the candidates are ranked; without, every match is."""
+        # The tsqueries first, in a statement of their own, so that the planner plans for the values themselves (a
+        # BitmapOr of the GIN and primary-key indexes), not for values computed inside the statement.
+        terms = await conn.execute(sa.text(_TERMS_SQL), {"q": query.text, "t": table_name(ref), "n": TERM_MAX_ROWS})
+        every, distinctive = terms.one()
+        if not every:
+            await conn.rollback()
+            return []
         where, params = _filters(query)
-        params.update(q=query.text, k=limit)
+        params.update(q=every, k=limit)
         match = "content_tsv @@ tsq.q"
+        if candidates:
+            match += " AND (content_tsv @@ CAST(:rare AS tsquery) OR langchain_id = ANY(CAST(:ids AS uuid[])))"
+            params.update(rare=distinctive, ids=candidates)
         where = f"{where} AND {match}" if where else f"WHERE {match}"
         rows = await conn.execute(
             sa.text(
-                f"WITH tsq AS (SELECT {_or_query(':q')} AS q) "
+                "WITH tsq AS (SELECT CAST(:q AS tsquery) AS q) "
                 f"SELECT {SELECT_COLUMNS}, {RANK} AS rank "
                 f'FROM "{table_name(ref)}", tsq {where} ORDER BY rank DESC LIMIT :k'
             ),
@@ -174,9 +198,25 @@ class PgVectorStore(VectorStore):
         return hits
 
 
-def _or_query(param: str) -> str:
-    """The query's lexemes (stemmed, stop words dropped), ORed: any term may match, more matches rank higher."""
-    return f"NULLIF(replace(plainto_tsquery('{TS_CONFIG}', {param})::text, ' & ', ' | '), '')::tsquery"
+# Two tsqueries as text, NULL where the query has no lexeme. "every": the query's lexemes (stemmed, stop words
+# dropped) ORed, so that any term may match and more matches rank higher. "distinctive": those of them that the
+# table's statistics (pg_stats.most_common_elems of content_tsv, kept by ANALYZE and autovacuum) put in at most :n
+# chunks, and the query's rarest, ORed. A lexeme missing from the statistics is rarer than every one listed; a table
+# never analysed has none, so every lexeme is distinctive there.
+_TERMS_SQL = (
+    f"SELECT NULLIF(replace(plainto_tsquery('{TS_CONFIG}', :q)::text, ' & ', ' | '), '') AS every, "
+    "(SELECT string_agg(term, ' | ') FROM ("
+    r"SELECT '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''' AS term, freq, "
+    "min(freq) OVER () AS rarest FROM ("
+    "SELECT lexeme, coalesce(common.freq, 0) AS freq "
+    f"FROM unnest(tsvector_to_array(to_tsvector('{TS_CONFIG}', :q))) AS lexeme "
+    "LEFT JOIN (SELECT e.elem, e.freq FROM pg_stats AS s, "
+    "unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(elem, freq) "
+    "WHERE s.schemaname = current_schema() AND s.tablename = :t AND s.attname = 'content_tsv') AS common "
+    "ON common.elem = lexeme) AS counted) AS ranked "
+    "WHERE freq * (SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = to_regclass(:t)) <= :n "
+    "OR freq = rarest) AS distinctive"
+)
 
 
 def _filters(query: SearchQuery) -> tuple[str, dict[str, Any]]:
