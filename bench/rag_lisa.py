@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 
 import httpx
 
-from bench.cpuload import Meter
+from bench import cpuload
 from bench.gateway_doc import code_version
 from bench.rag_data import log
-from bench.report import cpu_busy
+from bench.report import _cpu_times, cpu_busy
 from tests.support import LisaServer, start_lisa
 
 T = TypeVar("T")
@@ -80,12 +80,42 @@ def wait_job(client: httpx.Client, job_id: str, poll: float = 0.2, timeout: floa
         time.sleep(poll)
 
 
+class Others:
+    """The share of all CPUs that processes outside the benchmark used between ``start()`` and ``stop()``.
+
+    ``bench.cpuload.Meter`` adds up the CPU time of processes alive at both ends, so a test suite that starts and
+    stops servers while a long run goes on is nearly invisible to it. Here the machine's busy time (``/proc/stat``)
+    minus the benchmark's own processes' is what the others used, short-lived processes included.
+    """
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self._busy0, self._total0 = 0, 0
+        self._before: dict[int, cpuload.Proc] = {}
+
+    def start(self) -> None:
+        self._before = cpuload._snapshot()
+        self._busy0, self._total0 = _cpu_times()
+
+    def stop(self) -> float:
+        busy1, total1 = _cpu_times()
+        after = cpuload._snapshot()
+        sessions = {os.getsid(0)}
+        ours = cpuload._ours(after, sessions, self.marker) | cpuload._ours(self._before, sessions, self.marker)
+        own = 0
+        for pid in ours & after.keys():
+            before = self._before.get(pid)
+            own += after[pid].ticks - (before.ticks if before and before.sid == after[pid].sid else 0)
+        total = max(total1 - self._total0, 1)
+        return max(0.0, min(100.0, 100.0 * (busy1 - self._busy0 - own) / total))
+
+
 class Quiet:
     """Runs a measurement when the CPUs are idle and repeats it (up to ``retries`` times) when processes outside
     the benchmark took more than ``limit_pct`` of the CPUs meanwhile; keeps each kept run's foreign share."""
 
     def __init__(self, marker: str, limit_pct: float, wait_s: float, retries: int) -> None:
-        self.meter = Meter(marker)
+        self.meter = Others(marker)
         self.limit_pct, self.wait_s, self.retries = limit_pct, wait_s, retries
         self.foreign: list[float] = []
         self.waited = 0.0
@@ -104,7 +134,7 @@ class Quiet:
             self.wait()
             self.meter.start()
             result = measure()
-            foreign = self.meter.stop(set())
+            foreign = self.meter.stop()
             if foreign <= self.limit_pct or attempt == self.retries:
                 self.foreign.append(foreign)
                 return result
