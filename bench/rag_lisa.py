@@ -85,27 +85,38 @@ class Others:
 
     ``bench.cpuload.Meter`` adds up the CPU time of processes alive at both ends, so a test suite that starts and
     stops servers while a long run goes on is nearly invisible to it. Here the machine's busy time (``/proc/stat``)
-    minus the benchmark's own processes' is what the others used, short-lived processes included.
+    minus the benchmark's own is what the others used, short-lived processes included. The benchmark's own is its
+    processes' CPU time plus that of their children reaped meanwhile (PostgreSQL's parallel workers, say).
     """
 
     def __init__(self, marker: str) -> None:
         self.marker = marker
         self._busy0, self._total0 = 0, 0
-        self._before: dict[int, cpuload.Proc] = {}
+        self._before: dict[int, tuple[int, int]] = {}
+
+    def _own(self) -> dict[int, tuple[int, int]]:
+        """pid -> (session, CPU ticks of the process and of its reaped children) for the benchmark's processes."""
+        procs = cpuload._snapshot()
+        own = {}
+        for pid in cpuload._ours(procs, {os.getsid(0)}, self.marker):
+            try:
+                fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            own[pid] = (procs[pid].sid, sum(int(f) for f in fields[11:15]))  # utime stime cutime cstime
+        return own
 
     def start(self) -> None:
-        self._before = cpuload._snapshot()
+        self._before = self._own()
         self._busy0, self._total0 = _cpu_times()
 
     def stop(self) -> float:
         busy1, total1 = _cpu_times()
-        after = cpuload._snapshot()
-        sessions = {os.getsid(0)}
-        ours = cpuload._ours(after, sessions, self.marker) | cpuload._ours(self._before, sessions, self.marker)
+        after = self._own()
         own = 0
-        for pid in ours & after.keys():
+        for pid, (sid, ticks) in after.items():
             before = self._before.get(pid)
-            own += after[pid].ticks - (before.ticks if before and before.sid == after[pid].sid else 0)
+            own += ticks - (before[1] if before and before[0] == sid else 0)
         total = max(total1 - self._total0, 1)
         return max(0.0, min(100.0, 100.0 * (busy1 - self._busy0 - own) / total))
 
