@@ -78,8 +78,13 @@ class Settings(BaseSettings):
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     auth_cache_seconds: float = Field(default=30.0, ge=0)
 
+    # Request bodies, capped before they are parsed (413 above the cap).
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024)  # any /api body that is not a file upload
+    rag_max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)  # one multipart upload request, in all
+    rag_max_upload_files: int = Field(default=100, ge=1, le=10_000)  # files in one upload request
+
     # Serve gateway.
-    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # /v1 bodies (images may be inline)
     upstream_connect_timeout: float = Field(default=5.0, gt=0)
     upstream_read_timeout: float = Field(default=300.0, gt=0)
     # Tokens reserved against tpm/budget limits for a request that names no max_tokens (settled to the real count).
