@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     rag_rerank_candidates: int = Field(default=30, ge=1, le=500)
     rag_max_context_chars: int = Field(default=12_000, ge=500)  # retrieved text put into a chat prompt
     rag_poll_seconds: float = Field(default=5.0, gt=0)  # folder/S3 event pipelines without notifications
+    # Untrusted files: each user's stored originals (413 past it; 0: no quota), and parsing in separate processes.
+    rag_user_quota_bytes: int = Field(default=2 * 1024**3, ge=0)
+    rag_parse_timeout_seconds: float = Field(default=120.0, gt=0)  # per file; the document fails past it
+    rag_parse_workers: int = Field(default=2, ge=1, le=64)  # parser processes per backend process
+    rag_parse_memory_bytes: int = Field(default=2 * 1024**3, ge=0)  # address space of one parser; 0: no cap
     # AWS (S3 sources, SQS notifications). An endpoint URL points boto3 elsewhere (moto in tests).
     aws_endpoint_url: str = ""
     aws_region: str = ""  # empty: boto3's own resolution (AWS_REGION, the ECS task's region, ~/.aws)
@@ -116,6 +121,19 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secret(self) -> Settings:
         if self.environment != "development" and self.secret_key.get_secret_value() in PLACEHOLDER_SECRETS:
             raise ValueError("LISA_SECRET_KEY must be set to a real secret outside development")
+        return self
+
+    @model_validator(mode="after")
+    def _ingest_roots_exclude_data_dir(self) -> Settings:
+        """The data dir holds the database, the admin token and keys: no ingest root may reach into it."""
+        data = self.data_dir.resolve()
+        for root in self.rag_ingest_roots:
+            resolved = root.resolve()
+            if resolved == data or data.is_relative_to(resolved) or resolved.is_relative_to(data):
+                raise ValueError(
+                    f"LISA_RAG_INGEST_ROOTS: {root} overlaps the data directory {data}, which holds the database "
+                    "and secrets; name folders that neither contain it nor lie inside it"
+                )
         return self
 
     @classmethod

@@ -33,6 +33,7 @@ from backend.serve.gateway import Gateway
 from backend.serve.litellm_backend import LiteLLMBackend
 from backend.serve.passthrough import Passthrough
 from backend.usage.meter import UsageMeter
+from ingestion.parser_pool import ParserPool
 
 
 @dataclass
@@ -135,12 +136,25 @@ class RagServices:
             routes, settings.rag_embed_batch, settings.rag_embed_parallel, settings.upstream_read_timeout
         )
         sources = Sources(
-            settings.rag_ingest_roots, settings.rag_max_file_bytes, settings.aws_endpoint_url, settings.aws_region
+            settings.rag_ingest_roots,
+            settings.rag_max_file_bytes,
+            settings.aws_endpoint_url,
+            settings.aws_region,
+            forbidden=[settings.data_dir],
         )
         box = SecretBox(settings.secret_key.get_secret_value())
         repositories = RepositoryService(engine, database_url, box, embedder)
+        parser = ParserPool(
+            settings.rag_parse_workers, settings.rag_parse_timeout_seconds, settings.rag_parse_memory_bytes
+        )
         runner = IngestRunner(
-            engine, repositories, embedder, sources, settings.rag_documents_parallel, settings.rag_max_file_bytes
+            engine,
+            repositories,
+            embedder,
+            sources,
+            settings.rag_documents_parallel,
+            settings.rag_max_file_bytes,
+            parser,
         )
         worker = RagWorker(
             database_url,
@@ -151,7 +165,7 @@ class RagServices:
             heartbeat_seconds=settings.rag_heartbeat_seconds,
             stalled_seconds=settings.rag_stalled_seconds,
         )
-        jobs = JobService(engine, repositories, sources)
+        jobs = JobService(engine, repositories, sources, settings.rag_user_quota_bytes)
         jobs.dispatch = worker.defer
         reranker = Reranker(settings.rag_reranker_url) if settings.rag_reranker_url else None
         search = SearchService(

@@ -3,7 +3,6 @@ overlap), markdown headers, none; ``chunking_from_spec`` builds one from its sto
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -12,8 +11,7 @@ import tiktoken
 
 from ingestion import tokens
 from ingestion.document import Chunk, IngestionError, Section
-
-HEADER = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+from ingestion.headings import headings
 
 
 @dataclass(frozen=True)
@@ -137,18 +135,18 @@ class MarkdownChunking:
         FixedChunking(self.size, 0)  # long sections are split by FixedChunking: same size bounds, checked up front
 
     def split(self, text: str) -> list[str]:
-        marks = list(HEADER.finditer(text))
+        marks = list(headings(text))
         if not marks:
             return FixedChunking(self.size, 0).split(text)
         pieces: list[str] = []
-        preamble = text[: marks[0].start()].strip()
+        preamble = text[: marks[0].start].strip()
         if preamble:
             pieces += FixedChunking(self.size, 0).split(preamble)
         trail: list[tuple[int, str]] = []
         for i, mark in enumerate(marks):
-            level, title = len(mark.group(1)), mark.group(2)
+            level, title = mark.level, mark.title
             trail = [(lvl, t) for lvl, t in trail if lvl < level] + [(level, title)]
-            body = text[mark.end() : marks[i + 1].start() if i + 1 < len(marks) else len(text)].strip()
+            body = text[mark.end : marks[i + 1].start if i + 1 < len(marks) else len(text)].strip()
             context = " > ".join(t for _, t in trail)
             for part in FixedChunking(self.size, 0).split(body) if body else []:
                 pieces.append(f"{context}\n\n{part}")

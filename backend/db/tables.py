@@ -8,6 +8,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -168,14 +169,21 @@ rag_collections = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-# Originals, content-addressed: identical files are stored once.
+# Originals, content-addressed: identical files are stored once, in parts (see backend/rag/blobs.py).
 rag_blobs = Table(
     "rag_blobs",
     metadata,
     Column("sha256", String(64), primary_key=True),
     Column("size", BigInteger, nullable=False),
-    Column("content", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+rag_blob_parts = Table(
+    "rag_blob_parts",
+    metadata,
+    Column("sha256", String(64), ForeignKey("rag_blobs.sha256", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
 )
 
 rag_documents = Table(
@@ -198,6 +206,7 @@ rag_documents = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("repository_id", "collection_id", "source", name="uq_rag_documents_source"),
     Index("ix_rag_documents_sha", "repository_id", "collection_id", "sha256"),
+    Index("ix_rag_documents_owner", "ingested_by"),  # storage quotas
 )
 
 rag_jobs = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,11 +12,12 @@ from backend.audit import log as audit
 from backend.auth.principal import Principal
 from backend.db import tables
 from backend.errors import Forbidden, NotFound
+from backend.rag import blobs
 from backend.rag.repositories import RepositoryService, _delete_orphan_blobs, collection_ref
 from backend.rag.schemas import DocumentPage, DocumentPublic
 from backend.registry.service import decode_cursor, encode_cursor
 
-D, B = tables.rag_documents, tables.rag_blobs
+D = tables.rag_documents
 
 
 def document_public(m: Any) -> DocumentPublic:
@@ -73,13 +75,13 @@ class DocumentService:
 
     async def original(
         self, principal: Principal, repository_id: str, document_id: str
-    ) -> tuple[DocumentPublic, bytes]:
+    ) -> tuple[DocumentPublic, int, AsyncIterator[bytes]]:
+        """The document, its original's size, and the original as a stream of parts."""
         m = await self._row(principal, repository_id, document_id)
-        async with self.engine.connect() as conn:
-            content = await conn.scalar(sa.select(B.c.content).where(B.c.sha256 == m["sha256"]))
-        if content is None:
+        size = await blobs.size_of(self.engine, m["sha256"])
+        if size is None:
             raise NotFound(f"the original of document '{document_id}' is no longer stored")
-        return document_public(m), bytes(content)
+        return document_public(m), size, blobs.parts(self.engine, m["sha256"])
 
     async def delete(self, principal: Principal, repository_id: str, document_id: str) -> None:
         m = await self._row(principal, repository_id, document_id)

@@ -9,26 +9,31 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import tempfile
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.auth.principal import Principal
 from backend.db import tables
 from backend.errors import LisaError
+from backend.rag import blobs
 from backend.rag.embedder import Embedder
 from backend.rag.repositories import RepositoryService, collection_ref
 from backend.rag.schemas import CollectionPublic, JobStatus
 from backend.rag.sources import Sources
 from backend.rag.vectorstores import ChunkRecord, VectorStore
 from ingestion.document import IngestionError
-from ingestion.pipeline import parse
+from ingestion.parser_pool import ParserPool
 
 log = logging.getLogger("lisa.rag")
 SYSTEM = Principal("system", frozenset(), is_admin=True)
-J, I, D, B = tables.rag_jobs, tables.rag_job_items, tables.rag_documents, tables.rag_blobs  # noqa: E741
+J, I, D = tables.rag_jobs, tables.rag_job_items, tables.rag_documents  # noqa: E741
 EMBED_GROUP = 256  # texts embedded between two looks at the cancel flag
 
 
@@ -55,6 +60,7 @@ class IngestRunner:
         sources: Sources,
         documents_parallel: int,
         max_bytes: int,
+        parser: ParserPool | None = None,
     ) -> None:
         self.engine = engine
         self.repositories = repositories
@@ -62,6 +68,11 @@ class IngestRunner:
         self.sources = sources
         self.documents_parallel = documents_parallel
         self.max_bytes = max_bytes
+        self.parser = parser or ParserPool()  # untrusted files are parsed in other processes, under a time limit
+
+    async def close(self) -> None:
+        """Stops the parser processes (they start again on the next use)."""
+        await asyncio.to_thread(self.parser.close)
 
     async def run(self, job_id: str) -> None:
         async with self.engine.connect() as conn:
@@ -124,33 +135,61 @@ class IngestRunner:
         item: Any,
         stop: asyncio.Event,
     ) -> None:
-        doc_id = document_id(job.repository_id, job.collection_id, item.source)
-        ref = collection_ref(collection)
         if item.action == "remove":
+            doc_id = document_id(job.repository_id, job.collection_id, item.source)
+            ref = collection_ref(collection)
             removed = await store.delete_document(ref, doc_id)
             async with self.engine.begin() as conn:
                 await conn.execute(D.delete().where(D.c.id == doc_id))
                 await self._item_done(job.id, item.seq, "completed", conn=conn, document_id=doc_id, chunks=removed)
             return
-        data = await self._read(item)
-        sha = hashlib.sha256(data).hexdigest()
+        fd, name = tempfile.mkstemp(prefix="lisa-ingest-", suffix=Path(item.name).suffix[:16])
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                await self._stage(item, file)
+            size, sha = await asyncio.to_thread(blobs.hash_file, path)
+            await self._ingest_staged(
+                job, collection, store, chunking, item, stop, blobs.StagedFile(item.name, path, size, sha)
+            )
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    async def _ingest_staged(
+        self,
+        job: Any,
+        collection: CollectionPublic,
+        store: VectorStore,
+        chunking: dict[str, Any],
+        item: Any,
+        stop: asyncio.Event,
+        staged: blobs.StagedFile,
+    ) -> None:
+        doc_id = document_id(job.repository_id, job.collection_id, item.source)
+        ref = collection_ref(collection)
         async with self.engine.connect() as conn:
+            owner = await conn.scalar(sa.select(D.c.ingested_by).where(D.c.id == doc_id))
             same = (
                 await conn.execute(
-                    sa.select(D.c.id, D.c.source, D.c.chunking).where(
+                    sa.select(D.c.id, D.c.source, D.c.chunking, D.c.ingested_by).where(
                         D.c.repository_id == job.repository_id,
                         D.c.collection_id == job.collection_id,
-                        D.c.sha256 == sha,
+                        D.c.sha256 == staged.sha256,
                     )
                 )
             ).all()
+        if owner is not None and owner != job.created_by and job.kind == "upload":
+            # Upload sources name their uploader, so only a document from before that rule can get here.
+            raise IngestionError(
+                f"{item.name}: the document {item.source} belongs to {owner}; only they may replace it"
+            )
         for other in same:
             if other.id == doc_id and other.chunking == chunking:
                 await self._item_done(
                     job.id, item.seq, "skipped", error="unchanged since the last ingestion", document_id=doc_id
                 )
                 return
-            if other.id != doc_id:
+            if other.id != doc_id and other.ingested_by == job.created_by:  # never someone else's document
                 note = f"identical content is already ingested as {other.source}"
                 await self._item_done(job.id, item.seq, "skipped", error=note, document_id=other.id)
                 return
@@ -161,7 +200,7 @@ class IngestRunner:
             "collection": job.collection_id,
             "tags": list(job.tags or []),
         }
-        chunks = await asyncio.to_thread(parse, item.name, data, chunking, metadata, self.max_bytes)
+        chunks = await self.parser.parse(str(staged.path), item.name, chunking, metadata, self.max_bytes)
         texts = [c.text for c in chunks]
         vectors: list[list[float]] = []
         for start in range(0, len(texts), EMBED_GROUP):
@@ -177,8 +216,8 @@ class IngestRunner:
             "collection_id": job.collection_id,
             "name": item.name,
             "source": item.source,
-            "sha256": sha,
-            "size": len(data),
+            "sha256": staged.sha256,
+            "size": staged.size,
             "content_type": content_type(item.name),
             "chunk_count": len(records),
             "chunking": chunking,
@@ -187,11 +226,9 @@ class IngestRunner:
             "job_id": job.id,
             "updated_at": now,
         }
-        from sqlalchemy.dialects.postgresql import insert
-
         async with self.engine.begin() as conn:
             if item.blob_sha256 is None:
-                await conn.execute(insert(B).values(sha256=sha, size=len(data), content=data).on_conflict_do_nothing())
+                await blobs.store(conn, staged)
             upsert = insert(D).values(**row)
             await conn.execute(
                 upsert.on_conflict_do_update(
@@ -200,14 +237,14 @@ class IngestRunner:
             )
             await self._item_done(job.id, item.seq, "completed", conn=conn, document_id=doc_id, chunks=len(records))
 
-    async def _read(self, item: Any) -> bytes:
-        if item.blob_sha256 is not None:
-            async with self.engine.connect() as conn:
-                data = await conn.scalar(sa.select(B.c.content).where(B.c.sha256 == item.blob_sha256))
-            if data is None:
-                raise IngestionError(f"{item.name}: the uploaded original is missing")
-            return bytes(data)
-        return await self.sources.read(item.source)
+    async def _stage(self, item: Any, file: BinaryIO) -> None:
+        """The item's content into ``file``: an upload's stored original, or the file or object it names."""
+        if item.blob_sha256 is None:
+            await self.sources.copy(item.source, file)
+            return
+        expected = await blobs.size_of(self.engine, item.blob_sha256)
+        if expected is None or await blobs.copy_to(self.engine, item.blob_sha256, file) != expected:
+            raise IngestionError(f"{item.name}: the uploaded original is missing")
 
     async def _cancel_requested(self, job_id: str) -> bool:
         async with self.engine.connect() as conn:

@@ -7,19 +7,20 @@ queue. Everything a request can check is checked before anything is written: a r
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.auth.principal import Principal
 from backend.db import tables
 from backend.errors import BadRequest, Conflict, NotFound
+from backend.rag import blobs
+from backend.rag.blobs import StagedFile
 from backend.rag.repositories import RepositoryService, require_rag_admin
 from backend.rag.schemas import (
     FINAL_STATUSES,
@@ -32,15 +33,16 @@ from backend.rag.schemas import (
     JobStatus,
 )
 from backend.rag.sources import Sources, check_name, check_supported, name_of
+from backend.rag.uploads import Allowance
 from backend.registry.service import decode_cursor, encode_cursor
 
-J, I, B = tables.rag_jobs, tables.rag_job_items, tables.rag_blobs  # noqa: E741
+J, I, B, D = tables.rag_jobs, tables.rag_job_items, tables.rag_blobs, tables.rag_documents  # noqa: E741
+QUOTA_LOCK = 0x4C495351  # advisory lock namespace: one user's uploads check their quota one at a time
 
 
-@dataclass(frozen=True)
-class Upload:
-    name: str
-    data: bytes
+def upload_source(username: str, name: str) -> str:
+    """An upload's source names its uploader, so two people's files of one name are two documents."""
+    return f"upload://{quote(username, safe='@+')}/{name}"
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,13 @@ def job_public(m: Any, items: Sequence[Any] | None = None) -> JobPublic:
 
 
 class JobService:
-    def __init__(self, engine: AsyncEngine, repositories: RepositoryService, sources: Sources) -> None:
+    def __init__(
+        self, engine: AsyncEngine, repositories: RepositoryService, sources: Sources, quota_bytes: int = 0
+    ) -> None:
         self.engine = engine
         self.repositories = repositories
         self.sources = sources
+        self.quota_bytes = quota_bytes  # originals each user may own, in bytes; 0: no quota
         self.dispatch: Callable[[str], Awaitable[None]] | None = None  # set by the worker: queue a job
 
     async def _collection_for_write(
@@ -102,15 +107,49 @@ class JobService:
             raise BadRequest(f"collection '{collection_id}' does not allow overriding its chunking")
         return collection
 
+    async def check_upload_target(self, principal: Principal, repository_id: str, collection_id: str) -> None:
+        """404 for a repository or collection the uploader cannot see: checked before the body is read."""
+        await self.repositories.collection(repository_id, collection_id, principal)
+
+    async def allowance(self, principal: Principal, repository_id: str, collection_id: str) -> Allowance | None:
+        """What the uploader's storage quota leaves room for (None: no quota)."""
+        if not self.quota_bytes:
+            return None
+        async with self.engine.connect() as conn:
+            return await self._allowance(conn, principal.username, repository_id, collection_id)
+
+    async def _allowance(
+        self, conn: AsyncConnection, username: str, repository_id: str, collection_id: str
+    ) -> Allowance:
+        """Bytes of the originals the user owns (their documents, and their uploads not yet ingested); a file
+        they upload again replaces their own copy, whose size is credited back."""
+        owned = sa.select(sa.func.coalesce(sa.func.sum(D.c.size), 0)).where(D.c.ingested_by == username)
+        pending = (
+            sa.select(sa.func.coalesce(sa.func.sum(B.c.size), 0))
+            .select_from(I.join(J, J.c.id == I.c.job_id).join(B, B.c.sha256 == I.c.blob_sha256))
+            .where(J.c.created_by == username, I.c.status == "pending")
+        )
+        used = int(await conn.scalar(owned) or 0) + int(await conn.scalar(pending) or 0)
+        mine = await conn.execute(
+            sa.select(D.c.name, D.c.size).where(
+                D.c.repository_id == repository_id,
+                D.c.collection_id == collection_id,
+                D.c.ingested_by == username,
+                D.c.source.startswith(upload_source(username, ""), autoescape=True),
+            )
+        )
+        return Allowance(self.quota_bytes, used, {row.name: int(row.size) for row in mine})
+
     async def upload(
         self,
         principal: Principal,
         repository_id: str,
         collection_id: str,
-        files: Sequence[Upload],
+        files: Sequence[StagedFile],
         tags: list[str],
         chunking: Chunking | None,
     ) -> JobPublic:
+        """A job for files received to local disk; their originals are stored with the job, in one transaction."""
         await self._collection_for_write(principal, repository_id, collection_id, chunking)
         if not files:
             raise BadRequest("no files: send one or more 'files' parts")
@@ -121,9 +160,21 @@ class JobService:
             if f.name in seen:
                 raise BadRequest(f"{f.name}: the same file name appears twice in one upload")
             seen.add(f.name)
-        blobs = {hashlib.sha256(f.data).hexdigest(): f.data for f in files}
-        items = [PlannedItem(f"upload://{f.name}", f.name, hashlib.sha256(f.data).hexdigest()) for f in files]
-        return await self._create(principal, repository_id, collection_id, "upload", items, tags, chunking, blobs)
+        items = [PlannedItem(upload_source(principal.username, f.name), f.name, f.sha256) for f in files]
+
+        async def within_quota(conn: AsyncConnection) -> None:
+            if not self.quota_bytes:
+                return
+            await conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:ns, hashtext(:user))"),
+                {"ns": QUOTA_LOCK, "user": principal.username},
+            )
+            allowance = await self._allowance(conn, principal.username, repository_id, collection_id)
+            allowance.check({f.name: f.size for f in files})
+
+        return await self._create(
+            principal, repository_id, collection_id, "upload", items, tags, chunking, files, check=within_quota
+        )
 
     async def bulk(
         self, principal: Principal, repository_id: str, collection_id: str, request: IngestRequest
@@ -173,15 +224,18 @@ class JobService:
         items: Sequence[PlannedItem],
         tags: list[str],
         chunking: Chunking | None,
-        blobs: dict[str, bytes] | None = None,
+        staged: Sequence[StagedFile] = (),
         pipeline_id: str | None = None,
         conn: AsyncConnection | None = None,
+        check: Callable[[AsyncConnection], Awaitable[None]] | None = None,
     ) -> JobPublic:
         job_id = "job-" + secrets.token_hex(8)
         outer = conn
         async with _transaction(self.engine, outer) as conn:
-            for sha, data in (blobs or {}).items():
-                await conn.execute(insert(B).values(sha256=sha, size=len(data), content=data).on_conflict_do_nothing())
+            if check is not None:
+                await check(conn)
+            for file in staged:
+                await blobs.store(conn, file)
             row = (
                 await conn.execute(
                     J.insert()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from backend.errors import BadRequest, Forbidden, PayloadTooLarge
 from ingestion.loaders import LOADERS
@@ -48,9 +50,22 @@ class S3Location:
         return f"s3://{self.bucket}/{self.key}"
 
 
+COPY_BLOCK = 1024 * 1024
+
+
 class Sources:
-    def __init__(self, roots: list[Path], max_bytes: int, aws_endpoint_url: str, aws_region: str) -> None:
+    def __init__(
+        self,
+        roots: list[Path],
+        max_bytes: int,
+        aws_endpoint_url: str,
+        aws_region: str,
+        *,
+        forbidden: Sequence[Path] = (),
+    ) -> None:
         self.roots = [r.resolve() for r in roots]
+        # Never read, whatever the roots say or a link points at: the data dir (database, admin token, keys).
+        self.forbidden = [f.resolve() for f in forbidden]
         self.max_bytes = max_bytes
         self.aws_endpoint_url = aws_endpoint_url
         self.aws_region = aws_region
@@ -79,26 +94,55 @@ class Sources:
         if not path.is_absolute():
             raise BadRequest(f"{raw}: a server path must be absolute")
         resolved = path.resolve()
-        if not any(resolved == root or resolved.is_relative_to(root) for root in self.roots):
-            raise Forbidden(f"{raw}: outside the folders ingestion may read")
+        self._check_allowed(raw, resolved)
         if not resolved.exists():
             raise BadRequest(f"{raw}: no such file or folder")
         return resolved
 
+    def _check_allowed(self, raw: str, resolved: Path) -> None:
+        """``resolved`` (links and '..' resolved) lies inside a root and outside every forbidden folder."""
+        if any(resolved == f or resolved.is_relative_to(f) or f.is_relative_to(resolved) for f in self.forbidden):
+            raise Forbidden(f"{raw}: the data directory (database, tokens, keys) is never ingested")
+        if not any(resolved == root or resolved.is_relative_to(root) for root in self.roots):
+            raise Forbidden(f"{raw}: outside the folders ingestion may read")
+
+    def _allowed(self, path: Path) -> bool:
+        try:
+            self._check_allowed(str(path), path.resolve())
+        except Forbidden:
+            return False
+        return True
+
     def expand_local(self, raw: str) -> list[Path]:
-        """The supported files a path names: itself, or every supported file below a folder (sorted)."""
+        """The supported files a path names: itself, or every supported file below a folder (sorted); files whose
+        links lead outside the roots or into the data dir are left out."""
         path = self.local_path(raw)
         if path.is_file():
             check_supported(path.name)
             return [path]
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in LOADERS)
+        found = (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in LOADERS)
+        return sorted(p for p in found if self._allowed(p))
 
-    async def read_local(self, path: str) -> bytes:
-        resolved = self.local_path(path)
-        size = resolved.stat().st_size
-        if size > self.max_bytes:
-            raise PayloadTooLarge(f"{resolved.name}: {size} bytes is over the limit of {self.max_bytes} bytes")
-        return await asyncio.to_thread(resolved.read_bytes)
+    def _copy_local(self, raw: str, dest: BinaryIO) -> None:
+        """Copies a server file into ``dest``, checking again at read time what was actually opened: the path
+        resolves inside the roots, its last part is no link, and the file the descriptor refers to is still inside."""
+        resolved = self.local_path(raw)
+        try:
+            fd = os.open(resolved, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            raise BadRequest(f"{raw}: cannot be read ({exc.strerror})") from exc
+        with os.fdopen(fd, "rb") as src:
+            opened = Path(f"/proc/self/fd/{fd}")
+            if opened.exists():  # Linux: where the descriptor really points, whatever changed since the check
+                self._check_allowed(raw, opened.resolve())
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise BadRequest(f"{raw}: not a regular file")
+            if info.st_size > self.max_bytes:
+                raise PayloadTooLarge(
+                    f"{resolved.name}: {info.st_size} bytes is over the limit of {self.max_bytes} bytes"
+                )
+            _copy_capped(src.read, dest, self.max_bytes, resolved.name)
 
     # --- S3 --------------------------------------------------------------------------------------------------
     def list_s3(self, uri: str) -> list[tuple[str, str]]:
@@ -121,22 +165,32 @@ class Sources:
             return [loc.uri]
         return [u for u, _ in await asyncio.to_thread(self.list_s3, uri)]
 
-    async def read_s3(self, uri: str) -> bytes:
+    def _copy_s3(self, uri: str, dest: BinaryIO) -> None:
         loc = S3Location.parse(uri)
+        head = self.s3.head_object(Bucket=loc.bucket, Key=loc.key)
+        if int(head["ContentLength"]) > self.max_bytes:
+            raise PayloadTooLarge(f"{uri}: {head['ContentLength']} bytes is over the limit of {self.max_bytes}")
+        body = self.s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
+        try:
+            _copy_capped(lambda n: body.read(n), dest, self.max_bytes, uri)
+        finally:
+            body.close()
 
-        def get() -> bytes:
-            head = self.s3.head_object(Bucket=loc.bucket, Key=loc.key)
-            if int(head["ContentLength"]) > self.max_bytes:
-                raise PayloadTooLarge(f"{uri}: {head['ContentLength']} bytes is over the limit of {self.max_bytes}")
-            body: bytes = self.s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read()
-            return body
-
-        return await asyncio.to_thread(get)
-
-    async def read(self, source: str) -> bytes:
+    async def copy(self, source: str, dest: BinaryIO) -> None:
+        """Copies a source's content into ``dest`` in blocks, never more than ``max_bytes`` (413 past it)."""
         if source.startswith("s3://"):
-            return await self.read_s3(source)
-        return await self.read_local(source)
+            await asyncio.to_thread(self._copy_s3, source, dest)
+        else:
+            await asyncio.to_thread(self._copy_local, source, dest)
+
+
+def _copy_capped(read: Any, dest: BinaryIO, limit: int, name: str) -> None:
+    copied = 0
+    while block := read(COPY_BLOCK):
+        copied += len(block)
+        if copied > limit:  # it grew since it was measured
+            raise PayloadTooLarge(f"{name}: over the limit of {limit} bytes")
+        dest.write(block)
 
 
 def name_of(source: str) -> str:

@@ -8,6 +8,7 @@ import warnings
 from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 
 from ingestion.document import IngestionError, Section
+from ingestion.headings import first_title
 
 # Never content: scripts, styles, and the site's own chrome (menus, page footers).
 DROPPED_TAGS = ["script", "style", "noscript", "template", "nav", "footer", "svg", "button", "form"]
@@ -25,7 +26,6 @@ BLOCK_TAGS = [
 ]  # fmt: skip
 CELL_TAGS = ["td", "th"]
 SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")
-ATX_TITLE = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 def decode(data: bytes, name: str) -> str:
@@ -44,8 +44,7 @@ def load_text(data: bytes, name: str) -> list[Section]:
     text = decode(data, name)
     title = None
     if name.lower().endswith((".md", ".markdown")):
-        found = ATX_TITLE.search(text)
-        title = found.group(1) if found else None
+        title = first_title(text)
     return [Section(text, metadata={"title": title} if title else {})]
 
 

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import unicodedata
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from backend.api.deps import CurrentUser, RagAdminUser, ServicesDep
-from backend.errors import BadRequest, PayloadTooLarge
-from backend.rag.jobs import Upload
+from backend.errors import BadRequest
 from backend.rag.schemas import Chunking, DocumentPage, DocumentPublic, IngestRequest, JobPage, JobPublic
+from backend.rag.uploads import UploadLimits, receive_upload
 
 router = APIRouter(prefix="/api/repositories/{repository_id}", tags=["documents"])
-READ_BLOCK = 1024 * 1024
 
-
-async def _read_limited(file: UploadFile, limit: int) -> bytes:
-    data = bytearray()
-    while block := await file.read(READ_BLOCK):
-        data += block
-        if len(data) > limit:
-            raise PayloadTooLarge(f"{file.filename}: over the limit of {limit} bytes")
-    return bytes(data)
+UPLOAD_BODY: dict[str, Any] = {  # the form the upload route reads itself, as a stream, for the OpenAPI document
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "tags": {"type": "string", "description": "Comma-separated tags for every chunk."},
+                        "chunking": {
+                            "type": "string",
+                            "description": "JSON chunking override, if the collection allows it.",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 def _parse_chunking(raw: str | None) -> Chunking | None:
@@ -44,21 +59,21 @@ def _parse_tags(raw: str | None) -> list[str]:
     return tags
 
 
-@router.post("/collections/{collection_id}/documents", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/collections/{collection_id}/documents", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_BODY)
 async def upload_documents(
-    repository_id: str,
-    collection_id: str,
-    user: CurrentUser,
-    services: ServicesDep,
-    files: list[UploadFile],
-    tags: Annotated[str | None, Form(description="Comma-separated tags for every chunk.")] = None,
-    chunking: Annotated[str | None, Form(description="JSON chunking override, if the collection allows it.")] = None,
+    repository_id: str, collection_id: str, request: Request, user: CurrentUser, services: ServicesDep
 ) -> JobPublic:
-    limit = services.settings.rag_max_file_bytes
-    uploads = [Upload(f.filename or "", await _read_limited(f, limit)) for f in files]
-    return await services.rag.jobs.upload(
-        user, repository_id, collection_id, uploads, _parse_tags(tags), _parse_chunking(chunking)
-    )
+    """Files stream to temporary files as they arrive, under the per-file, per-upload and quota caps (413)."""
+    jobs, settings = services.rag.jobs, services.settings
+    await jobs.check_upload_target(user, repository_id, collection_id)
+    limits = UploadLimits(settings.rag_max_file_bytes, settings.rag_max_upload_bytes, settings.rag_max_upload_files)
+    allowance = await jobs.allowance(user, repository_id, collection_id)
+    received = await receive_upload(request.headers.get("content-type"), request.stream(), limits, allowance)
+    try:
+        tags, chunking = _parse_tags(received.fields.get("tags")), _parse_chunking(received.fields.get("chunking"))
+        return await jobs.upload(user, repository_id, collection_id, received.files, tags, chunking)
+    finally:
+        received.discard()
 
 
 @router.post("/collections/{collection_id}/ingest", status_code=status.HTTP_202_ACCEPTED)
@@ -112,14 +127,20 @@ async def get_document(
     return await services.rag.documents.get(user, repository_id, document_id)
 
 
+def content_disposition(name: str) -> str:
+    """RFC 6266: the name in UTF-8 (``filename*``), and an ASCII approximation for clients that lack it."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in ascii_name).strip() or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='!#$&+-.^_`|~')}"
+
+
 @router.get("/documents/{document_id}/content", response_class=Response)
 async def download_document(repository_id: str, document_id: str, user: CurrentUser, services: ServicesDep) -> Response:
-    doc, content = await services.rag.documents.original(user, repository_id, document_id)
-    quoted = doc.name.replace('"', "")
-    return Response(
-        content,
+    doc, size, parts = await services.rag.documents.original(user, repository_id, document_id)
+    return StreamingResponse(
+        parts,
         media_type=doc.content_type,
-        headers={"Content-Disposition": f'attachment; filename="{quoted}"'},
+        headers={"Content-Disposition": content_disposition(doc.name), "Content-Length": str(size)},
     )
 
 
