@@ -89,7 +89,9 @@ def test_a_folder_is_uploaded_in_batches_and_becomes_searchable(
     docs = listed(admin, repo, collection)
     assert set(docs) == set(FILES)
     assert result.chunks == sum(d["chunk_count"] for d in docs.values()) >= 4
-    assert all(d["tags"] == ["notebook", "ops"] and d["source"] == f"upload://{n}" for n, d in docs.items())
+    assert all(
+        d["tags"] == ["notebook", "ops"] and d["source"] == f"upload://{d['ingested_by']}/{n}" for n, d in docs.items()
+    )
     assert {d["job_id"] for d in docs.values()} == set(result.job_ids)
     for job_id in result.job_ids:
         job = admin.get(f"/api/repositories/{repo}/jobs/{job_id}").json()

@@ -106,12 +106,13 @@ def test_upload_search_download_and_delete(admin: httpx.Client, repo: str, lisa:
     assert job2["status"] == "completed"
 
     hits = search(admin, repo, "how can I get disk space back after deleting many rows", top_k=3)
-    assert hits[0]["name"] == "vacuum.txt" and hits[0]["source"] == "upload://vacuum.txt"
+    uploads = f"upload://{job['created_by']}"  # an upload's source names its uploader
+    assert hits[0]["name"] == "vacuum.txt" and hits[0]["source"] == f"{uploads}/vacuum.txt"
     assert hits[0]["tags"] == ["ops", "postgres"] and hits[0]["collection_id"] == "default"
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     tagged = search(admin, repo, "standby servers", tag="ops", top_k=5)
     assert {h["name"] for h in tagged} == {"vacuum.txt", "backup.md"}
-    only = search(admin, repo, "anything at all", source="upload://backup.md")
+    only = search(admin, repo, "anything at all", source=f"{uploads}/backup.md")
     assert {h["name"] for h in only} == {"backup.md"}
     assert search(admin, repo, "standby servers", score_threshold=0.99) == []
     dense = search(admin, repo, "write-ahead log shipping to standbys", hybrid_weight=0.0, top_k=1)
@@ -140,13 +141,14 @@ def test_reingesting_replaces_chunks_and_identical_content_is_not_duplicated(
     second = ingest(admin, repo, {"notes.txt": b"The tablespace moved to the archive disk named juniper."})
     assert second["items"][0]["document_id"] == doc_id and second["items"][0]["status"] == "completed"
     assert stored_chunks(lisa.database_url, repo)[doc_id] == 1
-    hits = search(admin, repo, "which disk holds the tablespace", source="upload://notes.txt", top_k=5)
+    notes = f"upload://{first['created_by']}/notes.txt"
+    hits = search(admin, repo, "which disk holds the tablespace", source=notes, top_k=5)
     assert [h["text"] for h in hits] == ["The tablespace moved to the archive disk named juniper."]
 
     same = ingest(admin, repo, {"notes.txt": b"The tablespace moved to the archive disk named juniper."})
     assert same["documents_skipped"] == 1 and "unchanged" in same["items"][0]["error"]
     copy = ingest(admin, repo, {"copy-of-notes.txt": b"The tablespace moved to the archive disk named juniper."})
-    assert copy["documents_skipped"] == 1 and "upload://notes.txt" in copy["items"][0]["error"]
+    assert copy["documents_skipped"] == 1 and notes in copy["items"][0]["error"]
     names = [d["name"] for d in documents(admin, repo)]
     assert names.count("notes.txt") == 1 and "copy-of-notes.txt" not in names
 
