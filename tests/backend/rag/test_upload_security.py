@@ -23,7 +23,7 @@ import pytest
 
 from backend.db.engine import asyncpg_dsn
 from tests.backend.rag.helpers import documents, fresh_repository, search, stored_chunks, upload, wait_job
-from tests.ingestion.test_hostile_inputs import HOSTILE_MD, docx_bomb, pdf_bomb
+from tests.ingestion.hostile_files import HOSTILE_MD, docx_bomb, pdf_bomb
 from tests.ingestion.test_loaders import pdf_with_pages
 from tests.support import LISA, LisaServer, free_port, start_lisa
 
