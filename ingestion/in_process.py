@@ -6,6 +6,10 @@ other, and they run through the platform's ``IngestRunner``, under a procrastina
 serves a queue of its own: the platform's workers serve only the shared queue and leave these jobs alone (and their
 sweep for unqueued jobs finds these queued).
 
+Files are parsed in worker processes of this process (``ingestion.parser_pool``, stopped when the call ends), so
+a script calling this needs the ``if __name__ == "__main__":`` guard that any program starting processes needs
+(a notebook does not).
+
 Interrupting the call (Ctrl-C, a notebook's stop button) cancels its unfinished jobs, as the API's cancel does.
 Should the process die instead, the next in-process ingestion finds the job by its worker's stale heartbeat and
 ends it as cancelled the same way.
