@@ -69,6 +69,7 @@ class _Part:
     file: BinaryIO | None = None
     path: Path | None = None
     ended: bool = False
+    closed: bool = False
 
 
 @dataclass
@@ -172,7 +173,7 @@ class _Receiver:
     async def flush(self, final: bool = False) -> None:
         """Writes the file data waiting in memory: all of it once a part ended (or at the end), else in big blocks."""
         for part in self.parts:
-            if part.filename is None or not (part.ended or final or len(part.data) >= FLUSH_BYTES):
+            if part.filename is None or part.closed or not (part.ended or final or len(part.data) >= FLUSH_BYTES):
                 continue
             file = part.file or await self._open(part, part.filename)
             if part.data:
@@ -180,6 +181,7 @@ class _Receiver:
                 await asyncio.to_thread(file.write, data)
             if part.ended or final:
                 await asyncio.to_thread(file.close)
+                part.closed = True
 
     async def _open(self, part: _Part, name: str) -> BinaryIO:
         file, part.path = await asyncio.to_thread(_temporary, name)
