@@ -19,6 +19,12 @@ host and why, raised before anything is written. When a connection is made: ``so
 each socket is about to connect to, after DNS, so a name that resolves elsewhere later (DNS rebinding) or a policy
 tightened since registration is refused as well; aiohttp sessions get it through ``connector()``, httpx clients
 through ``httpx_transport()``, SQLAlchemy engines re-check their URL before each new connection (``guard_engine``).
+
+Where the guard cannot reach the socket, what remains: LiteLLM's own HTTP clients (the ``base_url`` of a
+third_party model) are checked at registration only, so a name that later resolves elsewhere is followed (LiteLLM
+accepts an aiohttp ``shared_session``; a session built on ``connector()`` would close that for its aiohttp-based
+providers). asyncpg resolves the name again after ``guard_engine``'s check: a window of one DNS lookup. boto3 talks
+to AWS (or ``LISA_AWS_ENDPOINT_URL``, the operator's), so S3 is guarded by bucket, not by address.
 """
 
 from __future__ import annotations
