@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret"}
 
@@ -111,6 +112,26 @@ class Settings(BaseSettings):
     # AWS (S3 sources, SQS notifications). An endpoint URL points boto3 elsewhere (moto in tests).
     aws_endpoint_url: str = ""
     aws_region: str = ""  # empty: boto3's own resolution (AWS_REGION, the ECS task's region, ~/.aws)
+
+    # Egress guard (backend/net/egress.py) for model URLs, OpenSearch, external PostgreSQL, the reranker, S3 and MCP:
+    # public addresses are allowed; loopback, private, link-local and other special ranges only where these networks
+    # (CIDRs; a JSON list or comma-separated) cover them, cloud metadata addresses only by an exact entry.
+    # The default lets LISA reach its own local model servers; the AWS stack sets the VPC's CIDR.
+    egress_allow: Annotated[list[str], NoDecode] = ["127.0.0.0/8", "::1/128"]
+    egress_s3_buckets: Annotated[list[str], NoDecode] = []  # buckets S3 sources may read ("*" wildcards); none: no S3
+
+    @field_validator("egress_allow", "egress_s3_buckets", mode="before")
+    @classmethod
+    def _egress_list(cls, value: Any, info: ValidationInfo) -> Any:
+        from backend.net.egress import parse_bucket_patterns, parse_networks
+
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+        if isinstance(value, list):
+            value = [str(v).strip() for v in value]
+            (parse_networks if info.field_name == "egress_allow" else parse_bucket_patterns)(value)
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:

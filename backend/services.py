@@ -16,6 +16,7 @@ from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
+from backend.net.egress import EgressGuard
 from backend.rag.chat import ChatRag
 from backend.rag.documents import DocumentService
 from backend.rag.embedder import Embedder
@@ -50,6 +51,7 @@ class Services:
     limits: LimitStore
     limiter: Limiter
     rag: RagServices
+    egress: EgressGuard
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
 
     @classmethod
@@ -68,7 +70,10 @@ class Services:
                 leeway_seconds=settings.oidc_leeway_seconds,
             )
         authenticator = Authenticator(tokens, roles, settings.auth_cache_seconds, oidc)
-        registry = ModelRegistry(engine, SecretBox(settings.secret_key.get_secret_value()), on_commit=feed.dispatch)
+        egress = EgressGuard.from_settings(settings)
+        registry = ModelRegistry(
+            engine, SecretBox(settings.secret_key.get_secret_value()), on_commit=feed.dispatch, egress=egress
+        )
         routes = RouteTable(registry, feed_connected=feed.connected.is_set)
         feed.subscribe(authenticator.on_change)
         feed.subscribe(routes.on_change)
@@ -77,7 +82,7 @@ class Services:
         feed.subscribe(limits.on_change)
         limiter = Limiter(engine)
         passthrough = Passthrough(settings.upstream_connect_timeout, settings.upstream_read_timeout)
-        rag = RagServices.build(settings, database_url, engine, routes)
+        rag = RagServices.build(settings, database_url, engine, routes, egress)
         gateway = Gateway(
             authenticator=authenticator,
             routes=routes,
@@ -97,12 +102,12 @@ class Services:
             oauth = oauth_client(settings)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, oauth,
+            rag, egress, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
         await self.feed.start()
-        await self.passthrough.start()
+        await self.passthrough.start(self.egress)
         self.meter.start()
         await self.rag.start()
 
@@ -128,17 +133,30 @@ class RagServices:
     search: SearchService
     chat: ChatRag
     pipelines: PipelineService
+    egress: EgressGuard
 
     @classmethod
-    def build(cls, settings: Settings, database_url: str, engine: AsyncEngine, routes: RouteTable) -> RagServices:
+    def build(
+        cls,
+        settings: Settings,
+        database_url: str,
+        engine: AsyncEngine,
+        routes: RouteTable,
+        egress: EgressGuard | None = None,
+    ) -> RagServices:
+        egress = egress or EgressGuard.from_settings(settings)
         embedder = Embedder(
             routes, settings.rag_embed_batch, settings.rag_embed_parallel, settings.upstream_read_timeout
         )
         sources = Sources(
-            settings.rag_ingest_roots, settings.rag_max_file_bytes, settings.aws_endpoint_url, settings.aws_region
+            settings.rag_ingest_roots,
+            settings.rag_max_file_bytes,
+            settings.aws_endpoint_url,
+            settings.aws_region,
+            egress=egress,
         )
         box = SecretBox(settings.secret_key.get_secret_value())
-        repositories = RepositoryService(engine, database_url, box, embedder)
+        repositories = RepositoryService(engine, database_url, box, embedder, egress=egress)
         runner = IngestRunner(
             engine, repositories, embedder, sources, settings.rag_documents_parallel, settings.rag_max_file_bytes
         )
@@ -153,7 +171,7 @@ class RagServices:
         )
         jobs = JobService(engine, repositories, sources)
         jobs.dispatch = worker.defer
-        reranker = Reranker(settings.rag_reranker_url) if settings.rag_reranker_url else None
+        reranker = Reranker(settings.rag_reranker_url, egress) if settings.rag_reranker_url else None
         search = SearchService(
             repositories, embedder, reranker, settings.rag_hybrid_weight, settings.rag_rerank_candidates
         )
@@ -169,10 +187,10 @@ class RagServices:
             poll_seconds=settings.rag_poll_seconds,
         )
         worker.on_tick.append(pipelines.run_due_schedules)
-        return cls(embedder, sources, repositories, documents, jobs, runner, worker, search, chat, pipelines)
+        return cls(embedder, sources, repositories, documents, jobs, runner, worker, search, chat, pipelines, egress)
 
     async def start(self) -> None:
-        await self.embedder.start()
+        await self.embedder.start(self.egress)
         await self.worker.start()
         await self.pipelines.start()
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from backend.errors import UpstreamError, UpstreamTimeout
+from backend.net.egress import EgressGuard
 from backend.registry.schemas import ModelRoute
 from backend.serve.asgi import JSON_HEADERS, SSE_HEADERS, Receive, Send, openai_error_body, send_bytes
 from backend.serve.usage_scan import count_content_deltas, estimate_prompt_tokens, usage_from_body
@@ -32,8 +33,10 @@ class Passthrough:
         self._read_timeout = read_timeout
         self._session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+    async def start(self, egress: EgressGuard) -> None:
+        # Every new upstream connection passes the egress guard at connect time, after DNS (DNS rebinding, or a
+        # policy tightened since the model was registered, is refused as a failed connection).
+        connector = egress.connector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,

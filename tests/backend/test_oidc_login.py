@@ -128,7 +128,7 @@ def test_admin_group_from_claims(lisa_sso: LisaServer, provider: Proc) -> None:
     web, done = browser_sign_in(lisa_sso, provider, "alice")
     with closing(web):
         assert done.status_code == 303
-        body = {"id": "sso-model", "type": "textgen", "hosting": "internal", "base_url": "http://h:1/v1"}
+        body = {"id": "sso-model", "type": "textgen", "hosting": "internal", "base_url": "http://127.0.0.1:1/v1"}
         assert web.post("/api/models", json=body).status_code == 201
         assert web.get("/api/usage").status_code == 200
 
