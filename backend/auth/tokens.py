@@ -168,8 +168,8 @@ class TokenStore:
                     raise BadRequest("a token may not outlive the token that creates it")
             if is_local_name(username):
                 await ensure_local(conn, username)
-            result = await conn.execute(T.insert().values(**values).returning(*_COLUMNS))
-            row = _row(result.one())
+            await conn.execute(T.insert().values(**values))
+            row = _row((await conn.execute(_with_owner_name().where(T.c.id == values["id"]))).one())
             await audit.record(conn, actor, "token.create", "token", row.id, after=asdict(row))
             await publish(conn, TOPIC_NEW)
         self._on_commit(TOPIC_NEW)

@@ -70,14 +70,14 @@ class TokensRevoked(BaseModel):
     revoked: int = Field(description="Tokens revoked, including those created from them.")
 
 
-def _public(row: TokenRow, display_name: str | None = None) -> TokenPublic:
+def _public(row: TokenRow) -> TokenPublic:
     now = datetime.now(UTC)
     return TokenPublic(
         id=row.id,
         name=row.name,
         prefix=row.prefix,
         username=row.username,
-        display_name=row.display_name or display_name,
+        display_name=row.display_name,
         groups=row.groups,
         created_by=row.created_by,
         parent_id=row.parent_id,
@@ -116,7 +116,6 @@ async def create_token(body: TokenCreate, user: CurrentUser, services: ServicesD
     if not services.authenticator.roles.may_create_own_tokens(user):
         raise Forbidden(f"creating API tokens needs the group '{services.settings.api_group}'")
     username = body.username or user.username
-    display_name = user.display_name if username == user.username else username
     if username == user.username:
         groups = sorted(user.groups) if body.groups is None else sorted(set(body.groups))
     elif not user.is_admin:
@@ -131,7 +130,6 @@ async def create_token(body: TokenCreate, user: CurrentUser, services: ServicesD
         owner = await services.authenticator.users.get(username)
         if owner is None:
             raise NotFound(f"no user '{username}'")
-        display_name = owner.display_name
         groups = sorted(owner.groups) if body.groups is None else sorted(set(body.groups))
     if not user.is_admin and not set(groups) <= user.groups:
         raise Forbidden("a token may only carry groups its owner has")
@@ -139,7 +137,7 @@ async def create_token(body: TokenCreate, user: CurrentUser, services: ServicesD
         name=body.name, username=username, groups=groups, created_by=user.username, expires_at=expires_at,
         actor=user, parent_id=user.token_id,
     )  # fmt: skip
-    return TokenCreated(**_public(row, display_name).model_dump(), token=secret)
+    return TokenCreated(**_public(row).model_dump(), token=secret)
 
 
 def _owner_filter(user: Principal, username: str | None, all_users: bool) -> str | None:
