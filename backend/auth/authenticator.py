@@ -94,15 +94,18 @@ class Authenticator:
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         identity = await self.oidc.verify(token)
-        principal = await self.oidc_sign_in(identity)
+        issued_at = identity.claims.get("iat")
+        principal = await self.oidc_sign_in(identity, issued_at if isinstance(issued_at, int | float) else None)
         # Cached no longer than the token lives (a signature check costs ~0.1 ms; a dict lookup far less).
         self._remember(key, time.monotonic() + min(self._ttl, identity.expires_at - time.time()), principal)
         return principal
 
-    async def oidc_sign_in(self, identity: Identity) -> Principal:
-        """The provider vouched for ``identity`` just now (browser sign-in or a verified JWT): record the user and
-        their current groups (their API tokens follow at once), then the principal (403 outside the user group)."""
-        await self.users.confirm(identity.issuer, identity.subject, identity.display_name, identity.groups)
+    async def oidc_sign_in(self, identity: Identity, as_of: float | None) -> Principal:
+        """The provider vouched for ``identity`` (a browser sign-in now, or a verified JWT issued at ``as_of``):
+        record the user and the groups it states (their API tokens follow at once), then the principal (403 outside
+        the user group)."""
+        when = datetime.fromtimestamp(as_of, UTC) if as_of is not None else None
+        await self.users.confirm(identity.issuer, identity.subject, identity.display_name, identity.groups, when)
         return self.identity_principal(
             identity.username, identity.groups, identity.expires_at, display_name=identity.display_name
         )

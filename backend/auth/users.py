@@ -78,20 +78,31 @@ class UserStore:
         self.engine = engine
         self._on_commit = on_commit
 
-    async def confirm(self, issuer: str, subject: str, display_name: str, groups: Iterable[str]) -> UserRow:
-        """The identity provider vouched for this person just now (a sign-in or a verified JWT): record their
-        current groups and when they were confirmed. A change of groups reaches every process's cached tokens."""
+    async def confirm(
+        self, issuer: str, subject: str, display_name: str, groups: Iterable[str], as_of: datetime | None
+    ) -> UserRow:
+        """The identity provider vouched for this person (a sign-in, or a verified JWT issued at ``as_of``): record
+        who they are and, unless LISA already holds newer evidence, their groups and when they held them. Evidence
+        never moves backwards, so a JWT issued before a sign-in cannot restore a group the sign-in took away; without
+        ``as_of`` (a JWT with no ``iat``) the groups are left as they were. A change of groups reaches every
+        process's cached tokens at once."""
         user_id = oidc_user_id(issuer, subject)
         current = sorted(set(groups))
         now = datetime.now(UTC)
         async with self.engine.begin() as conn:
-            before = (await conn.execute(sa.select(U.c.groups).where(U.c.id == user_id).with_for_update())).first()
-            values = {"display_name": display_name[:256], "groups": current, "groups_confirmed_at": now,
-                      "last_seen_at": now}  # fmt: skip
+            before = (
+                await conn.execute(
+                    sa.select(U.c.groups, U.c.groups_confirmed_at).where(U.c.id == user_id).with_for_update()
+                )
+            ).first()
+            newer = as_of is not None and (before is None or before[1] is None or as_of >= before[1])
+            values: dict[str, object] = {"display_name": display_name[:256], "last_seen_at": now}
+            if newer:
+                values |= {"groups": current, "groups_confirmed_at": as_of}
             stmt = insert(U).values(id=user_id, issuer=issuer, subject=subject, **values)
             stmt = stmt.on_conflict_do_update(index_elements=[U.c.id], set_=values)
             row = _row((await conn.execute(stmt.returning(U))).one())
-            changed = before is not None and sorted(before[0]) != current
+            changed = newer and before is not None and sorted(before[0]) != current
             if changed:
                 await publish(conn, TOPIC)
         if changed:

@@ -121,12 +121,18 @@ def test_a_group_removed_at_the_provider_leaves_the_token_at_the_next_sign_in(ss
     with closing(signed_in(sso, provider, "dana")) as web:
         token = web.post("/api/tokens", json={"name": "dana notebook"}).json()["token"]
     assert TEAM_MODEL in model_ids(visible_models(sso, token))
+    earlier_jwt = provider_tokens(provider, "dana")["id_token"]  # issued while dana was still in team-x
     set_claims(provider, "dana", **{"cognito:groups": ["staff", "api-users"]})
     try:
+        time.sleep(1.1)  # the provider's "iat" has whole seconds
         signed_in(sso, provider, "dana").close()
         assert TEAM_MODEL not in model_ids(visible_models(sso, token))
-        me = sso.client(token).get("/api/users/me").json()
-        assert me["groups"] == ["api-users", "staff"]
+        with sso.client(token) as client:
+            assert client.get("/api/users/me").json()["groups"] == ["api-users", "staff"]
+        # A JWT issued before that sign-in still says team-x: it acts with what it says until it expires, but it
+        # cannot give the group back to dana's API tokens (evidence of groups never moves backwards).
+        assert TEAM_MODEL in model_ids(visible_models(sso, earlier_jwt))
+        assert TEAM_MODEL not in model_ids(visible_models(sso, token))
         # A verified provider JWT re-confirms the groups too: back in team-x, the token (which carries it) has it.
         set_claims(provider, "dana")
         jwt = provider_tokens(provider, "dana")["id_token"]

@@ -60,7 +60,7 @@ async def oidc_callback(request: Request, services: ServicesDep) -> Response:
             claims = {**(await verifier.verify(token["access_token"])).claims, **claims}
     identity = verifier.identity_from(claims, time.time() + services.settings.session_hours * 3600)
     # Records the user (issuer + sub) and their groups, which their API tokens follow; 403 outside the user group.
-    await services.authenticator.oidc_sign_in(identity)
+    await services.authenticator.oidc_sign_in(identity, as_of=int(time.time()))  # whole seconds, like "iat"
     request.session.clear()
     request.session[SESSION_OIDC_KEY] = {
         "username": identity.username,  # the stable id, never the editable name
