@@ -78,5 +78,6 @@ def test_a_flood_of_random_tokens_does_not_reach_the_database(admin: httpx.Clien
     assert first_use == 200  # a token created during the flood works at once
     time.sleep(STATS_DELAY)
     lookups = asyncio.run(token_table_scans(lisa.database_url)) - before
-    # Before the known-token index, each made-up token cost a query (FLOOD of them); now about one a second.
-    assert lookups < FLOOD // 20, f"{lookups} scans of api_tokens for {FLOOD} made-up tokens"
+    # Before the known-token index each made-up token cost a query (1,506 scans measured for 1,500); now the index
+    # refreshes about once a second, and the legitimate requests above cost a few (41 measured in all).
+    assert lookups < FLOOD // 10, f"{lookups} scans of api_tokens for {FLOOD} made-up tokens"
