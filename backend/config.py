@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     oidc_audience: str = ""  # the "aud" API tokens from the provider must carry; default: the client id
     oidc_scopes: str = "openid profile email"
     oidc_groups_claim: str = "groups"  # dot-separated path, e.g. "cognito:groups" or "realm_access.roles"
+    # Claims tried, in order, for the display name only: users are keyed on the issuer and "sub", never on these.
     oidc_username_claims: list[str] = ["username", "preferred_username", "sub"]
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=600)  # clock skew allowed on exp/nbf
     public_url: str = ""  # the address browsers use, for the OIDC callback; default http://host:port
@@ -78,6 +79,9 @@ class Settings(BaseSettings):
     token_max_days: int = Field(default=365, ge=1, le=3650)
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     auth_cache_seconds: float = Field(default=30.0, ge=0)
+    # OIDC users' groups are confirmed at each browser sign-in and each verified provider JWT; groups not
+    # re-confirmed within this many hours stop counting for the user's API tokens (fractions allowed).
+    group_refresh_hours: float = Field(default=24.0, gt=0, le=24 * 365)
 
     # Request bodies, capped before they are parsed (413 above the cap).
     max_json_bytes: int = Field(default=1024 * 1024, ge=1024)  # any /api body that is not a file upload

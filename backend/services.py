@@ -11,6 +11,7 @@ from backend.auth.authenticator import Authenticator
 from backend.auth.oidc import OIDCVerifier
 from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
+from backend.auth.users import UserStore
 from backend.config import Settings
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
@@ -69,7 +70,10 @@ class Services:
                 settings.oidc_username_claims,
                 leeway_seconds=settings.oidc_leeway_seconds,
             )
-        authenticator = Authenticator(tokens, roles, settings.auth_cache_seconds, oidc)
+        users = UserStore(engine, on_commit=feed.dispatch)
+        authenticator = Authenticator(
+            tokens, roles, settings.auth_cache_seconds, oidc, users, group_refresh_hours=settings.group_refresh_hours
+        )
         egress = EgressGuard.from_settings(settings)
         registry = ModelRegistry(
             engine, SecretBox(settings.secret_key.get_secret_value()), on_commit=feed.dispatch, egress=egress

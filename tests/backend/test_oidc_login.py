@@ -151,7 +151,9 @@ def test_provider_jwt_as_bearer_and_api_group_tokens(lisa_sso: LisaServer, provi
         # bob is in the API group: his own token carries his groups, narrowed on request.
         created = api.post("/api/tokens", json={"name": "notebook", "groups": ["staff"]})
         assert (
-            created.status_code == 201 and created.json()["username"] == "bob" and created.json()["groups"] == ["staff"]
+            created.status_code == 201
+            and created.json()["display_name"] == "bob"
+            and created.json()["groups"] == ["staff"]
         )
         assert api.post("/api/tokens", json={"name": "wider", "groups": ["admin"]}).status_code == 403
         mine = httpx.get(lisa_sso.url + "/v1/models", headers={"Authorization": f"Bearer {created.json()['token']}"})
