@@ -66,7 +66,9 @@ class LiteLLMBackend:
                 if r.api_key:
                     params["api_key"] = r.api_key
                 model_list.append({"model_name": r.id, "litellm_params": params})
-            self._router = Router(model_list=model_list, num_retries=0, timeout=self._timeout)
+            # One deployment per model: a cooldown has nothing to fall back to, and would turn the next requests'
+            # errors into "no deployments available" (429).
+            self._router = Router(model_list=model_list, num_retries=0, timeout=self._timeout, disable_cooldowns=True)
             self._version = version
         return self._router
 
@@ -159,6 +161,9 @@ def translate(route: ModelRoute, exc: Exception) -> UpstreamProblem:
     name = exc.__class__.__name__
     status = getattr(exc, "status_code", None)
     detail = str(getattr(exc, "message", None) or exc)
+    body = getattr(exc, "body", None)  # the provider's own answer, which LiteLLM's message may leave out
+    if body and str(body) not in detail:
+        detail = f"{str(body)[:2000]} | {detail}"
     what = f"model '{route.id}'"
     key = route.api_key
     if "Timeout" in name or status == 408:

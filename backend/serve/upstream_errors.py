@@ -27,6 +27,12 @@ log = logging.getLogger("lisa.upstream")
 DETAIL_CHARS = 500
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 _IP = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\[[0-9a-fA-F:]+\](?::\d+)?")
+# Host names with a suffix seen on networks (best effort: a "3.5" or "body.messages" in a message stays readable).
+_HOST = re.compile(
+    r"\b(?:[A-Za-z0-9-]+\.)+(?:internal|local|localdomain|lan|corp|intranet|svc|cluster|com|net|org|io|ai|dev|cloud)"
+    r"(?::\d+)?\b|\blocalhost(?::\d+)?\b",
+    re.IGNORECASE,
+)
 _SECRET = re.compile(
     r"(?i)(bearer\s+|api[-_]?key[\"']?\s*[:=]\s*[\"']?|x-api-key[\"']?\s*[:=]\s*[\"']?|\bsk-)[A-Za-z0-9._~+/=-]{4,}"
 )
@@ -63,7 +69,7 @@ def mask_secrets(text: str, secret: str | None = None) -> str:
 
 
 def mask_addresses(text: str) -> str:
-    return _IP.sub("<address>", _URL.sub("<url>", text))
+    return _HOST.sub("<host>", _IP.sub("<address>", _URL.sub("<url>", text)))
 
 
 def present(problem: UpstreamProblem, model_id: str, reveal: bool) -> UpstreamProblem:

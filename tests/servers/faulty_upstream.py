@@ -12,6 +12,7 @@ Models of ``POST /v1/chat/completions``:
   long             generates LONG_TOKENS tokens per choice ("tok0 tok1 ..."), or max_tokens/max_completion_tokens
                    when smaller, for each of ``n`` choices; streams one token a chunk, STREAM_DELAY apart
   leaky-500/-400/-401  fail with text full of internal detail (LEAKS: addresses, host names, a key)
+  leaky-echo       500 whose text quotes the request's Authorization header (the model's stored key)
 ``POST /v1/completions`` knows "ok" only. ``GET /v1/models``, ``GET /health``.
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 from aiohttp import web
 
 CHAT_MODELS = ["ok", "slow", "die-mid-stream", "stall-mid-stream", "error-500", "bad-request", "long",
-               "leaky-500", "leaky-400", "leaky-401"]  # fmt: skip
+               "leaky-500", "leaky-400", "leaky-401", "leaky-echo"]  # fmt: skip
 LONG_TOKENS = 2000
 STREAM_DELAY = 0.01
 LEAKS = ["10.9.8.7", "gpu-node-7.internal", "sk-upstream-leak-123456"]
@@ -101,6 +102,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return error(400, "prompt too long for the context window; " + LEAKY_TEXT, "invalid_request_error", "messages")
     if model == "leaky-401":
         return error(401, "Incorrect API key for " + LEAKY_TEXT, "authentication_error")
+    if model == "leaky-echo":
+        return web.Response(status=500, text=f"rejected {request.headers.get('Authorization')} from {LEAKY_TEXT}")
     if model == "long":
         return await long_answer(request, body)
     if model not in CHAT_MODELS:
