@@ -26,10 +26,11 @@ SAMPLING_EXTENSIONS = frozenset({"top_k", "min_p", "repetition_penalty"})
 CHAT_COMPLETIONS = frozenset(
     {
         "model", "messages", "audio", "frequency_penalty", "function_call", "functions", "logit_bias", "logprobs",
-        "max_completion_tokens", "max_tokens", "modalities", "n", "parallel_tool_calls", "prediction",
-        "presence_penalty", "prompt_cache_key", "reasoning_effort", "response_format", "safety_identifier", "seed",
-        "service_tier", "stop", "store", "stream", "stream_options", "temperature", "tool_choice", "tools",
-        "top_logprobs", "top_p", "user", "verbosity", "web_search_options",
+        "max_completion_tokens", "max_tokens", "modalities", "moderation", "n", "parallel_tool_calls", "prediction",
+        "presence_penalty", "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention",
+        "reasoning_effort", "response_format", "safety_identifier", "seed", "service_tier", "stop", "store",
+        "stream", "stream_options", "temperature", "tool_choice", "tools", "top_logprobs", "top_p", "user",
+        "verbosity", "web_search_options",
     }
 )  # fmt: skip
 COMPLETIONS = frozenset(
@@ -41,8 +42,9 @@ COMPLETIONS = frozenset(
 EMBEDDINGS = frozenset({"model", "input", "dimensions", "encoding_format", "user"})
 IMAGES_GENERATIONS = frozenset(
     {
-        "model", "prompt", "background", "moderation", "n", "output_compression", "output_format",
-        "partial_images", "quality", "response_format", "size", "stream", "style", "user",
+        "model", "prompt", "background", "complexity", "frame_count", "frame_duration_ms", "moderation", "n",
+        "output_compression", "output_format", "partial_images", "quality", "response_format", "safety_identifier",
+        "size", "stream", "style", "svg", "user",
     }
 )  # fmt: skip
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ DOWN_PORT = free_port()
 @pytest.fixture(scope="module")
 def leaky_models(admin: httpx.Client, faulty_upstream: Proc) -> None:
     faulty = faulty_upstream.url + "/v1"
-    bodies = [
+    bodies: list[dict[str, Any]] = [
         *[{"id": f"err-{b}", "hosting": "internal", "base_url": faulty, "upstream_model": b}
           for b in ("leaky-500", "leaky-400", "leaky-401", "leaky-echo")],
         *[{"id": f"err-tp-{b}", "hosting": "third_party", "provider_model": f"openai/{b}", "base_url": faulty}

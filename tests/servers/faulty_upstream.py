@@ -146,7 +146,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def long_answer(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     tokens = min(LONG_TOKENS, limit) if isinstance(limit, int) and limit > 0 else LONG_TOKENS
-    n = body.get("n") if isinstance(body.get("n"), int) else 1
+    n = body["n"] if isinstance(body.get("n"), int) else 1
     prompt = " ".join(str(m.get("content", "")) for m in body["messages"] if isinstance(m, dict))
     prompt_tokens = max(1, len(prompt.split()))
     usage = {
