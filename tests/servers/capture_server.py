@@ -6,6 +6,8 @@ Tests use it two ways: as a listener that must receive nothing (a client tried t
 upstream whose received bodies and headers a test reads back.
 
 ``GET /_captured`` lists what was received (method, path, headers, body as text); ``DELETE /_captured`` forgets it.
+Credentials are never echoed: the values of ``Authorization``, ``Api-Key`` and ``X-Api-Key`` are listed as
+``sha256:<hex>`` of what arrived (``fingerprint``), which a test compares with the key it expects.
 ``GET /health`` answers and is not recorded. Every other request is recorded, then answered:
 ``POST .../chat/completions`` with a chat completion ("captured", streaming when asked), ``.../completions`` with a
 text completion, ``.../embeddings`` with deterministic unit vectors of ``--dimensions`` numbers (derived from a hash
@@ -24,6 +26,11 @@ from typing import Any
 from aiohttp import web
 
 CAPTURED = web.AppKey("captured", list)
+CREDENTIAL_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})
+
+
+def fingerprint(value: str) -> str:
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
 def vector(text: str, dimensions: int) -> list[float]:
@@ -90,7 +97,14 @@ def build_app(dimensions: int) -> web.Application:
         raw = await request.read()
         text = raw.decode("utf-8", "replace")
         request.app[CAPTURED].append(
-            {"method": request.method, "path": request.path, "headers": dict(request.headers), "body": text}
+            {
+                "method": request.method,
+                "path": request.path,
+                "headers": {
+                    k: fingerprint(v) if k.lower() in CREDENTIAL_HEADERS else v for k, v in request.headers.items()
+                },
+                "body": text,
+            }
         )
         try:
             body = json.loads(text) if text else None
