@@ -30,7 +30,7 @@ from backend.rag.chat import ChatRag, RagRequest, RagUsage, SourcesInjector
 from backend.registry.route_table import RouteTable
 from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
 from backend.serve.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
-from backend.serve.budget import GENERATING, cap_to_grant, demand
+from backend.serve.budget import GENERATING, cap_to_grant, demand, estimate_prompt_tokens
 from backend.serve.litellm_backend import LiteLLMBackend
 from backend.serve.passthrough import Outcome, Passthrough
 from backend.serve.request_fields import check_fields
@@ -180,6 +180,11 @@ class Gateway:
             outcome.status = exc.status_code
             raise
         finally:
+            if outcome.status < 400 and not outcome.prompt_tokens and not outcome.completion_tokens:
+                # An answer without usage: the estimate, and the whole grant (what it may have cost), never 0.
+                outcome.prompt_tokens, outcome.estimated = estimate_prompt_tokens(payload), True
+                if ticket is not None and ticket.completion and wanted is not None:
+                    outcome.completion_tokens = ticket.completion * wanted.choices
             spent = outcome.prompt_tokens + outcome.completion_tokens
             if rag_usage is not None:
                 spent += self._meter_rag(principal, rag_usage)
