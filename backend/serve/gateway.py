@@ -24,7 +24,7 @@ from backend.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from backend.limits.limiter import Limiter
+from backend.limits.limiter import Demand, Limiter, Ticket
 from backend.limits.store import LimitStore
 from backend.rag.chat import ChatRag, RagRequest, RagUsage, SourcesInjector
 from backend.registry.route_table import RouteTable
@@ -142,14 +142,7 @@ class Gateway:
             if self.rag is None:
                 raise BadRequest("RAG is not available on this server")
             rag = self.rag.parse(payload)
-        # Admission before anything costs tokens (RAG's query embedding included): a caller over a limit
-        # triggers no upstream call at all.
-        ticket = wanted = None
-        buckets = await self.limits.buckets_for(principal)
-        if buckets:
-            extra = self.rag.reserve_tokens(rag) if rag is not None and self.rag is not None else 0
-            wanted = demand(endpoint, payload, route, self.default_max_tokens, extra)
-            ticket = await self.limiter.admit(buckets, wanted)
+        ticket, wanted = await self._admit(principal, endpoint, payload, route, rag)
         outcome = Outcome(500)
         rag_usage: RagUsage | None = None
         forwarded = False
@@ -192,6 +185,18 @@ class Gateway:
                 self._meter(principal, route, endpoint, outcome, started)
             if ticket is not None:
                 await self.limiter.settle(ticket, spent)
+
+    async def _admit(
+        self, principal: Principal, endpoint: str, payload: dict[str, Any], route: ModelRoute, rag: RagRequest | None
+    ) -> tuple[Ticket | None, Demand | None]:
+        """Admission before anything costs tokens (RAG's query embedding included): a caller over a limit
+        triggers no upstream call at all. Callers without limits pay one cached lookup."""
+        buckets = await self.limits.buckets_for(principal)
+        if not buckets:
+            return None, None
+        extra = self.rag.reserve_tokens(rag) if rag is not None and self.rag is not None else 0
+        wanted = demand(endpoint, payload, route, self.default_max_tokens, extra)
+        return await self.limiter.admit(buckets, wanted), wanted
 
     async def _augment(
         self, principal: Principal, rag: RagRequest, payload: dict[str, Any], usage: RagUsage
