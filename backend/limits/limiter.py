@@ -1,8 +1,9 @@
 """Atomic enforcement of limits across every backend process, with PostgreSQL as the shared state.
 
 Admission takes a transaction-scoped advisory lock per bucket, reads the bucket's sliding-minute log, in-flight
-rows and budget, and either records the request (with a token reservation) or refuses it with a Retry-After.
-Settlement replaces the reservation with the real token count. Principals without limits never reach this code,
+rows and budget, works out how many tokens each token-limited bucket has left, and either grants the request a
+completion that fits (recording it with that reservation) or refuses it with a Retry-After, all in one
+transaction. Settlement replaces the reservation with the real token count. Principals without limits never reach this code,
 so the gateway's hot path pays nothing for it.
 """
 
