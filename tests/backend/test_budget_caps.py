@@ -144,5 +144,5 @@ def test_a_client_that_leaves_mid_stream_is_charged_what_it_received(
         rows = [r for r in user.get("/api/usage/me").json()["rows"] if r["model"] == MODELS[hosting]]
     assert rows, "the cut-off request was never metered"
     charged = rows[0]["completion_tokens"]
-    assert received <= charged <= received + 100, (received, charged)
+    assert received <= charged <= received + 200, (received, charged)  # about two seconds of slack, of ten
     assert 0 < budget_used(user) <= rows[0]["prompt_tokens"] + charged
