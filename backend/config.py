@@ -92,8 +92,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # /v1 bodies (images may be inline)
     upstream_connect_timeout: float = Field(default=5.0, gt=0)
     upstream_read_timeout: float = Field(default=300.0, gt=0)
-    # Tokens reserved against tpm/budget limits for a request that names no max_tokens (settled to the real count).
-    limit_default_reserve_tokens: int = Field(default=256, ge=0)
+    # max_tokens given to a request of a caller with a tpm or budget limit that names none, on a model whose
+    # context_window is unknown (nothing else would bound what it generates). Known context windows bound the rest.
+    limit_default_max_tokens: int = Field(default=1024, ge=1)
     usage_flush_seconds: float = Field(default=0.5, gt=0)
     usage_batch_size: int = Field(default=500, ge=1)
 

@@ -96,7 +96,7 @@ class Services:
             limits=limits,
             limiter=limiter,
             max_body=settings.max_request_bytes,
-            default_reserve_tokens=settings.limit_default_reserve_tokens,
+            default_max_tokens=settings.limit_default_max_tokens,
             rag=rag.chat,
         )
         oauth = None

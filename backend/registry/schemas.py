@@ -139,3 +139,4 @@ class ModelRoute:
     streaming: bool
     status: ModelStatus
     created: int
+    context_window: int | None = None  # tokens, where the registry knows it (limits cap max_tokens by it)

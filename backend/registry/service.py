@@ -243,6 +243,7 @@ class ModelRegistry:
                 streaming=m["streaming"],
                 status=ModelStatus(m["status"]),
                 created=int(m["created_at"].timestamp()),
+                context_window=m["context_window"],
             )
             for m in rows
         }
