@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from backend.errors import BadRequest, Forbidden, PayloadTooLarge
+from backend.net.egress import EgressGuard
 from ingestion.loaders import LOADERS
 
 
@@ -62,6 +63,7 @@ class Sources:
         aws_region: str,
         *,
         forbidden: Sequence[Path] = (),
+        egress: EgressGuard | None = None,
     ) -> None:
         self.roots = [r.resolve() for r in roots]
         # Never read, whatever the roots say or a link points at: the data dir (database, admin token, keys).
@@ -69,6 +71,7 @@ class Sources:
         self.max_bytes = max_bytes
         self.aws_endpoint_url = aws_endpoint_url
         self.aws_region = aws_region
+        self.egress = egress or EgressGuard.default()  # its S3 bucket allowlist (the default allows none)
 
     def _client(self, service: str) -> Any:
         import boto3
@@ -145,9 +148,15 @@ class Sources:
             _copy_capped(src.read, dest, self.max_bytes, resolved.name)
 
     # --- S3 --------------------------------------------------------------------------------------------------
+    def s3_location(self, uri: str) -> S3Location:
+        """A parsed s3:// URI whose bucket is on the egress guard's allowlist (400 otherwise), checked on every use."""
+        loc = S3Location.parse(uri)
+        self.egress.check_bucket(loc.bucket, uri)
+        return loc
+
     def list_s3(self, uri: str) -> list[tuple[str, str]]:
         """(s3 URI, ETag) of every supported object under a prefix (or the one object a full key names)."""
-        loc = S3Location.parse(uri)
+        loc = self.s3_location(uri)
         found: list[tuple[str, str]] = []
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=loc.bucket, Prefix=loc.key):
@@ -159,14 +168,14 @@ class Sources:
         return found
 
     async def expand_s3(self, uri: str) -> list[str]:
-        loc = S3Location.parse(uri)
+        loc = self.s3_location(uri)
         if loc.key and not loc.key.endswith("/"):
             check_supported(loc.key)
             return [loc.uri]
         return [u for u, _ in await asyncio.to_thread(self.list_s3, uri)]
 
     def _copy_s3(self, uri: str, dest: BinaryIO) -> None:
-        loc = S3Location.parse(uri)
+        loc = self.s3_location(uri)
         head = self.s3.head_object(Bucket=loc.bucket, Key=loc.key)
         if int(head["ContentLength"]) > self.max_bytes:
             raise PayloadTooLarge(f"{uri}: {head['ContentLength']} bytes is over the limit of {self.max_bytes}")
