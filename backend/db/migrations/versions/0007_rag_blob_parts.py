@@ -1,14 +1,14 @@
 """RAG originals in parts (never one whole value in memory); an index for per-user storage quotas.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006 (chained after merging main, which has 0006)
 Create Date: 2026-12-01
 """
 
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
