@@ -370,7 +370,9 @@ async def test_cancelling_an_in_process_ingestion_cancels_its_job(lisa: LisaServ
 def test_a_killed_in_process_run_is_ended_by_the_next_one(
     lisa: LisaServer, admin: httpx.Client, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fast = {"LISA_RAG_HEARTBEAT_SECONDS": "0.5", "LISA_RAG_STALLED_SECONDS": "2"}
+    # Stalled after 6 s: the next run's worker prunes every worker silent that long, the session server's too,
+    # whose heartbeat comes every 2 s; a pruned worker stops taking jobs (its id is gone from procrastinate_workers).
+    fast = {"LISA_RAG_HEARTBEAT_SECONDS": "0.5", "LISA_RAG_STALLED_SECONDS": "6"}
     collection = new_collection(admin, repo)
     folder = many_files(tmp_path / "many")
     script = (
@@ -392,7 +394,7 @@ def test_a_killed_in_process_run_is_ended_by_the_next_one(
         notebook.kill()
         notebook.communicate()
     job_url = f"/api/repositories/{repo}/jobs/{jobs[0]['id']}"
-    time.sleep(3)  # its worker's heartbeat is now stale
+    time.sleep(7)  # its worker's heartbeat is now stale
     assert admin.get(job_url).json()["status"] == "in_progress"  # nothing else touches a job on a private queue
 
     for key, value in fast.items():
