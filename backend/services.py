@@ -32,6 +32,7 @@ from backend.registry.service import ModelRegistry
 from backend.serve.gateway import Gateway
 from backend.serve.litellm_backend import LiteLLMBackend
 from backend.serve.passthrough import Passthrough
+from backend.sessions.store import SessionStore
 from backend.usage.meter import UsageMeter
 
 
@@ -50,6 +51,7 @@ class Services:
     limits: LimitStore
     limiter: Limiter
     rag: RagServices
+    sessions: SessionStore
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
 
     @classmethod
@@ -68,7 +70,7 @@ class Services:
                 leeway_seconds=settings.oidc_leeway_seconds,
             )
         authenticator = Authenticator(tokens, roles, settings.auth_cache_seconds, oidc)
-        registry = ModelRegistry(engine, SecretBox(settings.secret_key.get_secret_value()), on_commit=feed.dispatch)
+        registry = ModelRegistry(engine, SecretBox(settings.encryption_key.get_secret_value()), on_commit=feed.dispatch)
         routes = RouteTable(registry, feed_connected=feed.connected.is_set)
         feed.subscribe(authenticator.on_change)
         feed.subscribe(routes.on_change)
@@ -97,7 +99,7 @@ class Services:
             oauth = oauth_client(settings)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, oauth,
+            rag, SessionStore(engine), oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -137,7 +139,7 @@ class RagServices:
         sources = Sources(
             settings.rag_ingest_roots, settings.rag_max_file_bytes, settings.aws_endpoint_url, settings.aws_region
         )
-        box = SecretBox(settings.secret_key.get_secret_value())
+        box = SecretBox(settings.encryption_key.get_secret_value())
         repositories = RepositoryService(engine, database_url, box, embedder)
         runner = IngestRunner(
             engine, repositories, embedder, sources, settings.rag_documents_parallel, settings.rag_max_file_bytes
