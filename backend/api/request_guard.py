@@ -15,6 +15,8 @@ In order:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from fastapi import FastAPI, params
@@ -47,15 +49,50 @@ def _depends_on(dependant: Dependant, target: object) -> bool:
     return any(d.call is target or _depends_on(d, target) for d in dependant.dependencies)
 
 
-def route_needs(route: BaseRoute) -> RouteNeeds:
-    if not isinstance(route, APIRoute):
-        return RouteNeeds(matched=True, principal=True, json_body=False)  # mounts and the like: fail closed
+def _needs_of(route: APIRoute) -> RouteNeeds:
     body = route.body_field
     return RouteNeeds(
         matched=True,
         principal=_depends_on(route.dependant, get_current_user),
         json_body=body is not None and not isinstance(body.field_info, params.Form),
     )
+
+
+def flat_routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """The app's routes, with FastAPI's included routers opened up (their APIRoutes carry their full path)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from flat_routes(inner.routes)
+        else:
+            yield route
+
+
+class RouteNeedsTable:
+    """What each route needs, looked up by method and path before FastAPI routes the request (first match wins,
+    as in routing). Anything that is not an APIRoute (a mounted app) needs a principal: fail closed."""
+
+    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+        self._api: list[tuple[re.Pattern[str], frozenset[str], RouteNeeds]] = []
+        self._other: list[BaseRoute] = []
+        for route in flat_routes(routes):
+            if isinstance(route, APIRoute):
+                self._api.append((route.path_regex, frozenset(route.methods or ()), _needs_of(route)))
+            else:
+                self._other.append(route)
+
+    def __len__(self) -> int:
+        return len(self._api) + len(self._other)
+
+    def find(self, scope: Scope) -> RouteNeeds:
+        path, method = scope["path"], scope["method"]
+        for regex, methods, needs in self._api:
+            if (method in methods or (method == "HEAD" and "GET" in methods)) and regex.match(path):
+                return needs
+        for route in self._other:
+            if route.matches(scope)[0] is Match.FULL:
+                return RouteNeeds(matched=True, principal=True, json_body=False)
+        return UNMATCHED
 
 
 def _is_json(content_type: str) -> bool:
@@ -72,18 +109,14 @@ class RequestGuard:
     def __init__(self, app: ASGIApp, api: FastAPI) -> None:
         self.app = app
         self.api = api
-        self._needs: dict[int, RouteNeeds] = {}
+        self._table: RouteNeedsTable | None = None
         self._limited: dict[int, ASGIApp] = {}
 
-    def needs(self, scope: Scope) -> RouteNeeds:
-        for route in self.api.router.routes:
-            match, _ = route.matches(scope)
-            if match is Match.FULL:
-                needs = self._needs.get(id(route))
-                if needs is None:
-                    needs = self._needs[id(route)] = route_needs(route)
-                return needs
-        return UNMATCHED
+    @property
+    def table(self) -> RouteNeedsTable:
+        if self._table is None:  # built at the first request, when every route is in place
+            self._table = RouteNeedsTable(self.api.routes)
+        return self._table
 
     def _limit(self, cap: int) -> ASGIApp:
         limited = self._limited.get(cap)
@@ -99,7 +132,7 @@ class RequestGuard:
         settings = services.settings
         conn = HTTPConnection(scope)
         headers = conn.headers
-        needs = self.needs(scope)
+        needs = self.table.find(scope)
         length_header = headers.get("content-length")
         has_body = "transfer-encoding" in headers or (length_header is not None and length_header.strip() != "0")
         authenticated = False

@@ -165,14 +165,15 @@ def test_serve_stops_cleanly_and_a_restart_reuses_the_data_dir(tmp_path: Path, j
     data_dir = tmp_path / "data"
     first = janitor.start(data_dir)
 
-    # The banner: the address, and a login link whose token is an admin API token.
+    # The banner: the address, and a sign-in link with a one-time code (never the admin token itself, which is
+    # in the data dir's admin-token file).
     banner = first.proc.log.read_text()
     assert f"LISA is running at {first.url}" in banner
     assert f"OpenAI-compatible API: {first.url}/v1" in banner
-    link = re.search(rf"{re.escape(first.url)}/login\?token=(\S+)", banner)
+    link = re.search(rf"{re.escape(first.url)}/login\?code=(\S+)", banner)
     assert link is not None, banner
-    login_token = link.group(1)
-    assert login_token == (data_dir / "admin-token").read_text().strip()
+    login_token = (data_dir / "admin-token").read_text().strip()
+    assert login_token not in banner and str(data_dir.resolve() / "admin-token") in banner
     assert httpx.get(f"{first.url}/api/models", timeout=30).status_code == 401
 
     with first.client(login_token) as api:
