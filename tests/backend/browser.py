@@ -3,6 +3,9 @@ sends (a browser puts its page's Origin on every POST)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx
 
 from tests.support import LisaServer
@@ -18,9 +21,11 @@ def sign_in(web: httpx.Client, token: str) -> httpx.Response:
     return web.post("/login", data={"token": token})
 
 
-def signed_in(lisa: LisaServer, token: str | None = None) -> httpx.Client:
-    web = browser(lisa)
-    resp = sign_in(web, token or lisa.token)
-    assert resp.status_code == 303, resp.text
-    assert web.cookies.get("lisa_session")
-    return web
+@contextmanager
+def signed_in(lisa: LisaServer, token: str | None = None) -> Iterator[httpx.Client]:
+    """A browser signed in with ``token`` (default: the admin's)."""
+    with browser(lisa) as web:
+        resp = sign_in(web, token or lisa.token)
+        assert resp.status_code == 303, resp.text
+        assert web.cookies.get("lisa_session")
+        yield web

@@ -301,7 +301,9 @@ def test_the_printed_code_signs_in_once_and_only_once(upgraded: LisaServer) -> N
 def test_a_changed_encryption_key_refuses_to_start_and_codes_expire(
     upgraded: LisaServer, legacy_database: str, tmp_path: Path
 ) -> None:
-    with signed_in(upgraded) as web:
+    with upgraded.client() as api:  # not the bootstrap token: each start revokes that one, and its sessions
+        made = api.post("/api/tokens", json={"name": "kept", "username": "keeper", "groups": ["admin"]})
+    with signed_in(upgraded, made.json()["token"]) as web:
         session = web.cookies["lisa_session"]
     upgraded.proc.stop()
     # Another data directory: another generated key, not the one the stored secrets are sealed with.
