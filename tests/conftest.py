@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.secret_watch import SecretWatch, install
 from tests.support import LisaServer, Proc, free_port, start_lisa, start_module, start_process
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -24,6 +25,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LISA_ENCRYPTION_KEY", "test-" + secrets.token_urlsafe(32))
 
 MACHINE_PG = os.environ.get("LISA_TEST_TCP_DATABASE", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secret_watch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecretWatch]:
+    """Set up before, and torn down after, every other fixture: the verdict comes once every server has stopped."""
+    watch = SecretWatch()
+    uninstall = install(watch)
+    yield watch
+    uninstall()
+    logs = watch.scan_files(tmp_path_factory.getbasetemp())
+    assert not watch.leaks, f"secrets leaked ({len(watch.secrets)} watched, {logs} logs read):\n" + "\n".join(
+        sorted(set(watch.leaks))[:50]
+    )
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from backend.config import Settings
 from backend.main import create_api
 from backend.serve.gateway import ROUTES as GATEWAY_ROUTES
-from tests.support import LisaServer, free_port
+from tests.support import LisaServer, Proc
 
 PUBLIC, USER, ADMIN, RAG_ADMIN = "public", "user", "admin", "rag_admin"
 # (method, path template) -> who may call it. Resource visibility (allowed_groups) is checked separately below.
@@ -108,7 +108,7 @@ def test_every_route_has_a_rule() -> None:
 
 
 @pytest.fixture(scope="module")
-def callers(admin: httpx.Client, lisa: LisaServer) -> Iterator[dict[str, dict[str, str]]]:
+def callers(admin: httpx.Client, lisa: LisaServer, faulty_upstream: Proc) -> Iterator[dict[str, dict[str, str]]]:
     def token(name: str, groups: list[str], **extra: str) -> str:
         resp = admin.post("/api/tokens", json={"name": name, "username": f"matrix-{name}", "groups": groups, **extra})
         assert resp.status_code == 201, resp.text
@@ -118,8 +118,9 @@ def callers(admin: httpx.Client, lisa: LisaServer) -> Iterator[dict[str, dict[st
     admin.delete(f"/api/repositories/{RESTRICTED}")
     repo = {"id": RESTRICTED, "allowed_groups": ["team-a"]}
     assert admin.post("/api/repositories", json=repo).status_code == 201
-    body = {"id": RESTRICTED, "type": "textgen", "hosting": "internal", "base_url": f"http://127.0.0.1:{free_port()}/v1",
-            "allowed_groups": ["team-a"]}  # fmt: skip
+    # A live upstream, so a caller who is let through gets a real answer: any 5xx is then a failure of the matrix.
+    body = {"id": RESTRICTED, "type": "textgen", "hosting": "internal", "base_url": faulty_upstream.url + "/v1",
+            "upstream_model": "ok", "allowed_groups": ["team-a"]}  # fmt: skip
     assert admin.post("/api/models", json=body).status_code == 201
     soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
     tokens = {
@@ -151,13 +152,17 @@ def request_for(method: str, path: str) -> tuple[str, dict | None]:
         url.replace("{token_id}", "tok_matrixmissing").replace("{scope}", "user").replace("{subject}", "matrix-nobody")
     ).replace("{name}", "swagger-ui.css")
     if path.startswith("/v1/") and method == "POST":
-        body: dict = {"model": RESTRICTED, "messages": [{"role": "user", "content": "x"}], "prompt": "x", "input": "x"}
-        return url, body
+        field = GATEWAY_BODIES[path.removeprefix("/v1/")]
+        return url, {"model": RESTRICTED, field: [{"role": "user", "content": "x"}] if field == "messages" else "x"}
     return url, ({} if method in ("POST", "PATCH", "PUT") else None)
 
 
+GATEWAY_BODIES = {"chat/completions": "messages", "completions": "prompt", "embeddings": "input",
+                  "images/generations": "prompt"}  # fmt: skip
+
+
 def expected(rule: str, caller: str, method: str, path: str) -> set[int] | str:
-    """A set of statuses, or "allowed": anything but 401 and 403."""
+    """A set of statuses, or "allowed": an answer that is neither a refusal (401, 403) nor a server error (5xx)."""
     if rule == PUBLIC:
         return "allowed"
     if caller in ("anonymous", "expired", "revoked"):
@@ -182,7 +187,10 @@ def test_matrix(lisa: LisaServer, callers: dict[str, dict[str, str]], caller: st
             url, body = request_for(method, path)
             resp = client.request(method, url, json=body, headers=callers[caller])
             want = expected(rule, caller, method, path)
-            ok = resp.status_code not in (401, 403) if want == "allowed" else resp.status_code in want
+            if want == "allowed":
+                ok = resp.status_code not in (401, 403) and resp.status_code < 500
+            else:
+                ok = resp.status_code in want
             if not ok:
                 failures.append(f"{caller} {method} {url}: got {resp.status_code}, want {want}: {resp.text[:120]}")
     assert not failures, "\n".join(failures)
