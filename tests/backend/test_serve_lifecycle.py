@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import stat
@@ -221,6 +222,9 @@ def test_serve_refuses_a_non_loopback_address_without_allow_remote(tmp_path: Pat
     data_dir = tmp_path / "data"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "LISA_ALLOW_REMOTE"}
+    # Real secrets, as listening there needs (tests/backend/test_sessions_security.py): what is refused is the
+    # address without an identity provider.
+    env |= {"LISA_SECRET_KEY": secrets.token_urlsafe(32), "LISA_ENCRYPTION_KEY": secrets.token_urlsafe(32)}
     result = subprocess.run(
         [LISA, "serve", "--host", "0.0.0.0", "--port", str(port), "--data-dir", str(data_dir)],
         cwd=ROOT,
