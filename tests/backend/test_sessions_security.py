@@ -203,7 +203,7 @@ def upstream() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def legacy_database(lisa: LisaServer, upstream: str) -> str:
+def legacy_database(lisa: LisaServer, upstream: str) -> Iterator[str]:
     """A database as a release before 0005 left it: schema at 0004, secrets sealed with the old default secret."""
     name = "lisa_legacy_" + secrets.token_hex(4)
     url = make_url(lisa.database_url).set(database=name).render_as_string(hide_password=False)
@@ -233,7 +233,8 @@ def legacy_database(lisa: LisaServer, upstream: str) -> str:
             ),
         )
     )
-    return url
+    yield url
+    asyncio.run(run(asyncpg_dsn(lisa.database_url), (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', ())))
 
 
 @pytest.fixture(scope="module")
@@ -329,3 +330,45 @@ def test_a_changed_encryption_key_refuses_to_start_and_codes_expire(
             assert late.status_code == 401 and "expired" in late.json()["detail"]
     finally:
         again.proc.stop()
+
+
+def test_the_migration_needs_the_old_key_changes_nothing_without_it_and_goes_back(lisa: LisaServer) -> None:
+    """Migration 0005 run directly (as `lisa serve` runs it, keys handed over): refusals leave the database as it
+    was; the downgrade seals with the old key again."""
+    name = "lisa_mig_" + secrets.token_hex(4)
+    url = make_url(lisa.database_url).set(database=name).render_as_string(hide_password=False)
+
+    async def sql(dsn: str, statement: str, *args: object) -> object:
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await conn.fetchval(statement, *args)
+        finally:
+            await conn.close()
+
+    asyncio.run(sql(asyncpg_dsn(lisa.database_url), f'CREATE DATABASE "{name}"'))
+    migrate.upgrade(url, "0004")
+    sealed = legacy_seal(PROVIDER_KEY, session_secret="the-old-configured-secret")
+    insert = (
+        "INSERT INTO models (id, name, type, hosting, base_url, api_key_encrypted, streaming, status) "
+        "VALUES ('m', 'm', 'textgen', 'internal', 'http://127.0.0.1:9/v1', $1, false, 'InService')"
+    )
+    asyncio.run(sql(asyncpg_dsn(url), insert, sealed))
+    new_key = secrets.token_urlsafe(32)
+
+    def state() -> tuple[object, object]:
+        version = asyncio.run(sql(asyncpg_dsn(url), "SELECT version_num FROM alembic_version"))
+        return version, asyncio.run(sql(asyncpg_dsn(url), "SELECT api_key_encrypted FROM models"))
+
+    with pytest.raises(migrate.MigrationRefused, match="needs the encryption key"):
+        migrate.upgrade(url)
+    with pytest.raises(migrate.MigrationRefused, match="set LISA_SECRET_KEY to the value"):
+        migrate.upgrade(url, keys=migrate.MigrationKeys(new_key, ["dev-secret"]))
+    assert state() == ("0004", sealed)  # each refusal left everything as it was
+    migrate.upgrade(url, keys=migrate.MigrationKeys(new_key, ["the-old-configured-secret", "dev-secret"]))
+    version, resealed = state()
+    assert version == "0005" and SecretBox(new_key).open(str(resealed)) == PROVIDER_KEY
+    migrate.downgrade(url, "0004", keys=migrate.MigrationKeys(new_key, ["the-old-configured-secret"]))
+    version, back = state()
+    old = Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"lisa-model-keys:the-old-configured-secret").digest()))
+    assert version == "0004" and old.decrypt(str(back).encode()).decode() == PROVIDER_KEY
+    asyncio.run(sql(asyncpg_dsn(lisa.database_url), f'DROP DATABASE "{name}" WITH (FORCE)'))
