@@ -6,12 +6,14 @@ from html import escape
 
 from fastapi.responses import HTMLResponse
 
-# No scripts, no outside resources, never framed, never cached, and the code in the address never sent on.
+# No scripts, no outside resources, never framed, never cached, and the code in the address never sent to another
+# site. "same-origin", not "no-referrer": under "no-referrer" a browser sends the form's POST with "Origin: null",
+# which the cross-site check (backend/api/same_site.py) rightly refuses.
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 STYLE = "body{font-family:sans-serif;max-width:28rem;margin:4rem auto}input,button{font-size:1rem;padding:.4rem}"

@@ -44,6 +44,8 @@ def test_the_sign_in_page_changes_nothing(lisa: LisaServer) -> None:
         assert "set-cookie" not in page.headers
         assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        # Not "no-referrer": browsers would then send the form's POST with "Origin: null", refused as cross-site.
+        assert page.headers["referrer-policy"] == "same-origin"
         with_code = web.get("/login", params={"code": "some-code"})
         assert 'name="code" value="some-code"' in with_code.text and "set-cookie" not in with_code.headers
         hostile = web.get("/login", params={"code": '"><script>alert(1)</script>'})
