@@ -259,6 +259,14 @@ def stored(database_url: str) -> tuple[str, str]:
     return asyncio.run(read())
 
 
+async def set_model_key(database_url: str, sealed: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await conn.execute("UPDATE models SET api_key_encrypted = $1 WHERE id = 'legacy-model'", sealed)
+    finally:
+        await conn.close()
+
+
 def test_the_upgrade_reseals_stored_secrets_with_the_encryption_key(upgraded: LisaServer, legacy_database: str) -> None:
     key_file = upgraded.data_dir / "encryption-key"
     assert key_file.stat().st_mode & 0o777 == 0o600
@@ -314,6 +322,9 @@ def test_a_changed_encryption_key_refuses_to_start_and_codes_expire(
     assert returncode != 0 and "encryption key does not match" in output, output
     box = SecretBox((upgraded.data_dir / "encryption-key").read_text().strip())
     assert box.open(stored(legacy_database)[0]) == PROVIDER_KEY  # nothing re-sealed or lost
+    # One value that the right key cannot open (sealed with another): an error, never a request without the key.
+    foreign = SecretBox(secrets.token_urlsafe(32)).seal(PROVIDER_KEY)
+    asyncio.run(set_model_key(legacy_database, foreign))
     # The right key again: the server starts; sessions live on; a code used after its lifetime does nothing.
     again = start_lisa(
         upgraded.data_dir,
@@ -323,6 +334,13 @@ def test_a_changed_encryption_key_refuses_to_start_and_codes_expire(
     )
     try:
         assert httpx.get(again.url + "/api/usage", cookies={"lisa_session": session}, timeout=30).status_code == 200
+        Recorder.seen.clear()
+        with again.client() as api:
+            chat = {"model": "legacy-model", "messages": [{"role": "user", "content": "hi"}]}
+            unreadable = api.post("/v1/chat/completions", json=chat)
+        assert unreadable.status_code == 500, unreadable.text
+        assert "API key of model 'legacy-model' cannot be decrypted" in unreadable.json()["error"]["message"]
+        assert Recorder.seen == []
         code = printed_code(again)
         time.sleep(1.5)
         with browser(again) as web:
