@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "dev-secret", "password"}
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -70,6 +71,7 @@ class Settings(BaseSettings):
     oidc_audience: str = ""  # the "aud" API tokens from the provider must carry; default: the client id
     oidc_scopes: str = "openid profile email"
     oidc_groups_claim: str = "groups"  # dot-separated path, e.g. "cognito:groups" or "realm_access.roles"
+    # Claims tried, in order, for the display name only: users are keyed on the issuer and "sub", never on these.
     oidc_username_claims: list[str] = ["username", "preferred_username", "sub"]
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=600)  # clock skew allowed on exp/nbf
     public_url: str = ""  # the address browsers use, for the OIDC callback; default http://host:port
@@ -85,6 +87,9 @@ class Settings(BaseSettings):
     token_max_days: int = Field(default=365, ge=1, le=3650)
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     auth_cache_seconds: float = Field(default=30.0, ge=0)
+    # OIDC users' groups are confirmed at each browser sign-in and each verified provider JWT; groups not
+    # re-confirmed within this many hours stop counting for the user's API tokens (fractions allowed).
+    group_refresh_hours: float = Field(default=24.0, gt=0, le=24 * 365)
 
     # Request bodies, capped before they are parsed (413 above the cap).
     max_json_bytes: int = Field(default=1024 * 1024, ge=1024)  # any /api body that is not a file upload
@@ -95,8 +100,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # /v1 bodies (images may be inline)
     upstream_connect_timeout: float = Field(default=5.0, gt=0)
     upstream_read_timeout: float = Field(default=300.0, gt=0)
-    # Tokens reserved against tpm/budget limits for a request that names no max_tokens (settled to the real count).
-    limit_default_reserve_tokens: int = Field(default=256, ge=0)
+    # max_tokens given to a request of a caller with a tpm or budget limit that names none, on a model whose
+    # context_window is unknown (nothing else would bound what it generates). Known context windows bound the rest.
+    limit_default_max_tokens: int = Field(default=1024, ge=1)
     usage_flush_seconds: float = Field(default=0.5, gt=0)
     usage_batch_size: int = Field(default=500, ge=1)
 
@@ -119,6 +125,26 @@ class Settings(BaseSettings):
     # AWS (S3 sources, SQS notifications). An endpoint URL points boto3 elsewhere (moto in tests).
     aws_endpoint_url: str = ""
     aws_region: str = ""  # empty: boto3's own resolution (AWS_REGION, the ECS task's region, ~/.aws)
+
+    # Egress guard (backend/net/egress.py) for model URLs, OpenSearch, external PostgreSQL, the reranker, S3 and MCP:
+    # public addresses are allowed; loopback, private, link-local and other special ranges only where these networks
+    # (CIDRs; a JSON list or comma-separated) cover them, cloud metadata addresses only by an exact entry.
+    # The default lets LISA reach its own local model servers; the AWS stack sets the VPC's CIDR.
+    egress_allow: Annotated[list[str], NoDecode] = ["127.0.0.0/8", "::1/128"]
+    egress_s3_buckets: Annotated[list[str], NoDecode] = []  # buckets S3 sources may read ("*" wildcards); none: no S3
+
+    @field_validator("egress_allow", "egress_s3_buckets", mode="before")
+    @classmethod
+    def _egress_list(cls, value: Any, info: ValidationInfo) -> Any:
+        from backend.net.egress import parse_bucket_patterns, parse_networks
+
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+        if isinstance(value, list):
+            value = [str(v).strip() for v in value]
+            (parse_networks if info.field_name == "egress_allow" else parse_bucket_patterns)(value)
+        return value
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:

@@ -25,6 +25,7 @@ from backend.api.routes import (
     repositories,
     tokens,
     usage,
+    users,
 )
 from backend.config import Settings, get_settings
 from backend.runtime.keys import with_keys
@@ -72,6 +73,7 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     install_error_handlers(app)
     for module in (health, login, oidc_login, models, tokens, usage, limits, audit, repositories, documents, pipelines):
         app.include_router(module.router)
+    app.include_router(users.router)
     return app
 
 

@@ -11,11 +11,13 @@ from backend.auth.authenticator import Authenticator
 from backend.auth.oidc import OIDCVerifier
 from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
+from backend.auth.users import UserStore
 from backend.config import Settings
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
+from backend.net.egress import EgressGuard
 from backend.rag.chat import ChatRag
 from backend.rag.documents import DocumentService
 from backend.rag.embedder import Embedder
@@ -51,6 +53,7 @@ class Services:
     limits: LimitStore
     limiter: Limiter
     rag: RagServices
+    egress: EgressGuard
     sessions: SessionStore
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
 
@@ -69,8 +72,14 @@ class Services:
                 settings.oidc_username_claims,
                 leeway_seconds=settings.oidc_leeway_seconds,
             )
-        authenticator = Authenticator(tokens, roles, settings.auth_cache_seconds, oidc)
-        registry = ModelRegistry(engine, SecretBox(settings.encryption_key.get_secret_value()), on_commit=feed.dispatch)
+        users = UserStore(engine, on_commit=feed.dispatch)
+        authenticator = Authenticator(
+            tokens, roles, settings.auth_cache_seconds, oidc, users, group_refresh_hours=settings.group_refresh_hours
+        )
+        egress = EgressGuard.from_settings(settings)
+        registry = ModelRegistry(
+            engine, SecretBox(settings.encryption_key.get_secret_value()), on_commit=feed.dispatch, egress=egress
+        )
         routes = RouteTable(registry, feed_connected=feed.connected.is_set)
         feed.subscribe(authenticator.on_change)
         feed.subscribe(routes.on_change)
@@ -79,7 +88,7 @@ class Services:
         feed.subscribe(limits.on_change)
         limiter = Limiter(engine)
         passthrough = Passthrough(settings.upstream_connect_timeout, settings.upstream_read_timeout)
-        rag = RagServices.build(settings, database_url, engine, routes)
+        rag = RagServices.build(settings, database_url, engine, routes, egress)
         gateway = Gateway(
             authenticator=authenticator,
             routes=routes,
@@ -89,7 +98,7 @@ class Services:
             limits=limits,
             limiter=limiter,
             max_body=settings.max_request_bytes,
-            default_reserve_tokens=settings.limit_default_reserve_tokens,
+            default_max_tokens=settings.limit_default_max_tokens,
             rag=rag.chat,
         )
         oauth = None
@@ -99,12 +108,12 @@ class Services:
             oauth = oauth_client(settings)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, SessionStore(engine), oauth,
+            rag, egress, SessionStore(engine), oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
         await self.feed.start()
-        await self.passthrough.start()
+        await self.passthrough.start(self.egress)
         self.meter.start()
         await self.rag.start()
 
@@ -130,17 +139,30 @@ class RagServices:
     search: SearchService
     chat: ChatRag
     pipelines: PipelineService
+    egress: EgressGuard
 
     @classmethod
-    def build(cls, settings: Settings, database_url: str, engine: AsyncEngine, routes: RouteTable) -> RagServices:
+    def build(
+        cls,
+        settings: Settings,
+        database_url: str,
+        engine: AsyncEngine,
+        routes: RouteTable,
+        egress: EgressGuard | None = None,
+    ) -> RagServices:
+        egress = egress or EgressGuard.from_settings(settings)
         embedder = Embedder(
             routes, settings.rag_embed_batch, settings.rag_embed_parallel, settings.upstream_read_timeout
         )
         sources = Sources(
-            settings.rag_ingest_roots, settings.rag_max_file_bytes, settings.aws_endpoint_url, settings.aws_region
+            settings.rag_ingest_roots,
+            settings.rag_max_file_bytes,
+            settings.aws_endpoint_url,
+            settings.aws_region,
+            egress=egress,
         )
         box = SecretBox(settings.encryption_key.get_secret_value())
-        repositories = RepositoryService(engine, database_url, box, embedder)
+        repositories = RepositoryService(engine, database_url, box, embedder, egress=egress)
         runner = IngestRunner(
             engine, repositories, embedder, sources, settings.rag_documents_parallel, settings.rag_max_file_bytes
         )
@@ -155,7 +177,7 @@ class RagServices:
         )
         jobs = JobService(engine, repositories, sources)
         jobs.dispatch = worker.defer
-        reranker = Reranker(settings.rag_reranker_url) if settings.rag_reranker_url else None
+        reranker = Reranker(settings.rag_reranker_url, egress) if settings.rag_reranker_url else None
         search = SearchService(
             repositories, embedder, reranker, settings.rag_hybrid_weight, settings.rag_rerank_candidates
         )
@@ -171,10 +193,10 @@ class RagServices:
             poll_seconds=settings.rag_poll_seconds,
         )
         worker.on_tick.append(pipelines.run_due_schedules)
-        return cls(embedder, sources, repositories, documents, jobs, runner, worker, search, chat, pipelines)
+        return cls(embedder, sources, repositories, documents, jobs, runner, worker, search, chat, pipelines, egress)
 
     async def start(self) -> None:
-        await self.embedder.start()
+        await self.embedder.start(self.egress)
         await self.worker.start()
         await self.pipelines.start()
 

@@ -49,7 +49,9 @@ async def session_principal(services: Services, session_id: str) -> Principal:
     if services.authenticator.oidc is None or not identity:
         # An OIDC identity counts only while single sign-on is configured.
         raise Unauthorized("single sign-on is not configured here: sign in again")
-    return services.authenticator.identity_principal(identity["username"], identity["groups"], identity["exp"])
+    return services.authenticator.identity_principal(
+        identity["username"], identity["groups"], identity["exp"], display_name=identity.get("display_name")
+    )
 
 
 def set_session_cookie(response: Response, session_id: str, settings: Settings) -> None:

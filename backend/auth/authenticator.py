@@ -1,15 +1,24 @@
-"""Turns request headers into a :class:`Principal`, with a per-process cache kept honest by the change feed."""
+"""Turns request headers into a :class:`Principal`, with a per-process cache kept honest by the change feed.
+
+A token acts for its owner with the token's own groups ∩ the owner's current groups. Local users (named by an
+admin) have the groups of their valid tokens. OIDC users have the groups their provider last confirmed, at a
+browser sign-in or with a verified provider JWT; groups not re-confirmed within ``group_refresh_hours`` stop
+counting for the user's API tokens. Limits follow the owner's groups, however a token narrows them.
+"""
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from backend.auth.oidc import OIDCVerifier, looks_like_jwt
+from backend.auth.known_tokens import KnownTokens
+from backend.auth.oidc import Identity, OIDCVerifier, looks_like_jwt
 from backend.auth.principal import Principal
 from backend.auth.roles import Roles
-from backend.auth.tokens import TOPIC, TokenStore, hash_token
-from backend.errors import Unauthorized
+from backend.auth.tokens import TOPIC, TOPIC_NEW, TokenStore, hash_token
+from backend.auth.users import LOCAL_ISSUER, UserStore
+from backend.auth.users import TOPIC as USERS_TOPIC
+from backend.errors import Forbidden, Unauthorized
 
 MISSING = "missing credentials: send 'Authorization: Bearer <token>' or 'Api-Key: <token>'"
 _MAX_CACHED = 50_000
@@ -29,16 +38,32 @@ def credential_from_headers(authorization: str | None, api_key: str | None) -> s
 class Authenticator:
     """API tokens (``lisa_...``, looked up by SHA-256) and, when configured, OIDC-issued JWTs."""
 
-    def __init__(self, store: TokenStore, roles: Roles, cache_seconds: float, oidc: OIDCVerifier | None = None) -> None:
+    def __init__(
+        self,
+        store: TokenStore,
+        roles: Roles,
+        cache_seconds: float,
+        oidc: OIDCVerifier | None = None,
+        users: UserStore | None = None,
+        group_refresh_hours: float = 24.0,
+    ) -> None:
         self._store = store
         self.roles = roles
         self.oidc = oidc
+        self.users = users or UserStore(store.engine)
         self._ttl = cache_seconds
+        self._group_refresh = timedelta(hours=group_refresh_hours)
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self.known = KnownTokens(store.known_hashes)
 
     def on_change(self, topic: str) -> None:
-        if topic in (TOPIC, "*"):
+        if topic == TOPIC_NEW:
+            self.known.invalidate()
+        elif topic in (TOPIC, USERS_TOPIC):
             self._cache.clear()
+        elif topic == "*":  # the feed was interrupted: anything may have changed meanwhile
+            self._cache.clear()
+            self.known.invalidate(full=True)
 
     async def authenticate(self, credential: str | None) -> Principal:
         if not credential:
@@ -54,8 +79,10 @@ class Authenticator:
         if hit is not None and hit[0] > now:
             principal = hit[1]
         else:
-            principal = await self._load(key)
-            self._remember(key, now + self._ttl, principal)
+            if not await self.known.may_exist(key):
+                raise Unauthorized("invalid API token")
+            principal, ttl = await self._load(key)
+            self._remember(key, now + ttl, principal)
         if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
             raise Unauthorized("API token expired")
         return principal
@@ -67,25 +94,71 @@ class Authenticator:
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         identity = await self.oidc.verify(token)
-        principal = self.identity_principal(identity.username, identity.groups, identity.expires_at)
+        issued_at = identity.claims.get("iat")
+        principal = await self.oidc_sign_in(identity, issued_at if isinstance(issued_at, int | float) else None)
         # Cached no longer than the token lives (a signature check costs ~0.1 ms; a dict lookup far less).
         self._remember(key, time.monotonic() + min(self._ttl, identity.expires_at - time.time()), principal)
         return principal
 
-    def identity_principal(self, username: str, groups: tuple[str, ...] | list[str], expires_at: float) -> Principal:
+    async def oidc_sign_in(self, identity: Identity, as_of: float | None) -> Principal:
+        """The provider vouched for ``identity`` (a browser sign-in now, or a verified JWT issued at ``as_of``):
+        record the user and the groups it states (their API tokens follow at once), then the principal (403 outside
+        the user group)."""
+        when = datetime.fromtimestamp(as_of, UTC) if as_of is not None else None
+        await self.users.confirm(identity.issuer, identity.subject, identity.display_name, identity.groups, when)
+        return self.identity_principal(
+            identity.username, identity.groups, identity.expires_at, display_name=identity.display_name
+        )
+
+    def identity_principal(
+        self,
+        username: str,
+        groups: tuple[str, ...] | list[str],
+        expires_at: float,
+        display_name: str | None = None,
+    ) -> Principal:
         if expires_at <= time.time():
             raise Unauthorized("session or token expired: sign in again")
-        return self.roles.principal(username, groups, expires_at=datetime.fromtimestamp(expires_at, UTC))
+        return self.roles.principal(
+            username, groups, expires_at=datetime.fromtimestamp(expires_at, UTC), display_name=display_name
+        )
 
     def _remember(self, key: str, until: float, principal: Principal) -> None:
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()
         self._cache[key] = (until, principal)
 
-    async def _load(self, token_hash: str) -> Principal:
-        row = await self._store.find_by_hash(token_hash)
-        if row is None:
+    async def _load(self, token_hash: str) -> tuple[Principal, float]:
+        """The principal for a token, and how long it may be cached."""
+        grant = await self._store.find_by_hash(token_hash)
+        if grant is None:
             raise Unauthorized("invalid API token")
-        if row.revoked_at is not None:
+        token = grant.token
+        if token.revoked_at is not None:
             raise Unauthorized("API token revoked")
-        return self.roles.principal(row.username, row.groups, token_id=row.id, expires_at=row.expires_at)
+        ttl = self._ttl
+        stale_note = ""
+        if grant.owner_issuer in (None, LOCAL_ISSUER):
+            groups, owner_groups = set(token.groups), grant.owner_token_groups
+        else:
+            confirmed = grant.owner_groups_confirmed_at
+            fresh_until = confirmed + self._group_refresh if confirmed is not None else None
+            now = datetime.now(UTC)
+            if fresh_until is not None and fresh_until > now:
+                groups = set(token.groups) & set(grant.owner_groups)
+                ttl = min(ttl, (fresh_until - now).total_seconds())
+            else:
+                groups = set()
+                stale_note = (
+                    f" (the identity provider has not confirmed this user's groups in the last "
+                    f"{self._group_refresh.total_seconds() / 3600:g} hours: sign in again)"
+                )
+            owner_groups = grant.owner_groups
+        try:
+            principal = self.roles.principal(
+                token.username, groups, token_id=token.id, expires_at=token.expires_at,
+                display_name=grant.owner_display_name, owner_groups=owner_groups,
+            )  # fmt: skip
+        except Forbidden as exc:
+            raise Forbidden(exc.message + stale_note) from exc
+        return principal, ttl

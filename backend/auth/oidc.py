@@ -14,6 +14,7 @@ from joserfc import jws, jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from backend.auth.users import oidc_user_id
 from backend.errors import Unauthorized, UpstreamError
 
 ALLOWED_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
@@ -21,10 +22,13 @@ ALLOWED_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    username: str
+    username: str  # stable: derived from issuer + sub (backend/auth/users.py), never from an editable claim
     groups: tuple[str, ...]
     expires_at: float
     claims: dict[str, Any]
+    issuer: str = ""
+    subject: str = ""
+    display_name: str = ""  # the first of the configured name claims present: for people to read, nothing more
 
 
 def claim_at(claims: dict[str, Any], path: str) -> Any:
@@ -132,11 +136,22 @@ class OIDCVerifier:
         return self.identity_from(decoded.claims, float(decoded.claims["exp"]))
 
     def identity_from(self, claims: dict[str, Any], expires_at: float) -> Identity:
-        """Username (the first configured claim present) and groups (by claim path) from verified claims."""
-        username = next((str(claims[c]) for c in self.username_claims if claims.get(c)), None)
-        if username is None:
-            raise Unauthorized(f"the provider's tokens carry none of the username claims {self.username_claims}")
-        return Identity(username, groups_from(claim_at(claims, self.groups_claim)), expires_at, claims)
+        """Who this is (issuer + ``sub``), the display name (the first configured name claim present, else
+        ``sub``) and the groups (by claim path), from verified claims."""
+        subject = claims.get("sub")
+        if not isinstance(subject, str | int) or str(subject) == "":
+            raise Unauthorized("the provider's token carries no 'sub' claim, so it names nobody")
+        subject = str(subject)
+        display = next((str(claims[c]) for c in self.username_claims if claims.get(c)), subject)
+        return Identity(
+            username=oidc_user_id(self.issuer, subject),
+            groups=groups_from(claim_at(claims, self.groups_claim)),
+            expires_at=expires_at,
+            claims=claims,
+            issuer=self.issuer,
+            subject=subject,
+            display_name=display,
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -8,12 +8,19 @@ from datetime import datetime
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    username: str
-    groups: frozenset[str]
+    username: str  # the stable identity (users.id): never an editable claim; see backend/auth/users.py
+    groups: frozenset[str]  # what this credential may use: a token's own groups ∩ its owner's current groups
     is_admin: bool
     is_rag_admin: bool = False
     token_id: str | None = None
     expires_at: datetime | None = None
+    display_name: str | None = None  # for people to read; never used to decide anything
+    owner_groups: frozenset[str] | None = None  # the owner's own groups, however a token narrows; None: ``groups``
+
+    @property
+    def limit_groups(self) -> frozenset[str]:
+        """The groups whose limits and budgets apply: the owner's, whatever a token narrows for access."""
+        return self.groups if self.owner_groups is None else self.owner_groups | self.groups
 
 
 def can_access(principal: Principal, allowed_groups: list[str] | tuple[str, ...]) -> bool:

@@ -24,11 +24,14 @@ class Roles:
         *,
         token_id: str | None = None,
         expires_at: datetime | None = None,
+        display_name: str | None = None,
+        owner_groups: Iterable[str] | None = None,
     ) -> Principal:
         members = frozenset(groups)
         is_admin = self.admin_group in members
         if self.user_group and not is_admin and self.user_group not in members:
-            raise Forbidden(f"'{username}' is not a member of the group '{self.user_group}' that may use LISA")
+            who = display_name or username
+            raise Forbidden(f"'{who}' is not a member of the group '{self.user_group}' that may use LISA")
         return Principal(
             username=username,
             groups=members,
@@ -36,6 +39,8 @@ class Roles:
             is_rag_admin=is_admin or self.rag_admin_group in members,
             token_id=token_id,
             expires_at=expires_at,
+            display_name=display_name,
+            owner_groups=None if owner_groups is None else frozenset(owner_groups),
         )
 
     def may_create_own_tokens(self, principal: Principal) -> bool:

@@ -1,4 +1,8 @@
-"""API tokens: generated once, stored only as SHA-256 hashes, looked up by hash."""
+"""API tokens: generated once, stored only as SHA-256 hashes, looked up by hash.
+
+A token created with another token remembers it (``parent_id``); revoking a token revokes every token created
+from it, however deep. Retiring the bootstrap token at start-up is not a revocation and does not cascade.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,26 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.audit import log as audit
 from backend.auth.principal import Principal
+from backend.auth.users import ensure_local, is_local_name
 from backend.db import tables
 from backend.db.changes import publish
+from backend.errors import BadRequest, Unauthorized
 
 TOKEN_PREFIX = "lisa_"
-TOPIC = "tokens"
+TOPIC = "tokens"  # a token was revoked (or anything else that invalidates cached principals)
+TOPIC_NEW = "tokens:new"  # a token was created: the known-token index must learn it
+# Tokens stay in the known-token index this long after they expire, so their holders hear "expired", not "invalid".
+INDEX_RETENTION = timedelta(days=30)
+T = tables.api_tokens
+U = tables.users
 
 
 def hash_token(secret: str) -> str:
@@ -44,6 +56,20 @@ class TokenRow:
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
+    parent_id: str | None = None
+    display_name: str | None = None  # the owner's, where the query joined it
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """A token with what its owner currently is: all the authenticator needs, in one query."""
+
+    token: TokenRow
+    owner_issuer: str | None  # None: no users row (treated as local)
+    owner_display_name: str | None
+    owner_groups: list[str]  # OIDC owners: as the provider last confirmed them
+    owner_groups_confirmed_at: datetime | None
+    owner_token_groups: list[str]  # the union of the owner's active tokens' groups (a local user's groups)
 
 
 def _row(r: sa.Row) -> TokenRow:
@@ -59,10 +85,41 @@ def _row(r: sa.Row) -> TokenRow:
         created_at=m["created_at"],
         expires_at=m["expires_at"],
         revoked_at=m["revoked_at"],
+        parent_id=m["parent_id"],
+        display_name=m.get("display_name"),
     )
 
 
-_COLUMNS = [c for c in tables.api_tokens.c if c.name != "token_hash"]
+_COLUMNS = [c for c in T.c if c.name != "token_hash"]
+
+
+def _with_owner_name() -> sa.Select[tuple[object, ...]]:
+    return sa.select(*_COLUMNS, U.c.display_name).select_from(T.outerjoin(U, U.c.id == T.c.username))
+
+
+_GRANT = sa.text(
+    """
+    SELECT t.id, t.name, t.prefix, t.username, t.groups, t.created_by, t.is_bootstrap, t.created_at, t.expires_at,
+           t.revoked_at, t.parent_id, u.display_name, u.issuer AS owner_issuer, u.groups AS owner_groups,
+           u.groups_confirmed_at AS owner_groups_confirmed_at,
+           (SELECT coalesce(jsonb_agg(DISTINCT g.value), '[]'::jsonb)
+              FROM api_tokens o CROSS JOIN LATERAL jsonb_array_elements_text(o.groups) AS g(value)
+             WHERE o.username = t.username AND o.revoked_at IS NULL AND o.expires_at > now()) AS owner_token_groups
+      FROM api_tokens t LEFT JOIN users u ON u.id = t.username
+     WHERE t.token_hash = :token_hash
+    """
+).columns(groups=JSONB, owner_groups=JSONB, owner_token_groups=JSONB)
+
+# The tokens given and everything created from them, however deep.
+_TREE = sa.text(
+    """
+    WITH RECURSIVE tree(id) AS (
+        SELECT id FROM api_tokens WHERE id = ANY(:roots)
+        UNION SELECT c.id FROM api_tokens c JOIN tree ON c.parent_id = tree.id
+    )
+    SELECT id FROM tree
+    """
+).bindparams(sa.bindparam("roots", type_=ARRAY(sa.String)))
 
 
 class TokenStore:
@@ -82,6 +139,7 @@ class TokenStore:
         expires_at: datetime,
         is_bootstrap: bool = False,
         actor: Principal | None = None,
+        parent_id: str | None = None,
     ) -> tuple[TokenRow, str]:
         secret = new_secret()
         values = {
@@ -94,60 +152,115 @@ class TokenStore:
             "created_by": created_by,
             "is_bootstrap": is_bootstrap,
             "expires_at": expires_at,
+            "parent_id": parent_id,
         }
         async with self.engine.begin() as conn:
-            result = await conn.execute(tables.api_tokens.insert().values(**values).returning(*_COLUMNS))
-            row = _row(result.one())
+            if parent_id is not None:
+                # Shared lock: a concurrent revocation of the parent waits for us, then revokes this token too.
+                parent = (
+                    await conn.execute(
+                        sa.select(T.c.revoked_at, T.c.expires_at).where(T.c.id == parent_id).with_for_update(read=True)
+                    )
+                ).first()
+                if parent is None or parent.revoked_at is not None:
+                    raise Unauthorized("API token revoked")
+                if expires_at > parent.expires_at:
+                    raise BadRequest("a token may not outlive the token that creates it")
+            if is_local_name(username):
+                await ensure_local(conn, username)
+            await conn.execute(T.insert().values(**values))
+            row = _row((await conn.execute(_with_owner_name().where(T.c.id == values["id"]))).one())
             await audit.record(conn, actor, "token.create", "token", row.id, after=asdict(row))
+            await publish(conn, TOPIC_NEW)
+        self._on_commit(TOPIC_NEW)
         return row, secret
 
     async def get(self, token_id: str) -> TokenRow | None:
         async with self.engine.connect() as conn:
-            result = await conn.execute(sa.select(*_COLUMNS).where(tables.api_tokens.c.id == token_id))
-            r = result.first()
+            r = (await conn.execute(_with_owner_name().where(T.c.id == token_id))).first()
         return _row(r) if r else None
 
-    async def find_by_hash(self, token_hash: str) -> TokenRow | None:
+    async def find_by_hash(self, token_hash: str) -> TokenGrant | None:
         async with self.engine.connect() as conn:
-            result = await conn.execute(sa.select(*_COLUMNS).where(tables.api_tokens.c.token_hash == token_hash))
-            r = result.first()
-        return _row(r) if r else None
+            r = (await conn.execute(_GRANT, {"token_hash": token_hash})).first()
+        if r is None:
+            return None
+        m = r._mapping
+        return TokenGrant(
+            token=_row(r),
+            owner_issuer=m["owner_issuer"],
+            owner_display_name=m["display_name"],
+            owner_groups=list(m["owner_groups"] or []),
+            owner_groups_confirmed_at=m["owner_groups_confirmed_at"],
+            owner_token_groups=list(m["owner_token_groups"] or []),
+        )
+
+    async def known_hashes(self, since: datetime | None) -> tuple[list[str], datetime]:
+        """Hashes of tokens worth a database lookup (created at or after ``since``), and the database's clock."""
+        query = sa.select(T.c.token_hash, sa.func.now()).where(T.c.expires_at > sa.func.now() - INDEX_RETENTION)
+        if since is not None:
+            query = query.where(T.c.created_at >= since)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            clock = rows[0][1] if rows else (await conn.execute(sa.select(sa.func.now()))).scalar_one()
+        return [r[0] for r in rows], clock
 
     async def page(self, *, username: str | None, after_id: str | None, limit: int) -> list[TokenRow]:
-        t = tables.api_tokens
-        query = sa.select(*_COLUMNS).order_by(t.c.id).limit(limit)
+        query = _with_owner_name().order_by(T.c.id).limit(limit)
         if username is not None:
-            query = query.where(t.c.username == username)
+            query = query.where(T.c.username == username)
         if after_id:
-            query = query.where(t.c.id > after_id)
+            query = query.where(T.c.id > after_id)
         async with self.engine.connect() as conn:
             return [_row(r) for r in (await conn.execute(query)).all()]
 
-    async def revoke(self, token_id: str, *, actor: Principal | None = None) -> None:
-        t = tables.api_tokens
+    async def revoke(self, token_id: str, *, actor: Principal | None = None) -> int:
+        """Revoke a token and every token created from it; the number of tokens this revoked."""
+        return await self._revoke_trees(T.c.id == token_id, actor)
+
+    async def revoke_user(self, username: str, *, actor: Principal | None = None) -> int:
+        """Revoke all of a user's tokens (and every token created from them); how many this revoked."""
+        return await self._revoke_trees(T.c.username == username, actor)
+
+    async def _revoke_trees(self, roots: sa.ColumnElement[bool], actor: Principal | None) -> int:
+        now = datetime.now(UTC)
+        revoked = 0
         async with self.engine.begin() as conn:
-            revoked = await conn.execute(
-                t.update()
-                .where(t.c.id == token_id, t.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
-                .returning(*_COLUMNS)
-            )
-            row = revoked.first()
-            if row is not None:
-                after = asdict(_row(row))
-                await audit.record(
-                    conn, actor, "token.revoke", "token", token_id, before={**after, "revoked_at": None}, after=after
-                )
+            # Locking the roots first waits out tokens being created from them right now (they hold a share lock).
+            ids = list((await conn.execute(sa.select(T.c.id).where(roots).with_for_update())).scalars())
+            if ids:
+                # A token created from a descendant while we walk the tree is caught by the next pass (each pass
+                # sees what committed before it; tokens under rows we already revoked wait for our commit).
+                while n := await self._revoke_pass(conn, ids, now, actor):
+                    revoked += n
             await publish(conn, TOPIC)
         self._on_commit(TOPIC)
+        return revoked
+
+    async def _revoke_pass(
+        self, conn: AsyncConnection, roots: list[str], now: datetime, actor: Principal | None
+    ) -> int:
+        tree = list((await conn.execute(_TREE, {"roots": roots})).scalars())
+        result = await conn.execute(
+            T.update().where(T.c.id.in_(tree), T.c.revoked_at.is_(None)).values(revoked_at=now).returning(*_COLUMNS)
+        )
+        rows = [_row(r) for r in result.all()]
+        for row in rows:
+            after = asdict(row)
+            await audit.record(
+                conn, actor, "token.revoke", "token", row.id, before={**after, "revoked_at": None}, after=after
+            )
+        return len(rows)
 
     async def rotate_bootstrap(self, username: str, groups: list[str], expires_at: datetime) -> str:
-        """Revoke earlier bootstrap tokens and issue a new one (each `lisa serve` start prints a fresh link)."""
-        t = tables.api_tokens
+        """Retire earlier bootstrap tokens and issue a new one (each `lisa serve` start prints a fresh link).
+
+        Retiring is not revoking: tokens an admin created with an earlier bootstrap token keep working (revoke
+        that token through the API to revoke them too)."""
         async with self.engine.begin() as conn:
             await conn.execute(
-                t.update()
-                .where(t.c.is_bootstrap.is_(True), t.c.revoked_at.is_(None))
+                T.update()
+                .where(T.c.is_bootstrap.is_(True), T.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
             await publish(conn, TOPIC)

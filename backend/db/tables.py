@@ -57,7 +57,26 @@ api_tokens = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+    Column("parent_id", String(40)),  # the token whose holder created this one (revoking it revokes this)
     Index("ix_api_tokens_username", "username"),
+    Index("ix_api_tokens_parent_id", "parent_id"),
+    Index("ix_api_tokens_created_at", "created_at"),
+)
+
+# Who people are: keyed on (issuer, subject), never on a claim users can edit. ``id`` is the stable username every
+# other table refers to: the admin-given name for local users (issuer "local"), derived from issuer + sub for OIDC.
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(256), primary_key=True),
+    Column("issuer", String(512), nullable=False),
+    Column("subject", String(512), nullable=False),
+    Column("display_name", String(256), nullable=False),
+    Column("groups", JSONB, nullable=False, server_default="[]"),  # OIDC: as the provider last confirmed them
+    Column("groups_confirmed_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("issuer", "subject", name="uq_users_issuer_subject"),
 )
 
 usage_records = Table(

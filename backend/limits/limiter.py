@@ -1,8 +1,9 @@
 """Atomic enforcement of limits across every backend process, with PostgreSQL as the shared state.
 
 Admission takes a transaction-scoped advisory lock per bucket, reads the bucket's sliding-minute log, in-flight
-rows and budget, and either records the request (with a token reservation) or refuses it with a Retry-After.
-Settlement replaces the reservation with the real token count. Principals without limits never reach this code,
+rows and budget, works out how many tokens each token-limited bucket has left, and either grants the request a
+completion that fits (recording it with that reservation) or refuses it with a Retry-After, all in one
+transaction. Settlement replaces the reservation with the real token count. Principals without limits never reach this code,
 so the gateway's hot path pays nothing for it.
 """
 
@@ -45,24 +46,51 @@ async def _budget(conn: AsyncConnection, key: str, start: datetime, *, with_rese
     return int(result.scalar_one_or_none() or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What a request asks of the limits: its prompt, ``completion`` tokens per choice (None: no bound known) and
+    the number of choices."""
+
+    prompt: int
+    completion: int | None
+    choices: int = 1
+
+
 @dataclass
 class Ticket:
     request_id: str
     reserve: int
+    completion: int | None = None  # tokens per choice the request may generate; None: no token limit applies
     hit_ids: list[int] = field(default_factory=list)
     budgets: list[tuple[str, datetime]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Room:
+    """Tokens a bucket has left now, and how long until it has more."""
+
+    key: str
+    tokens: int
+    wait: float
+    why: str
 
 
 class Limiter:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def admit(self, buckets: list[Bucket], reserve: int) -> Ticket:
-        ticket = Ticket(request_id=secrets.token_hex(12), reserve=max(0, reserve))
+    async def admit(self, buckets: list[Bucket], demand: Demand) -> Ticket:
+        """Admit a request against every bucket in one transaction, or refuse it with a Retry-After.
+
+        Token limits (tpm, budget) grant each choice at most what the tightest bucket has left after the prompt,
+        capped by ``demand.completion``; the reservation (prompt + choices x grant) is recorded in the same
+        transaction, so concurrent requests, in any process, share what is left and none can overdraw it.
+        """
         async with self.engine.begin() as conn:
             for bucket in sorted(buckets, key=lambda b: b.key):  # one lock order: no deadlocks
                 await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 7419))"), {"k": bucket.key})
             now: datetime = (await conn.execute(text("SELECT now()"))).scalar_one()
+            rooms: list[Room] = []
             for b in buckets:
                 if b.rpm or b.tpm:
                     await conn.execute(
@@ -77,8 +105,8 @@ class Limiter:
                     wait = (oldest + WINDOW - now).total_seconds() if oldest else 1.0
                     if b.rpm and count >= b.rpm:
                         raise RateLimited(f"{b.key}: {b.rpm} requests per minute reached", wait)
-                    if b.tpm and tokens >= b.tpm:
-                        raise RateLimited(f"{b.key}: {b.tpm} tokens per minute reached", wait)
+                    if b.tpm:
+                        rooms.append(Room(b.key, b.tpm - int(tokens), wait, f"{b.tpm} tokens per minute"))
                 if b.parallel:
                     await conn.execute(
                         text("DELETE FROM limit_inflight WHERE key = :k AND started_at <= :cut"),
@@ -88,11 +116,10 @@ class Limiter:
                         raise RateLimited(f"{b.key}: {b.parallel} requests already in flight", 1.0)
                 if b.budget_tokens and b.budget_period:
                     start, end = period_bounds(b.budget_period, now)
-                    if await _budget(conn, b.key, start, with_reserved=True) >= b.budget_tokens:
-                        raise RateLimited(
-                            f"{b.key}: token budget of {b.budget_tokens} per {b.budget_period.value} used up",
-                            (end - now).total_seconds(),
-                        )
+                    spent = await _budget(conn, b.key, start, with_reserved=True)
+                    why = f"token budget of {b.budget_tokens} per {b.budget_period.value}"
+                    rooms.append(Room(b.key, b.budget_tokens - spent, (end - now).total_seconds(), why))
+            ticket = _grant(rooms, demand)
             # Admitted by every bucket: record it.
             for b in buckets:
                 if b.rpm or b.tpm:
@@ -161,6 +188,26 @@ class Limiter:
                 out.append(BucketUsage(key=b.key, limits=limits, requests_last_minute=count, tokens_last_minute=int(tokens),
                                        in_flight=running, budget_used=used, budget_resets_at=resets))  # fmt: skip
         return out
+
+
+def _grant(rooms: list[Room], demand: Demand) -> Ticket:
+    """The ticket for ``demand`` given what each token-limited bucket has left (refused when nothing is)."""
+    ticket = Ticket(request_id=secrets.token_hex(12), reserve=0)
+    completion = demand.completion
+    if rooms:
+        tightest = min(rooms, key=lambda r: r.tokens)
+        needed = demand.prompt + (demand.choices if demand.completion else 0)
+        if tightest.tokens < max(1, needed):
+            left = max(0, tightest.tokens)
+            raise RateLimited(
+                f"{tightest.key}: {tightest.why} reached ({left} tokens left; this request needs at least {needed})",
+                tightest.wait,
+            )
+        per_choice = (tightest.tokens - demand.prompt) // demand.choices
+        completion = per_choice if completion is None else min(completion, per_choice)
+        ticket.completion = completion
+    ticket.reserve = demand.prompt + demand.choices * (completion or 0)
+    return ticket
 
 
 def retry_after_header(seconds: float) -> str:

@@ -114,7 +114,8 @@ class LimitStore:
             found.append(("token:" + principal.token_id, limits))
         own = config.get((Scope.user.value, principal.username))
         if own is None:
-            own = _tightest([s for g in principal.groups if (s := config.get((Scope.group.value, g)))])
+            # The owner's groups, however far a token narrows them for access.
+            own = _tightest([s for g in principal.limit_groups if (s := config.get((Scope.group.value, g)))])
         if own is not None:
             found.append(("user:" + principal.username, own))
         return [

@@ -12,18 +12,24 @@ Response: a top-level ``sources`` list; for streams, one extra chunk before ``da
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import orjson
 from langchain_core.documents import Document
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.auth.principal import Principal
-from backend.errors import BadRequest
-from backend.rag.search import LisaRetriever, SearchParams, SearchService
+from backend.errors import BadRequest, LisaError
+from backend.rag.embedder import Embedder
+from backend.rag.search import MAX_QUERY_CHARS, LisaRetriever, Reranker, SearchParams, SearchService
 from backend.serve.asgi import Message, Send
 
+T = TypeVar("T")
+RERANKER_MODEL = "rag-reranker"  # the model name usage records give the reranker (LISA_RAG_RERANKER_URL)
 INSTRUCTION = (
     "Answer the question using the numbered context passages below when they are relevant, and cite them as [1], "
     "[2], ... If the context does not contain the answer, say so."
@@ -58,14 +64,78 @@ def question_of(messages: Any) -> str:
     raise BadRequest("RAG needs a user message to search for")
 
 
+@dataclass(frozen=True, slots=True)
+class RagRequest:
+    spec: RagSpec
+    question: str
+
+
+@dataclass(frozen=True, slots=True)
+class RagCall:
+    model: str
+    endpoint: str  # "embeddings" or "rerank"
+    tokens: int
+    latency_ms: float
+    status: int
+
+
+@dataclass
+class RagUsage:
+    """What RAG spent for one chat request (estimated at four characters a token), metered to the caller."""
+
+    calls: list[RagCall] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return sum(c.tokens for c in self.calls)
+
+    async def timed(self, model: str, endpoint: str, tokens: int, work: Awaitable[T]) -> T:
+        started = time.perf_counter()
+        status = 200
+        try:
+            return await work
+        except LisaError as exc:
+            status = exc.status_code
+            raise
+        finally:
+            self.calls.append(RagCall(model, endpoint, tokens, (time.perf_counter() - started) * 1000, status))
+
+
+class _MeteredEmbedder(Embedder):
+    """The shared embedder, noting each call in one request's ``RagUsage`` (everything else is delegated)."""
+
+    def __init__(self, inner: Embedder, usage: RagUsage) -> None:  # no super().__init__: it delegates
+        self._inner = inner
+        self._usage = usage
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def embed(self, model_id: str, texts: Sequence[str]) -> list[list[float]]:
+        tokens = sum(max(1, len(t) // 4) for t in texts)
+        return await self._usage.timed(model_id, "embeddings", tokens, self._inner.embed(model_id, texts))
+
+
+class _MeteredReranker(Reranker):
+    def __init__(self, inner: Reranker, usage: RagUsage) -> None:  # no super().__init__: it delegates
+        self._inner = inner
+        self._usage = usage
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def scores(self, query: str, texts: list[str]) -> list[float]:
+        tokens = sum(max(1, (len(query) + len(t)) // 4) for t in texts)  # a cross-encoder reads each pair
+        return await self._usage.timed(RERANKER_MODEL, "rerank", tokens, self._inner.scores(query, texts))
+
+
 class ChatRag:
     def __init__(self, search: SearchService, max_context_chars: int) -> None:
         self.search = search
         self.max_context_chars = max_context_chars
 
-    async def augment(self, principal: Principal, payload: dict[str, Any]) -> list[dict[str, Any]]:
-        """Removes ``rag`` from ``payload``, puts the retrieved context into its last user message, and returns
-        the sources (possibly empty)."""
+    def parse(self, payload: dict[str, Any]) -> RagRequest:
+        """Removes ``rag`` from ``payload`` and validates it (a bad field is a 400 before any limit is touched)."""
         raw = payload.pop("rag")
         try:
             spec = RagSpec.model_validate(raw)
@@ -73,16 +143,33 @@ class ChatRag:
             first = exc.errors()[0]
             where = ".".join(["rag", *(str(p) for p in first["loc"])])
             raise BadRequest(f"invalid 'rag' field at {where}: {first['msg']}") from exc
-        question = question_of(payload.get("messages"))
+        return RagRequest(spec, question_of(payload.get("messages"))[-MAX_QUERY_CHARS:])
+
+    def reserve_tokens(self, rag: RagRequest) -> int:
+        """Tokens to hold for RAG before it runs: the context it may add to the prompt and the query embeddings."""
+        query = max(1, len(rag.question) // 4)
+        framing = len(INSTRUCTION) + 64 * rag.spec.top_k  # the instruction, and "[n] name" before each passage
+        return (self.max_context_chars + framing) // 4 + query * len(rag.spec.repositories)
+
+    async def augment(
+        self, principal: Principal, rag: RagRequest, payload: dict[str, Any], usage: RagUsage
+    ) -> list[dict[str, Any]]:
+        """Puts the retrieved context into the last user message of ``payload`` and returns the sources (possibly
+        empty); each embedding and rerank call is noted in ``usage``."""
+        spec, question = rag.spec, rag.question
+        search = copy.copy(self.search)  # this request's view: the same services, metered
+        search.embedder = _MeteredEmbedder(self.search.embedder, usage)
+        if self.search.reranker is not None:
+            search.reranker = _MeteredReranker(self.search.reranker, usage)
         params = SearchParams(
-            query=question[-4000:],
+            query=question,
             top_k=spec.top_k,
             collections=spec.collections,
             hybrid_weight=spec.hybrid_weight,
             score_threshold=spec.score_threshold,
             tags=spec.tags,
         )
-        retrievers = [LisaRetriever(service=self.search, principal=principal, repository_id=r, params=params)
+        retrievers = [LisaRetriever(service=search, principal=principal, repository_id=r, params=params)
                       for r in spec.repositories]  # fmt: skip
         found = await asyncio.gather(*(r.ainvoke(question) for r in retrievers))
         ranked: list[Document] = sorted((d for docs in found for d in docs), key=_relevance, reverse=True)

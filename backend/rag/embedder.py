@@ -17,6 +17,7 @@ import orjson
 from langchain_core.embeddings import Embeddings
 
 from backend.errors import BadRequest, UpstreamError, UpstreamTimeout
+from backend.net.egress import EgressGuard
 from backend.registry.route_table import RouteTable
 from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
 
@@ -29,10 +30,10 @@ class Embedder:
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
+    async def start(self, egress: EgressGuard | None = None) -> None:
         self._session = aiohttp.ClientSession(
             timeout=self._timeout,
-            connector=aiohttp.TCPConnector(limit=64),
+            connector=(egress or EgressGuard.default()).connector(limit=64),  # checked at connect time
             json_serialize=lambda o: orjson.dumps(o).decode(),
         )
 

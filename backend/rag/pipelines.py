@@ -252,6 +252,10 @@ class PipelineService:
             if not folder.is_dir():
                 raise BadRequest(f"{source.path}: not a folder")
             stored["path"] = str(folder)
+        else:  # the bucket must be allowed (and is checked again on every sync); so must the queue's address
+            self.sources.egress.check_bucket(source.bucket, f"pipeline source s3://{source.bucket}")
+            if source.queue_url is not None:
+                await self.sources.egress.check_url(str(source.queue_url), "pipeline source queue_url")
         return stored
 
     async def _hidden_collections(self, principal: Principal, repository_id: str) -> set[str]:

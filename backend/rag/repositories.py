@@ -18,6 +18,7 @@ from backend.audit import log as audit
 from backend.auth.principal import Principal, can_access
 from backend.db import tables
 from backend.errors import BadRequest, Conflict, Forbidden, NotFound
+from backend.net.egress import EgressGuard
 from backend.rag.embedder import Embedder
 from backend.rag.schemas import (
     Chunking,
@@ -47,12 +48,13 @@ def require_rag_admin(principal: Principal) -> None:
         raise Forbidden("managing repositories, collections and pipelines needs the admin or RAG admin group")
 
 
-def repository_public(m: Any) -> RepositoryPublic:
+def repository_public(m: Any, *, manager: bool = True) -> RepositoryPublic:
+    """The store's options (an OpenSearch endpoint, a user name) are shown to admins and RAG admins only."""
     return RepositoryPublic(
         id=m["id"],
         name=m["name"],
         type=m["type"],
-        options=dict(m["options"]),
+        options=dict(m["options"]) if manager else {},
         has_secret=m["secret_encrypted"] is not None,
         embedding_model=m["embedding_model"],
         allowed_groups=list(m["allowed_groups"]),
@@ -84,16 +86,26 @@ def collection_ref(collection: CollectionPublic) -> CollectionRef:
 
 
 class RepositoryService:
-    def __init__(self, engine: AsyncEngine, database_url: str, box: SecretBox, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        database_url: str,
+        box: SecretBox,
+        embedder: Embedder,
+        *,
+        egress: EgressGuard | None = None,
+    ) -> None:
         self.engine = engine
         self.database_url = database_url
         self.box = box
         self.embedder = embedder
+        self.egress = egress or EgressGuard.default()
         self._stores: dict[str, VectorStore] = {}
 
     # --- repositories ----------------------------------------------------------------------------------------
     async def create(self, data: RepositoryCreate, actor: Principal, default_embedding_model: str) -> RepositoryPublic:
         require_rag_admin(actor)
+        await self._check_egress(data)
         model = data.embedding_model or default_embedding_model
         dimensions = await self.embedder.dimensions(model)  # also proves the model exists and answers
         options: dict[str, Any] = {}
@@ -143,6 +155,14 @@ class RepositoryService:
         self._stores[data.id] = store
         return repository_public(row._mapping)
 
+    async def _check_egress(self, data: RepositoryCreate) -> None:
+        """Where the store lives must pass the egress guard (400 naming the host and why) before anything is written;
+        the stores check again when they connect."""
+        if data.type == StoreType.opensearch and data.opensearch is not None:
+            await self.egress.check_url(str(data.opensearch.endpoint), "opensearch endpoint")
+        elif data.pgvector is not None and data.pgvector.database_url is not None:
+            await self.egress.check_database_url(data.pgvector.database_url.get_secret_value(), "pgvector database_url")
+
     async def _repo_row(self, repository_id: str) -> Any:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(R).where(R.c.id == repository_id))).first()
@@ -152,7 +172,7 @@ class RepositoryService:
         m = await self._repo_row(repository_id)
         if m is None or not can_access(principal, m["allowed_groups"]):
             raise NotFound(f"repository '{repository_id}' not found")
-        return repository_public(m)
+        return repository_public(m, manager=_manages(principal))
 
     async def page(self, principal: Principal, *, limit: int, cursor: str | None) -> RepositoryPage:
         after = decode_cursor(cursor)
@@ -161,7 +181,8 @@ class RepositoryService:
             query = query.where(R.c.id > after)
         async with self.engine.connect() as conn:
             rows = [r._mapping for r in (await conn.execute(query)).all()]
-        visible = [repository_public(m) for m in rows if can_access(principal, m["allowed_groups"])]
+        manager = _manages(principal)
+        visible = [repository_public(m, manager=manager) for m in rows if can_access(principal, m["allowed_groups"])]
         page = visible[:limit]
         more = len(visible) > limit
         return RepositoryPage(data=page, next_cursor=encode_cursor(page[-1].id) if more else None)
@@ -327,12 +348,16 @@ class RepositoryService:
         """The platform database's store reuses the platform's engine (no second pool)."""
         if config.type == "pgvector" and config.options.get("database_url") == self.database_url:
             return PgVectorStore(self.database_url, self.engine)
-        return open_store(config)
+        return open_store(config, self.egress)
 
     async def close(self) -> None:
         for store in self._stores.values():
             await store.close()
         self._stores.clear()
+
+
+def _manages(principal: Principal) -> bool:
+    return principal.is_admin or principal.is_rag_admin
 
 
 def _auditable(row: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from langchain_core.retrievers import BaseRetriever
 
 from backend.auth.principal import Principal
 from backend.errors import BadRequest, LisaError, UpstreamError
+from backend.net.egress import EgressGuard
 from backend.rag.embedder import Embedder
 from backend.rag.repositories import RepositoryService, collection_ref
 from backend.rag.schemas import SearchHit, SearchResult
@@ -38,17 +39,19 @@ class SearchParams:
 
 
 class Reranker:
-    """A TEI-compatible reranker: POST {url}/rerank {"query", "texts"} -> [{"index", "score"}, ...]."""
+    """A TEI-compatible reranker: POST {url}/rerank {"query", "texts"} -> [{"index", "score"}, ...]. Its
+    connections pass the egress guard (LISA_RAG_RERANKER_URL is the operator's, but the guard is one for all)."""
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, egress: EgressGuard, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
+        self.egress = egress
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def scores(self, query: str, texts: list[str]) -> list[float]:
         body = orjson.dumps({"query": query, "texts": texts, "truncate": True})
         try:
             async with (
-                aiohttp.ClientSession(timeout=self._timeout) as session,
+                aiohttp.ClientSession(timeout=self._timeout, connector=self.egress.connector()) as session,
                 session.post(f"{self.url}/rerank", data=body, headers={"Content-Type": "application/json"}) as resp,
             ):
                 payload = await resp.read()

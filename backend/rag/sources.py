@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from backend.errors import BadRequest, Forbidden, PayloadTooLarge
+from backend.net.egress import EgressGuard
 from ingestion.loaders import LOADERS
 
 
@@ -49,11 +50,20 @@ class S3Location:
 
 
 class Sources:
-    def __init__(self, roots: list[Path], max_bytes: int, aws_endpoint_url: str, aws_region: str) -> None:
+    def __init__(
+        self,
+        roots: list[Path],
+        max_bytes: int,
+        aws_endpoint_url: str,
+        aws_region: str,
+        *,
+        egress: EgressGuard | None = None,
+    ) -> None:
         self.roots = [r.resolve() for r in roots]
         self.max_bytes = max_bytes
         self.aws_endpoint_url = aws_endpoint_url
         self.aws_region = aws_region
+        self.egress = egress or EgressGuard.default()  # its S3 bucket allowlist (the default allows none)
 
     def _client(self, service: str) -> Any:
         import boto3
@@ -101,9 +111,15 @@ class Sources:
         return await asyncio.to_thread(resolved.read_bytes)
 
     # --- S3 --------------------------------------------------------------------------------------------------
+    def s3_location(self, uri: str) -> S3Location:
+        """A parsed s3:// URI whose bucket is on the egress guard's allowlist (400 otherwise), checked on every use."""
+        loc = S3Location.parse(uri)
+        self.egress.check_bucket(loc.bucket, uri)
+        return loc
+
     def list_s3(self, uri: str) -> list[tuple[str, str]]:
         """(s3 URI, ETag) of every supported object under a prefix (or the one object a full key names)."""
-        loc = S3Location.parse(uri)
+        loc = self.s3_location(uri)
         found: list[tuple[str, str]] = []
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=loc.bucket, Prefix=loc.key):
@@ -115,14 +131,14 @@ class Sources:
         return found
 
     async def expand_s3(self, uri: str) -> list[str]:
-        loc = S3Location.parse(uri)
+        loc = self.s3_location(uri)
         if loc.key and not loc.key.endswith("/"):
             check_supported(loc.key)
             return [loc.uri]
         return [u for u, _ in await asyncio.to_thread(self.list_s3, uri)]
 
     async def read_s3(self, uri: str) -> bytes:
-        loc = S3Location.parse(uri)
+        loc = self.s3_location(uri)
 
         def get() -> bytes:
             head = self.s3.head_object(Bucket=loc.bucket, Key=loc.key)

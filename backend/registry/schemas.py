@@ -98,6 +98,9 @@ def check_consistency(
 
 
 class ModelPublic(BaseModel):
+    """provider_model, base_url, upstream_model, has_api_key and managed_by are null for non-admins: where a model
+    runs and how it is reached is infrastructure."""
+
     id: str
     name: str
     type: ModelType
@@ -105,7 +108,7 @@ class ModelPublic(BaseModel):
     provider_model: str | None
     base_url: str | None
     upstream_model: str | None
-    has_api_key: bool
+    has_api_key: bool | None
     allowed_groups: list[str]
     features: list[Feature]
     streaming: bool
@@ -136,3 +139,4 @@ class ModelRoute:
     streaming: bool
     status: ModelStatus
     created: int
+    context_window: int | None = None  # tokens, where the registry knows it (limits cap max_tokens by it)

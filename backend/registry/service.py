@@ -17,6 +17,7 @@ from backend.auth.principal import Principal, can_access
 from backend.db import tables
 from backend.db.changes import publish
 from backend.errors import BadRequest, Conflict, NotFound
+from backend.net.egress import EgressGuard
 from backend.registry.schemas import (
     Hosting,
     ModelCreate,
@@ -47,32 +48,45 @@ def decode_cursor(cursor: str | None) -> str | None:
         raise BadRequest("invalid cursor") from exc
 
 
-def to_public(m: Any) -> ModelPublic:
+def to_public(m: Any, *, admin: bool = True) -> ModelPublic:
+    """Where the model runs (URL, provider string, upstream name, credentials, manager) is shown to admins only."""
     return ModelPublic(
         id=m["id"],
         name=m["name"],
         type=m["type"],
         hosting=m["hosting"],
-        provider_model=m["provider_model"],
-        base_url=m["base_url"],
-        upstream_model=m["upstream_model"],
-        has_api_key=m["api_key_encrypted"] is not None,
+        provider_model=m["provider_model"] if admin else None,
+        base_url=m["base_url"] if admin else None,
+        upstream_model=m["upstream_model"] if admin else None,
+        has_api_key=(m["api_key_encrypted"] is not None) if admin else None,
         allowed_groups=list(m["allowed_groups"]),
         features=list(m["features"]),
         streaming=m["streaming"],
         context_window=m["context_window"],
         status=m["status"],
-        managed_by=m["managed_by"],
+        managed_by=m["managed_by"] if admin else None,
         created_at=m["created_at"],
         updated_at=m["updated_at"],
     )
 
 
 class ModelRegistry:
-    def __init__(self, engine: AsyncEngine, box: SecretBox, on_commit: Callable[[str], None] = lambda _t: None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        box: SecretBox,
+        on_commit: Callable[[str], None] = lambda _t: None,
+        egress: EgressGuard | None = None,
+    ) -> None:
         self.engine = engine
         self.box = box
         self._on_commit = on_commit  # this process sees its own writes at once; others via the change feed
+        self.egress = egress or EgressGuard.default()
+
+    async def _check_base_url(self, model_id: str, values: dict[str, Any]) -> None:
+        """A base_url being set must pass the egress guard (400 naming the host and why), before any write."""
+        if values.get("base_url"):
+            await self.egress.check_url(values["base_url"], f"model '{model_id}': base_url")
 
     def _values(self, data: ModelCreate | ModelUpdate, *, fill_defaults: bool) -> dict[str, Any]:
         fields = data.model_dump(exclude_unset=not fill_defaults, exclude={"api_key"})
@@ -102,6 +116,7 @@ class ModelRegistry:
             values["streaming"] = data.type == ModelType.textgen
         values["status"] = values.get("status") or ModelStatus.in_service.value
         values["managed_by"] = managed_by
+        await self._check_base_url(data.id, values)
         try:
             async with self.engine.begin() as conn:
                 row = (await conn.execute(T.insert().values(**values).returning(T))).one()
@@ -121,7 +136,7 @@ class ModelRegistry:
         m = await self._row(model_id)
         if m is None or not can_access(principal, m["allowed_groups"]):
             raise NotFound(f"model '{model_id}' not found")
-        return to_public(m)
+        return to_public(m, admin=principal.is_admin)
 
     async def page(self, principal: Principal, *, limit: int, cursor: str | None) -> ModelPage:
         after = decode_cursor(cursor)
@@ -138,7 +153,7 @@ class ModelRegistry:
             for m in rows:
                 after = m["id"]
                 if can_access(principal, m["allowed_groups"]):
-                    found.append(to_public(m))
+                    found.append(to_public(m, admin=principal.is_admin))
                     if len(found) == limit:
                         break
             if len(rows) < limit * 2:
@@ -152,6 +167,7 @@ class ModelRegistry:
 
     async def update(self, model_id: str, data: ModelUpdate, *, actor: Principal | None = None) -> ModelPublic:
         changes = self._values(data, fill_defaults=False)
+        await self._check_base_url(model_id, changes)
         async with self.engine.begin() as conn:
             current = (await conn.execute(sa.select(T).where(T.c.id == model_id).with_for_update())).first()
             if current is None:
@@ -229,6 +245,7 @@ class ModelRegistry:
                 streaming=m["streaming"],
                 status=ModelStatus(m["status"]),
                 created=int(m["created_at"].timestamp()),
+                context_window=m["context_window"],
             )
             for m in rows
         }

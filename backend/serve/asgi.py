@@ -60,7 +60,7 @@ def openai_error_body(status: int, message: str, type_: str, param: str | None =
 
 
 def error_body_for(exc: LisaError) -> bytes:
-    return openai_error_body(exc.status_code, exc.message, exc.openai_type)
+    return openai_error_body(exc.status_code, exc.message, exc.openai_type, getattr(exc, "param", None))
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -73,6 +73,7 @@ async def send_error(send: Send, exc: LisaError) -> None:
     headers = list(JSON_HEADERS)
     if exc.status_code == 401:
         headers.append((b"www-authenticate", b"Bearer"))
-    if isinstance(exc, RateLimited):
-        headers.append((b"retry-after", str(math.ceil(exc.retry_after)).encode()))
+    retry_after = exc.retry_after if isinstance(exc, RateLimited) else getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
     await send_bytes(send, exc.status_code, error_body_for(exc), headers)

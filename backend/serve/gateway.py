@@ -15,15 +15,26 @@ import orjson
 
 from backend.auth.authenticator import Authenticator, credential_from_headers
 from backend.auth.principal import Principal, can_access
-from backend.errors import BadRequest, LisaError, MethodNotAllowed, NotFound, Unavailable
-from backend.limits.limiter import Limiter
+from backend.errors import (
+    BadRequest,
+    LisaError,
+    MethodNotAllowed,
+    NotFound,
+    Unavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from backend.limits.limiter import Demand, Limiter, Ticket
 from backend.limits.store import LimitStore
-from backend.rag.chat import ChatRag, SourcesInjector
+from backend.rag.chat import ChatRag, RagRequest, RagUsage, SourcesInjector
 from backend.registry.route_table import RouteTable
 from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
 from backend.serve.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
+from backend.serve.budget import GENERATING, cap_to_grant, demand, estimate_prompt_tokens
 from backend.serve.litellm_backend import LiteLLMBackend
 from backend.serve.passthrough import Outcome, Passthrough
+from backend.serve.request_fields import check_fields
+from backend.serve.upstream_errors import UpstreamProblem, present
 from backend.usage.meter import UsageMeter, UsageRecord
 
 # endpoint -> (model type it needs, required list/str field)
@@ -55,7 +66,7 @@ class Gateway:
         limits: LimitStore,
         limiter: Limiter,
         max_body: int,
-        default_reserve_tokens: int = 256,
+        default_max_tokens: int = 1024,
         rag: ChatRag | None = None,
     ) -> None:
         self.auth = authenticator
@@ -66,7 +77,7 @@ class Gateway:
         self.limits = limits
         self.limiter = limiter
         self.max_body = max_body
-        self.default_reserve_tokens = default_reserve_tokens
+        self.default_max_tokens = default_max_tokens
         self.rag = rag
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -106,6 +117,7 @@ class Gateway:
         started = time.perf_counter()
         body = await read_body(scope, receive, self.max_body)
         payload = _parse(body)
+        check_fields(endpoint, payload)
         model_id = payload.get("model")
         if not isinstance(model_id, str) or not model_id:
             raise BadRequest("'model' is required and must be a string")
@@ -125,41 +137,78 @@ class Gateway:
         stream = payload.get("stream") is True
         if stream and not route.streaming:
             raise BadRequest(f"model '{model_id}' does not support streaming")
-        rag_changed = False
-        if "rag" in payload:
-            if endpoint != "chat/completions" or self.rag is None:
-                raise BadRequest("the 'rag' field is accepted on /v1/chat/completions only")
-            sources = await self.rag.augment(principal, payload)
-            send = SourcesInjector(send, sources, model_id)
-            rag_changed = True
-        ticket = None
-        buckets = await self.limits.buckets_for(principal)
-        if buckets:
-            ticket = await self.limiter.admit(buckets, self._reserve(payload))
+        rag = None
+        if "rag" in payload:  # check_fields let it through on chat/completions only
+            if self.rag is None:
+                raise BadRequest("RAG is not available on this server")
+            rag = self.rag.parse(payload)
+        ticket, wanted = await self._admit(principal, endpoint, payload, route, rag)
         outcome = Outcome(500)
+        rag_usage: RagUsage | None = None
+        forwarded = False
         try:
+            changed = False
+            if rag is not None and self.rag is not None:
+                rag_usage = RagUsage()
+                sources = await self._augment(principal, rag, payload, rag_usage)
+                send = SourcesInjector(send, sources, model_id)
+                changed = True
+            if ticket is not None and wanted is not None and endpoint in GENERATING:
+                changed = cap_to_grant(payload, route, wanted, ticket.completion) or changed
+            forwarded = True
             if route.hosting == Hosting.internal:
-                if _adapt_for_upstream(payload, route) or rag_changed:
+                if _adapt_for_upstream(payload, route) or changed:
                     body = orjson.dumps(payload)
-                outcome = await self.passthrough.forward(route, "/" + endpoint, body, stream, receive, send)
+                await self.passthrough.forward(route, "/" + endpoint, body, stream, receive, send, outcome)
             else:
-                outcome = await self.litellm.forward(
-                    route, endpoint, payload, stream, routes, self.routes.version, send
-                )
+                await self.litellm.forward(
+                    route, endpoint, payload, stream, routes, self.routes.version, receive, send, outcome,
+                    principal.is_admin,
+                )  # fmt: skip
+        except UpstreamProblem as exc:
+            outcome.status = exc.status_code
+            present(exc, route.id, principal.is_admin)
+            raise
         except LisaError as exc:
-            outcome = Outcome(exc.status_code)
+            outcome.status = exc.status_code
             raise
         finally:
-            self._meter(principal, route, endpoint, outcome, started)
+            if outcome.status < 400 and not outcome.prompt_tokens and not outcome.completion_tokens:
+                # An answer without usage: the estimate, and the whole grant (what it may have cost), never 0.
+                outcome.prompt_tokens, outcome.estimated = estimate_prompt_tokens(payload), True
+                if ticket is not None and ticket.completion and wanted is not None:
+                    outcome.completion_tokens = ticket.completion * wanted.choices
+            spent = outcome.prompt_tokens + outcome.completion_tokens
+            if rag_usage is not None:
+                spent += self._meter_rag(principal, rag_usage)
+            if forwarded:
+                self._meter(principal, route, endpoint, outcome, started)
             if ticket is not None:
-                await self.limiter.settle(ticket, outcome.prompt_tokens + outcome.completion_tokens)
+                await self.limiter.settle(ticket, spent)
 
-    def _reserve(self, payload: dict[str, Any]) -> int:
-        """Tokens to hold against tpm and budget limits until the real count is known."""
-        completion = payload.get("max_completion_tokens") or payload.get("max_tokens")
-        if not isinstance(completion, int) or completion < 0:
-            completion = self.default_reserve_tokens
-        return estimate_prompt_tokens(payload) + completion
+    async def _admit(
+        self, principal: Principal, endpoint: str, payload: dict[str, Any], route: ModelRoute, rag: RagRequest | None
+    ) -> tuple[Ticket | None, Demand | None]:
+        """Admission before anything costs tokens (RAG's query embedding included): a caller over a limit
+        triggers no upstream call at all. Callers without limits pay one cached lookup."""
+        buckets = await self.limits.buckets_for(principal)
+        if not buckets:
+            return None, None
+        extra = self.rag.reserve_tokens(rag) if rag is not None and self.rag is not None else 0
+        wanted = demand(endpoint, payload, route, self.default_max_tokens, extra)
+        return await self.limiter.admit(buckets, wanted), wanted
+
+    async def _augment(
+        self, principal: Principal, rag: RagRequest, payload: dict[str, Any], usage: RagUsage
+    ) -> list[dict[str, Any]]:
+        assert self.rag is not None
+        try:
+            return await self.rag.augment(principal, rag, payload, usage)
+        except UpstreamProblem:
+            raise
+        except (UpstreamError, UpstreamTimeout) as exc:  # their text names internal hosts: the detail only
+            raise UpstreamProblem(exc.status_code, exc.openai_type, "retrieval for 'rag' failed: the embedding "
+                                  "model, vector store or reranker did not answer", detail=exc.message) from exc  # fmt: skip
 
     def _meter(self, principal: Principal, route: ModelRoute, endpoint: str, outcome: Outcome, started: float) -> None:
         self.meter.record(
@@ -177,6 +226,26 @@ class Gateway:
             )
         )
 
+    def _meter_rag(self, principal: Principal, usage: RagUsage) -> int:
+        """One usage record per embedding or rerank call RAG made for the caller; the tokens they cost."""
+        now = datetime.now(UTC)
+        for call in usage.calls:
+            self.meter.record(
+                UsageRecord(
+                    created_at=now,
+                    username=principal.username,
+                    token_id=principal.token_id,
+                    model=call.model,
+                    endpoint=call.endpoint,
+                    prompt_tokens=call.tokens,
+                    completion_tokens=0,
+                    latency_ms=call.latency_ms,
+                    status=call.status,
+                    estimated=True,
+                )
+            )
+        return usage.tokens
+
 
 def _adapt_for_upstream(payload: dict[str, Any], route: ModelRoute) -> bool:
     """Rewrite the few fields OpenAI-compatible servers disagree on; True when the body must be re-serialised.
@@ -192,24 +261,6 @@ def _adapt_for_upstream(payload: dict[str, Any], route: ModelRoute) -> bool:
         payload["max_tokens"] = payload["max_completion_tokens"]
         changed = True
     return changed
-
-
-def estimate_prompt_tokens(payload: dict[str, Any]) -> int:
-    """About four characters a token, over the text the request carries (messages, prompt or input)."""
-    chars = 0
-    for message in payload.get("messages") or ():
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, str):
-            chars += len(content)
-        elif isinstance(content, list):
-            chars += sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
-    for name in ("prompt", "input"):
-        value = payload.get(name)
-        if isinstance(value, str):
-            chars += len(value)
-        elif isinstance(value, list):
-            chars += sum(len(v) for v in value if isinstance(v, str))
-    return max(1, chars // 4)
 
 
 def _parse(body: bytes) -> dict[str, Any]:

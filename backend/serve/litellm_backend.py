@@ -6,15 +6,20 @@ the provider-specific wire formats. Imported lazily: ``import litellm`` costs se
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from typing import Any
 
 import orjson
 
-from backend.errors import BadRequest, LisaError, UpstreamError, UpstreamTimeout
 from backend.registry.schemas import Hosting, ModelRoute
-from backend.serve.asgi import JSON_HEADERS, SSE_HEADERS, Send, send_bytes
+from backend.serve.asgi import JSON_HEADERS, SSE_HEADERS, Receive, Send, openai_error_body, send_bytes
+from backend.serve.budget import estimate_prompt_tokens
 from backend.serve.passthrough import Outcome
+from backend.serve.request_fields import provider_kwargs
+from backend.serve.upstream_errors import UpstreamProblem, present
+from backend.serve.usage_scan import count_content_deltas
 
 _CALLS = {
     "chat/completions": "acompletion",
@@ -61,7 +66,9 @@ class LiteLLMBackend:
                 if r.api_key:
                     params["api_key"] = r.api_key
                 model_list.append({"model_name": r.id, "litellm_params": params})
-            self._router = Router(model_list=model_list, num_retries=0, timeout=self._timeout)
+            # One deployment per model: a cooldown has nothing to fall back to, and would turn the next requests'
+            # errors into "no deployments available" (429).
+            self._router = Router(model_list=model_list, num_retries=0, timeout=self._timeout, disable_cooldowns=True)
             self._version = version
         return self._router
 
@@ -73,52 +80,118 @@ class LiteLLMBackend:
         stream: bool,
         routes: dict[str, ModelRoute],
         version: int,
+        receive: Receive,
         send: Send,
-    ) -> Outcome:
+        outcome: Outcome,
+        reveal: bool,
+    ) -> None:
+        """Call the provider with the allowlisted fields only; ``outcome`` is kept up to date while streaming."""
         router = self._router_for(routes, version)
         call = getattr(router, _CALLS[endpoint])
-        kwargs = {k: v for k, v in payload.items() if k not in ("model", "stream")}
+        kwargs = provider_kwargs(endpoint, payload)
         try:
             if stream:
                 response = await call(model=route.id, stream=True, **kwargs)
             else:
                 response = await call(model=route.id, **kwargs)
         except Exception as exc:
-            raise _translate(route, exc) from exc
+            raise translate(route, exc) from exc
         if not stream:
             await send_bytes(send, 200, _dump(response), JSON_HEADERS)
-            return Outcome(200, *_usage(response))
-        outcome = Outcome(200, estimated=True)
+            outcome.status = 200
+            outcome.prompt_tokens, outcome.completion_tokens = _usage(response)
+            return
+        await self._stream(route, response, payload, receive, send, outcome, reveal)
+
+    async def _stream(
+        self,
+        route: ModelRoute,
+        response: Any,
+        payload: dict[str, Any],
+        receive: Receive,
+        send: Send,
+        outcome: Outcome,
+        reveal: bool,
+    ) -> None:
+        outcome.status, outcome.estimated = 200, True
+        outcome.prompt_tokens = estimate_prompt_tokens(payload)
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        watcher = asyncio.create_task(_wait_disconnect(receive))
+        chunks = aiter(response)
         try:
-            async for chunk in response:
+            while True:
+                # Race the next chunk against the client leaving: a client gone stops the provider call at once.
+                step = asyncio.ensure_future(anext(chunks))
+                await asyncio.wait((step, watcher), return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    with contextlib.suppress(BaseException):
+                        await step
+                    outcome.status = 499
+                    break
+                try:
+                    chunk = step.result()
+                except StopAsyncIteration:
+                    break
+                data = _dump(chunk)
                 p, c = _usage(chunk)
                 if p or c:
                     outcome.prompt_tokens, outcome.completion_tokens, outcome.estimated = p, c, False
                 elif outcome.estimated:
-                    outcome.completion_tokens += 1
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": b"data: " + _dump(chunk) + b"\n\n",
-                        "more_body": True,
-                    }
-                )
-            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+                    outcome.completion_tokens += count_content_deltas(data)
+                await send({"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True})
+            if outcome.status == 200:
+                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
         except Exception as exc:
-            err = _translate(route, exc)
-            outcome.status = err.status_code
-            body = orjson.dumps({"error": {"message": err.message, "type": err.openai_type, "code": err.status_code}})
-            await send({"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False})
-        return outcome
+            problem = present(translate(route, exc), route.id, reveal)
+            outcome.status = problem.status_code
+            event = openai_error_body(problem.status_code, problem.message, problem.openai_type)
+            await _try_send(send, b"data: " + event + b"\n\n")
+        finally:
+            watcher.cancel()
+            if outcome.status == 499:
+                with contextlib.suppress(Exception):
+                    await response.aclose()
+            await _try_send(send, b"", more_body=False)
 
 
-def _translate(route: ModelRoute, exc: Exception) -> LisaError:
+def translate(route: ModelRoute, exc: Exception) -> UpstreamProblem:
+    """LiteLLM's exception as LISA's own words; LiteLLM's message (which may quote the provider's request) is
+    only the detail. Its exception class names are a fixed vocabulary, safe to show."""
     name = exc.__class__.__name__
     status = getattr(exc, "status_code", None)
-    message = f"model '{route.id}' ({route.provider_model}): {getattr(exc, 'message', None) or exc}"
+    detail = str(getattr(exc, "message", None) or exc)
+    body = getattr(exc, "body", None)  # the provider's own answer, which LiteLLM's message may leave out
+    if body and str(body) not in detail:
+        detail = f"{str(body)[:2000]} | {detail}"
+    what = f"model '{route.id}'"
+    key = route.api_key
     if "Timeout" in name or status == 408:
-        return UpstreamTimeout(message)
-    if status in (400, 422) and "APIConnection" not in name:
-        return BadRequest(message)
-    return UpstreamError(message)
+        return UpstreamProblem(504, "upstream_timeout", f"{what}: the provider did not answer in time ({name})",
+                               detail=detail, secret=key)  # fmt: skip
+    if status in (401, 403) or "Authentication" in name or "PermissionDenied" in name:
+        return UpstreamProblem(502, "upstream_error", f"{what}: the provider rejected the stored credentials "
+                               f"({name})", detail=detail, secret=key)  # fmt: skip
+    if status == 429 or "RateLimit" in name:
+        return UpstreamProblem(429, "rate_limit_exceeded", f"{what}: the provider is rate limiting requests",
+                               detail=detail, retry_after=1.0, secret=key)  # fmt: skip
+    if status in (400, 413, 422) and "APIConnection" not in name:
+        return UpstreamProblem(status, "invalid_request_error", f"{what}: the provider rejected the request "
+                               f"({name})", detail=detail, secret=key)  # fmt: skip
+    if "APIConnection" in name or "Connection error" in detail:
+        return UpstreamProblem(502, "upstream_error", f"{what}: the provider is unreachable ({name})",
+                               detail=detail, secret=key)  # fmt: skip
+    return UpstreamProblem(502, "upstream_error", f"{what}: the provider call failed ({name}, status {status})",
+                           detail=detail, secret=key)  # fmt: skip
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _try_send(send: Send, body: bytes, more_body: bool = True) -> None:
+    with contextlib.suppress(Exception):
+        await send({"type": "http.response.body", "body": body, "more_body": more_body})

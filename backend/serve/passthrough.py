@@ -8,9 +8,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from backend.errors import UpstreamError, UpstreamTimeout
+from backend.net.egress import EgressGuard
 from backend.registry.schemas import ModelRoute
 from backend.serve.asgi import JSON_HEADERS, SSE_HEADERS, Receive, Send, openai_error_body, send_bytes
+from backend.serve.upstream_errors import from_status, timed_out, unreachable
 from backend.serve.usage_scan import count_content_deltas, estimate_prompt_tokens, usage_from_body
 
 
@@ -32,8 +33,10 @@ class Passthrough:
         self._read_timeout = read_timeout
         self._session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
+    async def start(self, egress: EgressGuard) -> None:
+        # Every new upstream connection passes the egress guard at connect time, after DNS (DNS rebinding, or a
+        # policy tightened since the model was registered, is refused as a failed connection).
+        connector = egress.connector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
@@ -53,42 +56,38 @@ class Passthrough:
         try:
             return await self._session.post(route.base_url + path, data=body, headers=headers)
         except TimeoutError as exc:
-            raise UpstreamTimeout(
-                f"model '{route.id}': upstream did not answer within {self._read_timeout:g}s"
-            ) from exc
+            raise timed_out(route.id, self._read_timeout) from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"model '{route.id}': upstream unreachable ({exc.__class__.__name__}: {exc})") from exc
+            raise unreachable(route.id, exc, route.api_key) from exc
 
     async def _read(self, route: ModelRoute, resp: aiohttp.ClientResponse) -> bytes:
         try:
             return await resp.read()
         except TimeoutError as exc:
-            raise UpstreamTimeout(
-                f"model '{route.id}': upstream did not finish within {self._read_timeout:g}s"
-            ) from exc
+            raise timed_out(route.id, self._read_timeout, "finish") from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"model '{route.id}': upstream connection failed: {exc}") from exc
+            raise unreachable(route.id, exc, route.api_key) from exc
         finally:
             resp.release()
 
     async def forward(
-        self, route: ModelRoute, path: str, body: bytes, stream: bool, receive: Receive, send: Send
-    ) -> Outcome:
+        self, route: ModelRoute, path: str, body: bytes, stream: bool, receive: Receive, send: Send, outcome: Outcome
+    ) -> None:
+        """Send ``body`` upstream and its answer to the client, keeping ``outcome`` up to date as it goes (a
+        request cut off halfway is settled on what was streamed)."""
         resp = await self._open(route, path, body)
-        if resp.status >= 400 or not stream or "text/event-stream" not in resp.headers.get("Content-Type", ""):
+        if resp.status >= 400:
             payload = await self._read(route, resp)
-            return await self._finish_plain(route, resp.status, payload, send)
-        return await self._stream(route, resp, body, receive, send)
-
-    async def _finish_plain(self, route: ModelRoute, status: int, payload: bytes, send: Send) -> Outcome:
-        if status >= 500:
-            snippet = payload[:500].decode("utf-8", "replace")
-            raise UpstreamError(f"model '{route.id}': upstream failed with status {status}: {snippet}")
-        if status >= 400 and not payload.lstrip().startswith(b"{"):
-            payload = openai_error_body(status, payload[:500].decode("utf-8", "replace"), "invalid_request_error")
-        await send_bytes(send, status, payload, JSON_HEADERS)
-        usage = usage_from_body(payload) if status < 400 else None
-        return Outcome(status, *(usage or (0, 0)))
+            raise from_status(route.id, resp.status, payload, secret=route.api_key,
+                              retry_after=resp.headers.get("Retry-After"))  # fmt: skip
+        if not stream or "text/event-stream" not in resp.headers.get("Content-Type", ""):
+            payload = await self._read(route, resp)
+            await send_bytes(send, resp.status, payload, JSON_HEADERS)
+            outcome.status = resp.status
+            usage = usage_from_body(payload)
+            outcome.prompt_tokens, outcome.completion_tokens = usage or (0, 0)
+            return
+        await self._stream(route, resp, body, receive, send, outcome)
 
     async def _stream(
         self,
@@ -97,9 +96,12 @@ class Passthrough:
         request_body: bytes,
         receive: Receive,
         send: Send,
-    ) -> Outcome:
-        outcome = Outcome(200)
-        deltas = 0
+        outcome: Outcome,
+    ) -> None:
+        outcome.status = 200
+        # Until the upstream reports usage, count what was streamed: a stream cut off (client gone, upstream
+        # dead) is settled on that, never on 0.
+        outcome.prompt_tokens, outcome.estimated = estimate_prompt_tokens(request_body), True
         usage: tuple[int, int] | None = None
         tail = b""
         watcher = asyncio.create_task(_wait_disconnect(receive))
@@ -113,10 +115,12 @@ class Passthrough:
         try:
             async for chunk in resp.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                deltas += count_content_deltas(chunk)
+                outcome.completion_tokens += count_content_deltas(chunk)
                 if b'"usage"' in chunk or b'"usage"' in tail + chunk[:16]:
                     usage = usage_from_body(tail + chunk) or usage
                 tail = chunk[-16:]
+                if watcher.done():
+                    break
             if watcher.done():
                 outcome.status = 499
         except TimeoutError:
@@ -133,15 +137,14 @@ class Passthrough:
         finally:
             watcher.remove_done_callback(close_upstream)
             watcher.cancel()
-            resp.release()
+            if outcome.status == 499:
+                resp.close()  # no point reading the rest of what nobody will receive
+            else:
+                resp.release()
             await _try_send(send, b"", more_body=False)
-        if usage is not None:
+        if usage is not None and outcome.status == 200:
             outcome.prompt_tokens, outcome.completion_tokens = usage
-        else:
-            outcome.prompt_tokens = estimate_prompt_tokens(request_body)
-            outcome.completion_tokens = deltas
-            outcome.estimated = True
-        return outcome
+            outcome.estimated = False
 
 
 async def _wait_disconnect(receive: Receive) -> None:

@@ -39,6 +39,9 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/tokens"): USER,
     ("GET", "/api/tokens/{token_id}"): USER,
     ("DELETE", "/api/tokens/{token_id}"): USER,
+    ("DELETE", "/api/tokens"): USER,  # all of one user's tokens: one's own, or anyone's for admins
+    ("GET", "/api/users/me"): USER,
+    ("GET", "/api/users"): ADMIN,
     ("GET", "/api/usage"): ADMIN,
     ("GET", "/api/usage/me"): USER,
     ("GET", "/api/audit"): ADMIN,

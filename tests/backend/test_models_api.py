@@ -29,7 +29,8 @@ def user_client(api: httpx.Client, server: LisaServer, username: str, groups: li
     return server.client(token)
 
 
-INTERNAL = {"id": "reg-internal", "type": "textgen", "hosting": "internal", "base_url": "http://10.0.0.5:8000/v1/"}
+# Registered addresses pass the egress guard: loopback is allowed by default (private ones are not).
+INTERNAL = {"id": "reg-internal", "type": "textgen", "hosting": "internal", "base_url": "http://127.0.0.5:8000/v1/"}
 
 
 def test_create_get_update_delete(api: httpx.Client) -> None:
@@ -39,7 +40,7 @@ def test_create_get_update_delete(api: httpx.Client) -> None:
     )
     assert created.status_code == 201, created.text
     body = created.json()
-    assert body["base_url"] == "http://10.0.0.5:8000/v1"  # normalised
+    assert body["base_url"] == "http://127.0.0.5:8000/v1"  # normalised
     assert body["streaming"] is True and body["status"] == "InService" and body["name"] == "reg-internal"
     assert body["features"] == ["reasoning", "tool_calls"] and body["context_window"] == 8192
     assert api.get("/api/models/reg-internal").json() == body
@@ -57,9 +58,9 @@ def test_create_get_update_delete(api: httpx.Client) -> None:
 def test_duplicate_is_409_and_unknown_is_404(api: httpx.Client) -> None:
     api.delete("/api/models/reg-dup")
     assert api.post("/api/models", json={**INTERNAL, "id": "reg-dup"}).status_code == 201
-    dup = api.post("/api/models", json={**INTERNAL, "id": "reg-dup", "base_url": "http://other:1/v1"})
+    dup = api.post("/api/models", json={**INTERNAL, "id": "reg-dup", "base_url": "http://127.0.0.6:1/v1"})
     assert dup.status_code == 409 and "already exists" in dup.json()["detail"]
-    assert api.get("/api/models/reg-dup").json()["base_url"] == "http://10.0.0.5:8000/v1"  # untouched
+    assert api.get("/api/models/reg-dup").json()["base_url"] == "http://127.0.0.5:8000/v1"  # untouched
     missing = api.patch("/api/models/never-was", json={"context_window": 5})
     assert missing.status_code == 404 and "never-was" in missing.json()["detail"]
 
@@ -112,7 +113,7 @@ def test_malformed_json_is_400(api: httpx.Client) -> None:
 
 def test_update_keeps_the_model_consistent(api: httpx.Client) -> None:
     api.delete("/api/models/reg-emb")
-    emb = {"id": "reg-emb", "type": "embedding", "hosting": "internal", "base_url": "http://h:1/v1"}
+    emb = {"id": "reg-emb", "type": "embedding", "hosting": "internal", "base_url": "http://127.0.0.1:1/v1"}
     assert api.post("/api/models", json=emb).json()["streaming"] is False
     resp = api.patch("/api/models/reg-emb", json={"streaming": True})
     assert resp.status_code == 400 and "cannot stream" in resp.json()["detail"]

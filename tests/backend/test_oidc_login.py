@@ -131,7 +131,7 @@ def test_admin_group_from_claims(lisa_sso: LisaServer, provider: Proc) -> None:
     web, done = browser_sign_in(lisa_sso, provider, "alice")
     with closing(web):
         assert done.status_code == 303
-        body = {"id": "sso-model", "type": "textgen", "hosting": "internal", "base_url": "http://h:1/v1"}
+        body = {"id": "sso-model", "type": "textgen", "hosting": "internal", "base_url": "http://127.0.0.1:1/v1"}
         assert web.post("/api/models", json=body).status_code == 201
         assert web.get("/api/usage").status_code == 200
 
@@ -154,7 +154,9 @@ def test_provider_jwt_as_bearer_and_api_group_tokens(lisa_sso: LisaServer, provi
         # bob is in the API group: his own token carries his groups, narrowed on request.
         created = api.post("/api/tokens", json={"name": "notebook", "groups": ["staff"]})
         assert (
-            created.status_code == 201 and created.json()["username"] == "bob" and created.json()["groups"] == ["staff"]
+            created.status_code == 201
+            and created.json()["display_name"] == "bob"
+            and created.json()["groups"] == ["staff"]
         )
         assert api.post("/api/tokens", json={"name": "wider", "groups": ["admin"]}).status_code == 403
         mine = httpx.get(lisa_sso.url + "/v1/models", headers={"Authorization": f"Bearer {created.json()['token']}"})

@@ -17,6 +17,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from backend.auth.oidc import OIDCVerifier, claim_at, groups_from
+from backend.auth.users import oidc_user_id
 from backend.errors import Unauthorized
 
 
@@ -79,9 +80,21 @@ async def test_valid_token_gives_identity(provider: Provider, verifier: OIDCVeri
     groups: dict[str, Any] = {"cognito:groups": ["staff", "admin"]}
     token = provider.sign(preferred_username="alice", **groups)
     identity = await verifier.verify(token)
-    assert identity.username == "alice" and identity.groups == ("staff", "admin")
+    assert identity.display_name == "alice" and identity.groups == ("staff", "admin")
+    # Keyed on issuer + sub, never on the editable name.
+    assert identity.subject == "u-1" and identity.username == oidc_user_id(provider.issuer, "u-1")
+    assert identity.username.startswith("oidc:") and "alice" not in identity.username
     bare = await verifier.verify(provider.sign())
-    assert bare.username == "u-1" and bare.groups == ()  # falls back to sub; no groups claim
+    assert bare.display_name == "u-1" and bare.groups == ()  # falls back to sub; no groups claim
+    assert bare.username == identity.username  # the same person, whatever name they set
+
+
+async def test_token_without_sub_names_nobody(provider: Provider, verifier: OIDCVerifier) -> None:
+    key = provider.keys[0]
+    now = int(time.time())
+    claims = {"iss": provider.issuer, "aud": "lisa-client", "exp": now + 300, "preferred_username": "alice"}
+    with pytest.raises(Unauthorized, match="sub"):
+        await verifier.verify(jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key))
 
 
 @pytest.mark.parametrize(
@@ -122,7 +135,7 @@ async def test_key_rotation_is_followed(provider: Provider, verifier: OIDCVerifi
     rotated = RSAKey.generate_key(2048, parameters={"kid": "key-2", "use": "sig"})
     provider.keys = [rotated]
     identity = await verifier.verify(provider.sign(key=rotated, username="bob"))
-    assert identity.username == "bob"
+    assert identity.display_name == "bob"
 
 
 def _b64(data: dict) -> str:

@@ -88,6 +88,7 @@ def deploy_core(aws: Client, env: str, *, create_vpc: bool, cidr_prefix: str = "
         params |= {
             "CreateVpc": "false",
             "ExistingVpcId": vpc,
+            "ExistingVpcCidrs": f"{cidr_prefix}.0.0/16",
             "ExistingPublicSubnetIds": ",".join(public),
             "ExistingPrivateSubnetIds": ",".join(private),
         }

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from backend.config import Settings
 from tests.deploy.dockerfiles import check_pinned_bases, parse
 from tests.support import ROOT
 
@@ -53,6 +54,8 @@ def test_backend_reaches_the_others_by_service_name(services: dict[str, Any]) ->
     assert env["LISA_DB_NAME"] == services["postgres"]["environment"]["POSTGRES_DB"]
     assert env["LISA_DB_PASSWORD"] == services["postgres"]["environment"]["POSTGRES_PASSWORD"]
     assert env["LISA_OPENSEARCH_URL"] == "http://opensearch:9200"
+    (network,) = [c["subnet"] for c in yaml.safe_load(COMPOSE.read_text())["networks"]["default"]["ipam"]["config"]]
+    assert Settings(egress_allow=env["LISA_EGRESS_ALLOW"]).egress_allow == ["127.0.0.0/8", "::1/128", network]
     assert services["opensearch"]["environment"]["discovery.type"] == "single-node"
     depends = services["backend"]["depends_on"]
     assert depends == {"postgres": {"condition": "service_healthy"}, "opensearch": {"condition": "service_healthy"}}

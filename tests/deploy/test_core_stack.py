@@ -174,6 +174,10 @@ def test_backend_service(aws: Client, core: Core) -> None:
     assert env["LISA_AWS_GATEWAY_SECURITY_GROUP_ID"] == core.stack.outputs["GatewaySecurityGroupId"]
     assert env["LISA_INGESTION_QUEUE_URL"] == core.stack.outputs["IngestionQueueUrl"]
     assert env["LISA_OPENSEARCH_URL"] == ""
+    # The egress guard: the VPC besides public addresses (no loopback, no metadata), the documents bucket for S3.
+    egress = Settings(egress_allow=env["LISA_EGRESS_ALLOW"], egress_s3_buckets=env["LISA_EGRESS_S3_BUCKETS"])
+    assert egress.egress_allow == [core.params["ExistingVpcCidrs"]] == ["10.8.0.0/16"]
+    assert egress.egress_s3_buckets == [core.stack.outputs["DocumentsBucketName"]]
     secrets = {s["name"]: s.get("valueFrom") for s in backend["secrets"]}
     assert secrets["LISA_SECRET_KEY"] is None  # AppSecretKey: skipped by moto, checked on the template
     assert secrets["LISA_ENCRYPTION_KEY"] is None  # AppEncryptionKey: likewise
@@ -228,6 +232,8 @@ def test_new_vpc(aws: Client, core_new_vpc: Core) -> None:
     ec2, created = aws("ec2"), core_new_vpc.stack.created
     (vpc,) = ec2.describe_vpcs(VpcIds=[created["Vpc"]])["Vpcs"]
     assert vpc["CidrBlock"] == "10.40.0.0/16"
+    env = {e["name"]: e["value"] for e in container(aws, core_new_vpc)["environment"]}
+    assert env["LISA_EGRESS_ALLOW"] == vpc["CidrBlock"]
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])["Subnets"]
     assert len({s["AvailabilityZone"] for s in subnets}) == 2 and len(subnets) == 4
     routes = {

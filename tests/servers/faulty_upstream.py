@@ -9,6 +9,10 @@ Models of ``POST /v1/chat/completions``:
   stall-mid-stream streams two content chunks, then sleeps forever
   error-500        500 with an OpenAI error body
   bad-request      400 with an OpenAI error body
+  long             generates LONG_TOKENS tokens per choice ("tok0 tok1 ..."), or max_tokens/max_completion_tokens
+                   when smaller, for each of ``n`` choices; streams one token a chunk, STREAM_DELAY apart
+  leaky-500/-400/-401  fail with text full of internal detail (LEAKS: addresses, host names, a key)
+  leaky-echo       500 whose text quotes the request's Authorization header (the model's stored key)
 ``POST /v1/completions`` knows "ok" only. ``GET /v1/models``, ``GET /health``.
 """
 
@@ -24,7 +28,14 @@ from typing import Any
 
 from aiohttp import web
 
-CHAT_MODELS = ["ok", "slow", "die-mid-stream", "stall-mid-stream", "error-500", "bad-request"]
+CHAT_MODELS = ["ok", "slow", "die-mid-stream", "stall-mid-stream", "error-500", "bad-request", "long",
+               "leaky-500", "leaky-400", "leaky-401", "leaky-echo"]  # fmt: skip
+LONG_TOKENS = 2000
+STREAM_DELAY = 0.01
+LEAKS = ["10.9.8.7", "gpu-node-7.internal", "sk-upstream-leak-123456"]
+LEAKY_TEXT = (
+    "worker failed: POST http://10.9.8.7:8000/generate on gpu-node-7.internal refused (api_key=sk-upstream-leak-123456)"
+)
 PIECES = ["hello", " wor", "ld"]
 ANSWER = "".join(PIECES)
 
@@ -85,6 +96,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return error(500, "The upstream failed on purpose (error-500).", "server_error")
     if model == "bad-request":
         return error(400, "The upstream rejected the request on purpose (bad-request).", "invalid_request_error")
+    if model == "leaky-500":
+        return web.Response(status=500, text=LEAKY_TEXT)
+    if model == "leaky-400":
+        return error(400, "prompt too long for the context window; " + LEAKY_TEXT, "invalid_request_error", "messages")
+    if model == "leaky-401":
+        return error(401, "Incorrect API key for " + LEAKY_TEXT, "authentication_error")
+    if model == "leaky-echo":
+        return web.Response(status=500, text=f"rejected {request.headers.get('Authorization')} from {LEAKY_TEXT}")
+    if model == "long":
+        return await long_answer(request, body)
     if model not in CHAT_MODELS:
         return error(404, f"The model '{model}' does not exist.", "invalid_request_error", "model", "model_not_found")
     if model == "slow":
@@ -117,6 +138,41 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if isinstance(options, dict) and options.get("include_usage"):
         final = chunk(cid, model, {}) | {"choices": [], "usage": usage_of(prompt)}
         await send(response, final)
+    await send(response, "[DONE]")
+    await response.write_eof()
+    return response
+
+
+async def long_answer(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    tokens = min(LONG_TOKENS, limit) if isinstance(limit, int) and limit > 0 else LONG_TOKENS
+    n = body["n"] if isinstance(body.get("n"), int) else 1
+    prompt = " ".join(str(m.get("content", "")) for m in body["messages"] if isinstance(m, dict))
+    prompt_tokens = max(1, len(prompt.split()))
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": tokens * n,
+        "total_tokens": prompt_tokens + tokens * n,
+    }
+    cid, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", "long"
+    finish = "length" if tokens < LONG_TOKENS else "stop"
+    if not body.get("stream"):
+        text = " ".join(f"tok{i}" for i in range(tokens))
+        choices = [{"index": i, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                    "finish_reason": finish} for i in range(n)]  # fmt: skip
+        return web.json_response({"id": cid, "object": "chat.completion", "created": int(time.time()),
+                                  "model": model, "choices": choices, "usage": usage})  # fmt: skip
+    response = await open_sse(request)
+    for t in range(tokens):
+        for i in range(n):
+            event = chunk(cid, model, {"content": f" tok{t}"})
+            event["choices"][0]["index"] = i
+            await send(response, event)
+        await asyncio.sleep(STREAM_DELAY)
+    await send(response, chunk(cid, model, {}, finish))
+    options = body.get("stream_options") or {}
+    if isinstance(options, dict) and options.get("include_usage"):
+        await send(response, chunk(cid, model, {}) | {"choices": [], "usage": usage})
     await send(response, "[DONE]")
     await response.write_eof()
     return response

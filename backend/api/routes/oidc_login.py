@@ -62,13 +62,18 @@ async def oidc_callback(request: Request, services: ServicesDep, sessions: Sessi
         with contextlib.suppress(Unauthorized):
             claims = {**(await verifier.verify(token["access_token"])).claims, **claims}
     identity = verifier.identity_from(claims, time.time() + services.settings.session_hours * 3600)
-    username, groups, expires_at = identity.username, list(identity.groups), identity.expires_at
-    services.authenticator.identity_principal(username, groups, expires_at)  # 403 outside the user group
+    # Records the user (issuer + sub) and their groups, which their API tokens follow; 403 outside the user group.
+    await services.authenticator.oidc_sign_in(identity, as_of=int(time.time()))  # whole seconds, like "iat"
     request.session.clear()  # the sign-in state (authlib's) is spent
     session_id = await sessions.create(
-        username=username,
-        identity={"username": username, "groups": groups, "exp": expires_at},
-        expires_at=datetime.fromtimestamp(expires_at, UTC),
+        username=identity.username,  # the stable id, never the editable name
+        identity={
+            "username": identity.username,
+            "display_name": identity.display_name,
+            "groups": list(identity.groups),
+            "exp": identity.expires_at,
+        },
+        expires_at=datetime.fromtimestamp(identity.expires_at, UTC),
         replacing=request.cookies.get(SESSION_COOKIE),  # a fresh session id at every sign-in
     )
     response = RedirectResponse("/", status_code=303)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.rag.vectorstores.base import ChunkRecord, CollectionRef, Hit, SearchQuery, VectorStore
+
+if TYPE_CHECKING:
+    from backend.net.egress import EgressGuard
 
 __all__ = ["ChunkRecord", "CollectionRef", "Hit", "SearchQuery", "StoreConfig", "VectorStore", "open_store"]
 
@@ -24,13 +27,14 @@ class StoreConfig:
     secret: str | None = None
 
 
-def open_store(config: StoreConfig) -> VectorStore:
+def open_store(config: StoreConfig, egress: EgressGuard | None = None) -> VectorStore:
+    """With ``egress``, every connection the store opens passes the egress guard (the server always gives one)."""
     if config.type == "pgvector":
         from backend.rag.vectorstores.pgvector import PgVectorStore
 
-        return PgVectorStore(config.options["database_url"])
+        return PgVectorStore(config.options["database_url"], egress=egress)
     if config.type == "opensearch":
         from backend.rag.vectorstores.opensearch import OpenSearchStore
 
-        return OpenSearchStore.from_config(config)
+        return OpenSearchStore.from_config(config, egress)
     raise ValueError(f"unknown vector store type '{config.type}'")

@@ -20,6 +20,7 @@ from opensearchpy.exceptions import NotFoundError, RequestError
 from backend.rag.vectorstores.base import CHUNK_FIELDS, ChunkRecord, CollectionRef, Hit, SearchQuery, VectorStore, fuse
 
 if TYPE_CHECKING:
+    from backend.net.egress import EgressGuard
     from backend.rag.vectorstores import StoreConfig
 
 AUTH_MODES = ("none", "basic", "aws_sigv4")
@@ -232,6 +233,22 @@ def parse_config(config: StoreConfig) -> OpenSearchOptions:
     return OpenSearchOptions(endpoint, prefix, engine, http_auth)
 
 
+def guarded_connection(egress: EgressGuard) -> type[AsyncHttpConnection]:
+    """opensearch-py's aiohttp connection with every new socket passing the egress guard (at connect time, so a
+    domain name that starts resolving elsewhere after the repository was registered is refused too)."""
+
+    class GuardedConnection(AsyncHttpConnection):
+        async def _create_aiohttp_session(self) -> Any:
+            await super()._create_aiohttp_session()
+            assert self.session is not None
+            connector = self.session.connector
+            if not hasattr(connector, "_socket_factory"):  # fail closed if aiohttp changes shape
+                raise RuntimeError("aiohttp's connector changed: cannot put the egress guard into OpenSearch")
+            connector._socket_factory = egress.socket_factory
+
+    return GuardedConnection
+
+
 # --- the store -------------------------------------------------------------------------------------------------
 
 
@@ -242,14 +259,14 @@ class OpenSearchStore(VectorStore):
         self._engine = engine
 
     @classmethod
-    def from_config(cls, config: StoreConfig) -> OpenSearchStore:
+    def from_config(cls, config: StoreConfig, egress: EgressGuard | None = None) -> OpenSearchStore:
         options = parse_config(config)
         client = AsyncOpenSearch(
             hosts=[options.endpoint],
             http_auth=options.http_auth,
             use_ssl=options.endpoint.startswith("https:"),
             verify_certs=True,
-            connection_class=AsyncHttpConnection,
+            connection_class=AsyncHttpConnection if egress is None else guarded_connection(egress),
             timeout=30,
         )
         return cls(client, index_prefix=options.index_prefix, engine=options.engine)

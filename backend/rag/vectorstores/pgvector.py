@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.db.engine import create_engine
 from backend.rag.vectorstores.base import ChunkRecord, CollectionRef, Hit, SearchQuery, VectorStore, fuse
+
+if TYPE_CHECKING:
+    from backend.net.egress import EgressGuard
 
 EF_SEARCH = 100  # HNSW candidates per query: recall@10 >= 0.95 at 100k chunks (see docs/benchmarks.md)
 TS_CONFIG = "english"
@@ -47,10 +50,14 @@ def vector_literal(vector: Sequence[float]) -> str:
 
 
 class PgVectorStore(VectorStore):
-    def __init__(self, database_url: str, engine: AsyncEngine | None = None) -> None:
+    def __init__(
+        self, database_url: str, engine: AsyncEngine | None = None, *, egress: EgressGuard | None = None
+    ) -> None:
         self.database_url = database_url
         self._owns_engine = engine is None
         self.engine = engine if engine is not None else create_engine(database_url, 5)
+        if self._owns_engine and egress is not None:  # an external database: re-checked before each new connection
+            egress.guard_engine(self.engine, database_url, "pgvector database_url")
         self._ensured: set[str] = set()
 
     async def ensure_collection(self, ref: CollectionRef) -> None:

@@ -83,6 +83,7 @@ def server(
         "LISA_RAG_INGEST_ROOTS": json.dumps([str(root)]),
         "LISA_AWS_ENDPOINT_URL": moto_server.url,
         "LISA_RAG_POLL_SECONDS": "1",
+        "LISA_EGRESS_S3_BUCKETS": "lisa-*",  # the test buckets; S3 sources need their bucket allowed
         **AWS_ENV,
     }
     lisa = start_lisa(tmp_path_factory.mktemp("pipelines-lisa") / "data", local_models=False, env=env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,3 +61,19 @@ def test_reranked_results_carry_rerank_scores_in_order(reranking: LisaServer) ->
 def test_rerank_without_a_reranker_is_a_clear_400(admin: httpx.Client, reranking: LisaServer) -> None:
     resp = admin.get(f"/api/repositories/{REPO}/search", params={"query": "cat", "rerank": True})
     assert resp.status_code == 400 and "no reranker is configured" in resp.json()["detail"]
+
+
+def test_rag_chat_meters_its_rerank_to_the_caller(admin: httpx.Client, reranking: LisaServer) -> None:
+    token = admin.post("/api/tokens", json={"name": "rr", "username": "rerank-chatter", "groups": []}).json()["token"]
+    with reranking.client(token) as client:
+        body = {"model": "gemma3-270m", "messages": [{"role": "user", "content": "where did the cat nap"}],
+                "max_tokens": 1, "rag": {"repositories": [REPO], "top_k": 2}}  # fmt: skip
+        resp = client.post("/v1/chat/completions", json=body)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["sources"][0]["rerank_score"] is not None
+        deadline = time.monotonic() + 5
+        models: set[str] = set()
+        while time.monotonic() < deadline and not {"rag-reranker", "minilm-l6-v2"} <= models:
+            time.sleep(0.2)
+            models = {r["model"] for r in client.get("/api/usage/me").json()["rows"]}
+        assert {"rag-reranker", "minilm-l6-v2", "gemma3-270m"} <= models

@@ -8,7 +8,7 @@ the old default). Without them the migration refuses to run when there is anythi
 in the migration's one transaction: a value no key opens stops it with nothing changed.
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-30
 """
 
@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from backend.db.migrate import MigrationRefused
 
 revision = "0005"
-down_revision = "0004"
+down_revision = "0006"  # after the users (0006): both were written on 0004; merged in this order
 branch_labels = None
 depends_on = None
 

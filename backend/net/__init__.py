@@ -1,0 +1,1 @@
+"""Outbound network policy: where the server may connect on someone's behalf."""
