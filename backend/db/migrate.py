@@ -17,7 +17,7 @@ class MigrationRefused(RuntimeError):
 
 @dataclass(frozen=True)
 class MigrationKeys:
-    """Secrets a migration may need and the database never holds (0005 re-seals stored secrets with them)."""
+    """Secrets a migration may need and the database never holds (0006 re-seals stored secrets with them)."""
 
     encryption_key: str
     legacy_secret_keys: list[str] = field(default_factory=list)  # what the old code may have sealed with

@@ -25,7 +25,7 @@ from backend.runtime.supervisor import Supervisor
 from backend.services import Services
 
 log = logging.getLogger("lisa")
-OLD_DEFAULT_SECRET = "dev-secret"  # what releases before migration 0005 sealed stored secrets with, unless configured
+OLD_DEFAULT_SECRET = "dev-secret"  # what releases before migration 0006 sealed stored secrets with, unless configured
 
 
 def _write_private(path: Path, text: str) -> None:

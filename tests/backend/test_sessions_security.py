@@ -163,7 +163,7 @@ def test_listening_beyond_loopback_needs_real_secrets(
 
 # --- the upgrade from 0004, one-time codes, a changed key ------------------------------------------------------
 def legacy_seal(value: str, session_secret: str = "dev-secret") -> str:
-    """How releases before migration 0005 sealed stored secrets: a key derived from the session secret."""
+    """How releases before migration 0006 sealed stored secrets: a key derived from the session secret."""
     key = base64.urlsafe_b64encode(hashlib.sha256(("lisa-model-keys:" + session_secret).encode()).digest())
     return Fernet(key).encrypt(value.encode()).decode()
 
@@ -204,7 +204,7 @@ def upstream() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def legacy_database(lisa: LisaServer, upstream: str) -> Iterator[str]:
-    """A database as a release before 0005 left it: schema at 0004, secrets sealed with the old default secret."""
+    """A database as a release before 0006 left it: schema at 0004, secrets sealed with the old default secret."""
     name = "lisa_legacy_" + secrets.token_hex(4)
     url = make_url(lisa.database_url).set(database=name).render_as_string(hide_password=False)
 
@@ -351,7 +351,7 @@ def test_a_changed_encryption_key_refuses_to_start_and_codes_expire(
 
 
 def test_the_migration_needs_the_old_key_changes_nothing_without_it_and_goes_back(lisa: LisaServer) -> None:
-    """Migration 0005 run directly (as `lisa serve` runs it, keys handed over): refusals leave the database as it
+    """Migration 0006 run directly (as `lisa serve` runs it, keys handed over): refusals leave the database as it
     was; the downgrade seals with the old key again."""
     name = "lisa_mig_" + secrets.token_hex(4)
     url = make_url(lisa.database_url).set(database=name).render_as_string(hide_password=False)
@@ -382,9 +382,9 @@ def test_the_migration_needs_the_old_key_changes_nothing_without_it_and_goes_bac
     with pytest.raises(migrate.MigrationRefused, match="set LISA_SECRET_KEY to the value"):
         migrate.upgrade(url, keys=migrate.MigrationKeys(new_key, ["dev-secret"]))
     assert state() == ("0004", sealed)  # each refusal left everything as it was
-    migrate.upgrade(url, keys=migrate.MigrationKeys(new_key, ["the-old-configured-secret", "dev-secret"]))
+    migrate.upgrade(url, "0006", keys=migrate.MigrationKeys(new_key, ["the-old-configured-secret", "dev-secret"]))
     version, resealed = state()
-    assert version == "0005" and SecretBox(new_key).open(str(resealed)) == PROVIDER_KEY
+    assert version == "0006" and SecretBox(new_key).open(str(resealed)) == PROVIDER_KEY
     migrate.downgrade(url, "0004", keys=migrate.MigrationKeys(new_key, ["the-old-configured-secret"]))
     version, back = state()
     old = Fernet(base64.urlsafe_b64encode(hashlib.sha256(b"lisa-model-keys:the-old-configured-secret").digest()))

@@ -7,8 +7,8 @@ config (``backend/db/migrate.py``: ``attributes["lisa_keys"]`` = {"encryption_ke
 the old default). Without them the migration refuses to run when there is anything to re-seal. Everything happens
 in the migration's one transaction: a value no key opens stops it with nothing changed.
 
-Revision ID: 0005
-Revises: 0006
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-30
 """
 
@@ -27,8 +27,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from backend.db.migrate import MigrationRefused
 
-revision = "0005"
-down_revision = "0006"  # after the users (0006): both were written on 0004; merged in this order
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
@@ -77,13 +77,13 @@ def _reseal(upgrading: bool) -> None:
         return
     if not keys or not keys.get("encryption_key"):
         raise MigrationRefused(
-            "migration 0005 re-encrypts stored secrets and needs the encryption key and the old secret key: "
+            "migration 0006 re-encrypts stored secrets and needs the encryption key and the old secret key: "
             "run it through `lisa serve` (which hands them over), not the alembic command"
         )
     new = _new_box(keys["encryption_key"])
     legacy = [_legacy_box(s) for s in dict.fromkeys(keys.get("legacy_secret_keys") or []) if s]
     if not legacy:
-        raise MigrationRefused("migration 0005 needs the old secret key (LISA_SECRET_KEY) the secrets were sealed with")
+        raise MigrationRefused("migration 0006 needs the old secret key (LISA_SECRET_KEY) the secrets were sealed with")
     for table, column, row_id, value in rows:
         if upgrading:
             if _opened(new, value) is not None:
