@@ -12,7 +12,10 @@ import yaml
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret"}
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "dev-secret", "password"}
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+MIN_SECRET_CHARS = 32
+GENERATE_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 class YamlFileSource(PydanticBaseSettingsSource):
@@ -74,7 +77,12 @@ class Settings(BaseSettings):
     public_url: str = ""  # the address browsers use, for the OIDC callback; default http://host:port
     # Local mode: each start issues a fresh admin token and prints it as a login link (revoking the last one).
     bootstrap_admin: bool = True
-    secret_key: SecretStr = SecretStr("dev-secret")
+    sign_in_code_seconds: int = Field(default=600, ge=1, le=86_400)  # the one-time code in the printed link
+    # Signs the short-lived OIDC sign-in state cookie. Empty on a loopback development install: a random one is
+    # generated once and kept in data_dir; required (never a placeholder) anywhere else.
+    secret_key: SecretStr = SecretStr("")
+    # Encrypts stored upstream API keys and repository secrets. Same rule as secret_key; never derived from it.
+    encryption_key: SecretStr = SecretStr("")
     token_default_days: int = Field(default=90, ge=1, le=3650)
     token_max_days: int = Field(default=365, ge=1, le=3650)
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
@@ -144,9 +152,18 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_placeholder_secret(self) -> Settings:
-        if self.environment != "development" and self.secret_key.get_secret_value() in PLACEHOLDER_SECRETS:
-            raise ValueError("LISA_SECRET_KEY must be set to a real secret outside development")
+    def _refuse_weak_secrets(self) -> Settings:
+        for name, value in (("secret_key", self.secret_key), ("encryption_key", self.encryption_key)):
+            secret, env = value.get_secret_value(), f"LISA_{name.upper()}"
+            if secret.strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"{env} is a placeholder ({secret!r}): set a real secret; {GENERATE_HINT}")
+            if not secret and self.secrets_required:
+                raise ValueError(
+                    f"{env} must be set to a real secret (at least {MIN_SECRET_CHARS} random characters) when LISA "
+                    f"{self._exposure}; {GENERATE_HINT}"
+                )
+            if secret and self.secrets_required and len(secret) < MIN_SECRET_CHARS:
+                raise ValueError(f"{env} is too short: use at least {MIN_SECRET_CHARS} random characters")
         return self
 
     @model_validator(mode="after")
@@ -161,6 +178,21 @@ class Settings(BaseSettings):
                     "and secrets; name folders that neither contain it nor lie inside it"
                 )
         return self
+
+    @property
+    def listens_on_loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS
+
+    @property
+    def secrets_required(self) -> bool:
+        """Only a development install on the loopback address may run on secrets it generated for itself."""
+        return self.environment == "production" or not self.listens_on_loopback
+
+    @property
+    def _exposure(self) -> str:
+        if not self.listens_on_loopback:
+            return f"listens on {self.host} (anything but the loopback address)"
+        return "runs in production"
 
     @classmethod
     def settings_customise_sources(

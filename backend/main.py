@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
 from backend.api.errors import install_error_handlers
+from backend.api.request_guard import RequestGuard
 from backend.api.routes import (
     audit,
     documents,
@@ -27,6 +28,7 @@ from backend.api.routes import (
     users,
 )
 from backend.config import Settings, get_settings
+from backend.runtime.keys import with_keys
 from backend.serve.asgi import Receive, Scope, Send
 from backend.services import Services
 
@@ -57,14 +59,17 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
         redoc_url=None,
         openapi_url=None,  # served by routes/login.py, behind authentication
     )
+    # Only the OIDC sign-in's own state (authlib: state, nonce, PKCE verifier) lives in this signed cookie, for the
+    # minutes a sign-in takes; browser sessions are server-side (backend/sessions, cookie "lisa_session").
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key.get_secret_value(),
-        session_cookie="lisa_session",
-        max_age=settings.session_hours * 3600,
+        session_cookie="lisa_oidc_state",
+        max_age=600,
         same_site="lax",
         https_only=settings.environment == "production",
     )
+    app.add_middleware(RequestGuard, api=app)  # outermost: nothing reads a body before it has had its say
     install_error_handlers(app)
     for module in (health, login, oidc_login, models, tokens, usage, limits, audit, repositories, documents, pipelines):
         app.include_router(module.router)
@@ -87,7 +92,7 @@ class LisaApp:
 
 
 def create_app(settings: Settings | None = None, database_url: str | None = None) -> LisaApp:
-    settings = settings or get_settings()
+    settings = with_keys(settings or get_settings())
     url = database_url or settings.database_url or os.environ.get("LISA_DATABASE_URL", "")
     if not url:
         raise RuntimeError("no database: set LISA_DATABASE_URL or start through `lisa serve`")

@@ -34,6 +34,7 @@ from backend.registry.service import ModelRegistry
 from backend.serve.gateway import Gateway
 from backend.serve.litellm_backend import LiteLLMBackend
 from backend.serve.passthrough import Passthrough
+from backend.sessions.store import SessionStore
 from backend.usage.meter import UsageMeter
 from ingestion.parser_pool import ParserPool
 
@@ -54,6 +55,7 @@ class Services:
     limiter: Limiter
     rag: RagServices
     egress: EgressGuard
+    sessions: SessionStore
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
 
     @classmethod
@@ -77,7 +79,7 @@ class Services:
         )
         egress = EgressGuard.from_settings(settings)
         registry = ModelRegistry(
-            engine, SecretBox(settings.secret_key.get_secret_value()), on_commit=feed.dispatch, egress=egress
+            engine, SecretBox(settings.encryption_key.get_secret_value()), on_commit=feed.dispatch, egress=egress
         )
         routes = RouteTable(registry, feed_connected=feed.connected.is_set)
         feed.subscribe(authenticator.on_change)
@@ -107,7 +109,7 @@ class Services:
             oauth = oauth_client(settings)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, oauth,
+            rag, egress, SessionStore(engine), oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -161,7 +163,7 @@ class RagServices:
             forbidden=[settings.data_dir],
             egress=egress,
         )
-        box = SecretBox(settings.secret_key.get_secret_value())
+        box = SecretBox(settings.encryption_key.get_secret_value())
         repositories = RepositoryService(engine, database_url, box, embedder, egress=egress)
         parser = ParserPool(
             settings.rag_parse_workers, settings.rag_parse_timeout_seconds, settings.rag_parse_memory_bytes

@@ -26,6 +26,8 @@ COPY ingestion ./ingestion
 RUN /opt/lisa/bin/pip install --extra-index-url "${TORCH_INDEX}" ".[${LISA_EXTRAS}]"
 
 FROM ${PYTHON_IMAGE} AS runtime
+# Production mode, listening on every address: it refuses to start without real LISA_SECRET_KEY and
+# LISA_ENCRYPTION_KEY (pass them at run time; never bake them in).
 # libgomp1: OpenMP runtime of llama.cpp. No compilers, no build tools.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
@@ -43,6 +45,7 @@ ENV PATH=/opt/lisa/bin:$PATH \
     HF_HUB_OFFLINE=1 \
     XDG_CACHE_HOME=/data/.cache \
     HF_HOME=/data/.cache/huggingface \
+    LISA_ENVIRONMENT=production \
     LISA_HOST=0.0.0.0 \
     LISA_PORT=8080 \
     LISA_ALLOW_REMOTE=true \

@@ -45,9 +45,10 @@ def platform_settings(database_url: str | None) -> tuple[Settings, str]:
     """The platform's settings from the environment (``LISA_*``, ``LISA_CONFIG_FILE``) and its database URL: the
     argument, ``$LISA_DATABASE_URL``, or the one a running `lisa serve` wrote to DATA_DIR/runtime.json."""
     from backend.config import Settings
+    from backend.runtime.keys import with_keys
 
     try:
-        settings = Settings()
+        settings = with_keys(Settings(), create=False)  # the server's keys (LISA_* or its data directory's files)
     except ValidationError as exc:
         raise IngestError(f"the platform's settings (LISA_* environment) are invalid: {exc}") from exc
     url = database_url or settings.database_url
@@ -106,7 +107,7 @@ async def ingest_in_process(
     result = IngestResult(repository, collection, documents_total=plan.total, documents_skipped=len(plan.skipped))
     result.skipped += plan.skipped
     engine = create_engine(url, pool_size=4)
-    registry = ModelRegistry(engine, SecretBox(settings.secret_key.get_secret_value()))
+    registry = ModelRegistry(engine, SecretBox(settings.encryption_key.get_secret_value()))
     rag = RagServices.build(settings, url, engine, RouteTable(registry))
     rag.jobs.dispatch = None  # queued below, on this call's own queue
     principal = Principal(local_user(), frozenset(), is_admin=True)  # whoever holds the database holds it all

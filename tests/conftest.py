@@ -19,6 +19,10 @@ from tests.support import LisaServer, Proc, free_port, start_lisa, start_module,
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One at-rest encryption key for every server of the session, as a deployment configures it for all its processes:
+# servers sharing a database (replicas, in-process ingestion) must share it. Tests of the generated key file set
+# LISA_ENCRYPTION_KEY="" for their own server.
+os.environ.setdefault("LISA_ENCRYPTION_KEY", "test-" + secrets.token_urlsafe(32))
 
 MACHINE_PG = os.environ.get("LISA_TEST_TCP_DATABASE", "postgresql://postgres@127.0.0.1:5432/postgres")
 

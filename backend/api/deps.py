@@ -6,13 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from backend.auth.authenticator import credential_from_headers
+from backend.api.authentication import PRINCIPAL_STATE_KEY, authenticate
 from backend.auth.principal import Principal
 from backend.errors import Forbidden
 from backend.services import Services
-
-SESSION_TOKEN_KEY = "token_sha256"  # a browser session holds the hash of the token it signed in with
-SESSION_OIDC_KEY = "oidc"  # ... or the identity its OIDC sign-in established
+from backend.sessions.store import SessionStore
 
 
 def get_services(request: Request) -> Services:
@@ -23,13 +21,19 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+def get_sessions(services: ServicesDep) -> SessionStore:
+    return services.sessions
+
+
+SessionsDep = Annotated[SessionStore, Depends(get_sessions)]
+
+
 async def get_current_user(request: Request, services: ServicesDep) -> Principal:
-    credential = credential_from_headers(request.headers.get("authorization"), request.headers.get("api-key"))
-    if credential is None and (session_token := request.session.get(SESSION_TOKEN_KEY)):
-        return await services.authenticator.authenticate_hash(session_token)
-    if credential is None and (identity := request.session.get(SESSION_OIDC_KEY)):
-        return services.authenticator.identity_principal(identity["username"], identity["groups"], identity["exp"])
-    return await services.authenticator.authenticate(credential)
+    """The principal the request guard (backend/api/request_guard.py) authenticated before the body was read."""
+    principal: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_STATE_KEY)
+    if principal is None:  # only where the guard is not in front (it always is in the app)
+        principal = (await authenticate(services, request.headers, request.cookies)).principal
+    return principal
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_user)]

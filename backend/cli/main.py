@@ -70,10 +70,20 @@ def serve(
     if not local_models:
         os.environ["LISA_LOCAL_MODELS"] = "false"
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from pydantic import ValidationError
+
     from backend.config import get_settings
     from backend.runtime.serve import run
 
-    run(get_settings())
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            console.print(
+                f"[red]refusing to start:[/red] {str(error['msg']).removeprefix('Value error, ')}", soft_wrap=True
+            )
+        raise typer.Exit(2) from None
+    run(settings)
 
 
 @models_app.command("list")

@@ -297,3 +297,40 @@ rag_pipeline_objects = Table(
     Column("fingerprint", String(128), nullable=False),  # S3 ETag, or size+mtime+sha256 of a local file
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# --- browser sign-in and keys ---------------------------------------------------------------------------------
+# Browser sessions live here; the cookie holds only a random id, stored as its SHA-256, so a session can be ended
+# server-side (logout, revocation) and a copied cookie stops working.
+browser_sessions = Table(
+    "browser_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),  # token | oidc
+    Column("username", String(256), nullable=False),
+    Column("token_hash", String(64)),  # kind token: the API token signed in with (its revocation ends the session)
+    Column("identity", JSONB),  # kind oidc: the identity the provider established
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Index("ix_browser_sessions_expires_at", "expires_at"),
+)
+
+# One-time sign-in codes (the link `lisa serve` prints), stored as SHA-256; consumed by the first use.
+sign_in_codes = Table(
+    "sign_in_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+)
+
+# Check values of the keys stored secrets are sealed with (backend/registry/secrets.py): a changed key is refused.
+key_checks = Table(
+    "key_checks",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

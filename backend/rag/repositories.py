@@ -338,7 +338,8 @@ class RepositoryService:
         return store
 
     def _store_config(self, m: dict[str, Any]) -> StoreConfig:
-        secret = self.box.open(m["secret_encrypted"]) if m.get("secret_encrypted") else None
+        what = f"the secret of repository {m['id']!r}"
+        secret = self.box.open(m["secret_encrypted"], what) if m.get("secret_encrypted") else None
         if m["type"] == StoreType.pgvector.value:
             return StoreConfig("pgvector", {"database_url": secret or self.database_url})
         return StoreConfig(m["type"], dict(m["options"]), secret)

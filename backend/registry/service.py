@@ -238,7 +238,9 @@ class ModelRegistry:
                 provider_model=m["provider_model"],
                 base_url=m["base_url"],
                 upstream_model=m["upstream_model"],
-                api_key=self.box.open(m["api_key_encrypted"]) if m["api_key_encrypted"] else None,
+                api_key=self.box.open(m["api_key_encrypted"], f"the API key of model {m['id']!r}")
+                if m["api_key_encrypted"]
+                else None,
                 allowed_groups=tuple(m["allowed_groups"]),
                 streaming=m["streaming"],
                 status=ModelStatus(m["status"]),

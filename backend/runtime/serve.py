@@ -12,16 +12,20 @@ from pathlib import Path
 
 import uvicorn
 
+from backend.auth.tokens import hash_token
 from backend.config import Settings
 from backend.db import migrate
+from backend.db.engine import create_engine
 from backend.registry.schemas import ModelCreate
+from backend.registry.secrets import KeyMismatch, SecretBox, verify_key
 from backend.runtime.embedded_db import EmbeddedDatabase
+from backend.runtime.keys import with_keys
 from backend.runtime.local_models import MANAGED_BY, start_local_models
 from backend.runtime.supervisor import Supervisor
 from backend.services import Services
 
 log = logging.getLogger("lisa")
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+OLD_DEFAULT_SECRET = "dev-secret"  # what releases before migration 0006 sealed stored secrets with, unless configured
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -31,32 +35,47 @@ def _write_private(path: Path, text: str) -> None:
         fh.write(text)
 
 
-async def _prepare(settings: Settings, database_url: str, local: list[ModelCreate]) -> str | None:
+async def _check_key(settings: Settings, database_url: str) -> None:
+    engine = create_engine(database_url, 1)
+    try:
+        await verify_key(engine, SecretBox(settings.encryption_key.get_secret_value()))
+    finally:
+        await engine.dispose()
+
+
+async def _prepare(settings: Settings, database_url: str, local: list[ModelCreate]) -> tuple[str, str] | None:
+    """Registers the local models; in local mode, a fresh bootstrap admin token and a one-time sign-in code."""
     services = Services.build(settings, database_url)
     try:
         for model in local:
             await services.registry.upsert_managed(model, MANAGED_BY)
         if not settings.bootstrap_admin:
             return None
-        return await services.tokens.rotate_bootstrap(
+        token = await services.tokens.rotate_bootstrap(
             username="admin",
             groups=[settings.admin_group],
             expires_at=datetime.now(UTC) + timedelta(days=settings.token_default_days),
         )
+        code = await services.sessions.create_code(
+            hash_token(token), datetime.now(UTC) + timedelta(seconds=settings.sign_in_code_seconds)
+        )
+        return token, code
     finally:
         await services.engine.dispose()
 
 
-def _banner(address: str, local: list[ModelCreate], secret: str | None, data_dir: Path) -> str:
+def _banner(address: str, local: list[ModelCreate], code: str | None, settings: Settings) -> str:
     lines = [
         f"\nLISA is running at {address}",
         f"  OpenAI-compatible API: {address}/v1   (models: {', '.join(m.id for m in local) or 'none registered yet'})",
         f"  API docs:              {address}/docs (after signing in)",
     ]
-    if secret is not None:
+    if code is not None:
+        seconds = settings.sign_in_code_seconds
+        valid = f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
         lines += [
-            f"  Sign-in link:          {address}/login?token={secret}",
-            f"  Admin API token (also in {data_dir / 'admin-token'}): {secret}",
+            f"  Sign-in link:          {address}/login?code={code}   (works once, for {valid})",
+            f"  Admin API token:       in {settings.data_dir.resolve() / 'admin-token'} (also signs in at {address}/login)",
         ]
     lines.append("Press Ctrl-C to stop.\n")
     return "\n".join(lines)
@@ -71,11 +90,13 @@ def run(settings: Settings) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     database: EmbeddedDatabase | None = None
     supervisor = Supervisor()
-    if settings.host not in LOOPBACK and not (settings.oidc_enabled or settings.allow_remote):
+    if not settings.listens_on_loopback and not (settings.oidc_enabled or settings.allow_remote):
         raise SystemExit(
             f"refusing to listen on {settings.host} without an identity provider: configure OIDC "
             "(LISA_OIDC_ISSUER, LISA_OIDC_CLIENT_ID) or set LISA_ALLOW_REMOTE=true"
         )
+    configured_secret = settings.secret_key.get_secret_value()
+    settings = with_keys(settings)  # a local install's keys: generated once, kept in the data directory
     # SIGTERM behaves like Ctrl-C, so service managers stop us cleanly too.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -85,15 +106,21 @@ def run(settings: Settings) -> None:
             database = EmbeddedDatabase(settings.pgdata_dir)
             database_url = database.start()
         print("Applying database migrations", flush=True)
-        migrate.upgrade(database_url)
+        legacy = [configured_secret, OLD_DEFAULT_SECRET] if configured_secret else [OLD_DEFAULT_SECRET]
+        try:
+            keys = migrate.MigrationKeys(settings.encryption_key.get_secret_value(), legacy)
+            migrate.upgrade(database_url, keys=keys)
+            asyncio.run(_check_key(settings, database_url))
+        except (KeyMismatch, migrate.MigrationRefused) as exc:
+            raise SystemExit(f"refusing to start: {exc}") from None
         local: list[ModelCreate] = []
         if settings.local_models:
             print("Starting local model servers (llama.cpp gemma3-270m, MiniLM embeddings)", flush=True)
             local = start_local_models(settings, supervisor)
         address = f"http://{settings.host}:{settings.port}"
-        secret = asyncio.run(_prepare(settings, database_url, local))
-        if secret is not None:
-            _write_private(data_dir / "admin-token", secret + "\n")
+        bootstrap = asyncio.run(_prepare(settings, database_url, local))
+        if bootstrap is not None:
+            _write_private(data_dir / "admin-token", bootstrap[0] + "\n")
         _write_private(
             data_dir / "runtime.json",
             json.dumps(
@@ -101,7 +128,7 @@ def run(settings: Settings) -> None:
             ),
         )
         os.environ["LISA_DATABASE_URL"] = database_url  # workers read it
-        print(_banner(address, local, secret, data_dir), flush=True)
+        print(_banner(address, local, bootstrap[1] if bootstrap else None, settings), flush=True)
         uvicorn.run(
             "backend.main:create_app",
             factory=True,

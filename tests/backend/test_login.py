@@ -1,14 +1,12 @@
-"""Browser sign-in with the printed link, and the API docs behind authentication."""
+"""Browser sign-in (the sign-in form, with an API token or the printed link's one-time code), server-side sessions,
+and the API docs behind authentication."""
 
 from __future__ import annotations
 
 import httpx
 
+from tests.backend.browser import browser, sign_in, signed_in
 from tests.support import LisaServer
-
-
-def browser(lisa: LisaServer) -> httpx.Client:
-    return httpx.Client(base_url=lisa.url, timeout=30, follow_redirects=False)
 
 
 def test_anonymous_gets_nothing_but_health(lisa: LisaServer) -> None:
@@ -20,14 +18,14 @@ def test_anonymous_gets_nothing_but_health(lisa: LisaServer) -> None:
         assert anon.get("/").headers["location"] == "/docs"
 
 
-def test_sign_in_link_sets_a_session_cookie(lisa: LisaServer, admin: httpx.Client) -> None:
+def test_sign_in_with_a_token_sets_a_session_cookie(lisa: LisaServer, admin: httpx.Client) -> None:
     token = admin.post("/api/tokens", json={"name": "browser", "username": "bea", "groups": []}).json()
     with browser(lisa) as web:
-        resp = web.get("/login", params={"token": token["token"]})
+        resp = sign_in(web, token["token"])
         assert resp.status_code == 303 and resp.headers["location"] == "/docs"
         cookie = resp.headers["set-cookie"].lower()
         assert "lisa_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
-        assert token["token"] not in resp.headers["set-cookie"]  # the session holds a hash, not the secret
+        assert token["token"] not in resp.headers["set-cookie"]  # the cookie holds a random session id only
         docs = web.get("/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
         spec = web.get("/openapi.json").json()
@@ -39,22 +37,42 @@ def test_sign_in_link_sets_a_session_cookie(lisa: LisaServer, admin: httpx.Clien
         assert resp.status_code == 401 and "revoked" in resp.json()["detail"]
 
 
-def test_bad_link_and_logout(lisa: LisaServer) -> None:
+def test_the_sign_in_page_changes_nothing(lisa: LisaServer) -> None:
     with browser(lisa) as web:
-        resp = web.get("/login", params={"token": "lisa_not-a-token"})
+        page = web.get("/login")
+        assert page.status_code == 200 and 'method="post"' in page.text and 'name="token"' in page.text
+        assert "set-cookie" not in page.headers
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        # Not "no-referrer": browsers would then send the form's POST with "Origin: null", refused as cross-site.
+        assert page.headers["referrer-policy"] == "same-origin"
+        with_code = web.get("/login", params={"code": "some-code"})
+        assert 'name="code" value="some-code"' in with_code.text and "set-cookie" not in with_code.headers
+        hostile = web.get("/login", params={"code": '"><script>alert(1)</script>'})
+        assert "<script>alert(1)" not in hostile.text
+
+
+def test_bad_sign_in_and_logout(lisa: LisaServer) -> None:
+    with browser(lisa) as web:
+        resp = sign_in(web, "lisa_not-a-token")
         assert resp.status_code == 401 and "invalid" in resp.json()["detail"]
         assert "set-cookie" not in resp.headers
-        assert web.get("/login").status_code == 422
-        assert web.get("/login", params={"token": lisa.token}).status_code == 303
+        missing = web.post("/login", data={})
+        assert missing.status_code == 400 and "code or token" in missing.json()["detail"]
+        assert sign_in(web, lisa.token).status_code == 303
         assert web.get("/openapi.json").status_code == 200
-        assert web.get("/logout").status_code == 303
+        page = web.get("/logout")  # a page with the sign-out button; still signed in
+        assert page.status_code == 200 and 'action="/logout"' in page.text
+        assert web.get("/openapi.json").status_code == 200
+        out = web.post("/logout")
+        assert out.status_code == 303 and out.headers["location"] == "/login"
         assert web.get("/openapi.json").status_code == 401
 
 
-def test_tampered_session_cookie_is_ignored(lisa: LisaServer) -> None:
-    with browser(lisa) as web:
-        web.get("/login", params={"token": lisa.token})
+def test_tampered_session_cookie_is_refused(lisa: LisaServer) -> None:
+    with signed_in(lisa) as web:
         value = web.cookies["lisa_session"]
         web.cookies.clear()
         web.cookies.set("lisa_session", value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB"))
-        assert web.get("/openapi.json").status_code == 401
+        resp = web.get("/openapi.json")
+        assert resp.status_code == 401 and "sign in again" in resp.json()["detail"]

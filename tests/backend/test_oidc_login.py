@@ -67,7 +67,7 @@ def lisa_sso(provider: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def browser_sign_in(lisa: LisaServer, provider: Proc, user: str) -> tuple[httpx.Client, httpx.Response]:
-    web = httpx.Client(base_url=lisa.url, timeout=30, follow_redirects=False)
+    web = httpx.Client(base_url=lisa.url, timeout=30, follow_redirects=False, headers={"Origin": lisa.url})
     start = web.get("/auth/login")
     assert start.status_code == 302, start.text
     authorize = start.headers["location"]
@@ -118,10 +118,13 @@ def test_browser_sign_in_session_and_logout(lisa_sso: LisaServer, provider: Proc
         )
         # carl lacks the API group: he may not mint tokens for himself.
         assert web.post("/api/tokens", json={"name": "nb"}).status_code == 403
-        out = web.get("/logout")
+        copied = web.cookies["lisa_session"]
+        out = web.post("/logout")
         assert out.status_code == 303 and out.headers["location"].startswith(provider.url)
         assert "post_logout_redirect_uri" in out.headers["location"]
         assert web.get("/api/tokens").status_code == 401
+    # The session ended server-side: a copy of the cookie is worth nothing.
+    assert httpx.get(lisa_sso.url + "/api/tokens", cookies={"lisa_session": copied}, timeout=30).status_code == 401
 
 
 def test_admin_group_from_claims(lisa_sso: LisaServer, provider: Proc) -> None:

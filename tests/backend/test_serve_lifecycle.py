@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import stat
@@ -165,14 +166,15 @@ def test_serve_stops_cleanly_and_a_restart_reuses_the_data_dir(tmp_path: Path, j
     data_dir = tmp_path / "data"
     first = janitor.start(data_dir)
 
-    # The banner: the address, and a login link whose token is an admin API token.
+    # The banner: the address, and a sign-in link with a one-time code (never the admin token itself, which is
+    # in the data dir's admin-token file).
     banner = first.proc.log.read_text()
     assert f"LISA is running at {first.url}" in banner
     assert f"OpenAI-compatible API: {first.url}/v1" in banner
-    link = re.search(rf"{re.escape(first.url)}/login\?token=(\S+)", banner)
+    link = re.search(rf"{re.escape(first.url)}/login\?code=(\S+)", banner)
     assert link is not None, banner
-    login_token = link.group(1)
-    assert login_token == (data_dir / "admin-token").read_text().strip()
+    login_token = (data_dir / "admin-token").read_text().strip()
+    assert login_token not in banner and str(data_dir.resolve() / "admin-token") in banner
     assert httpx.get(f"{first.url}/api/models", timeout=30).status_code == 401
 
     with first.client(login_token) as api:
@@ -220,6 +222,9 @@ def test_serve_refuses_a_non_loopback_address_without_allow_remote(tmp_path: Pat
     data_dir = tmp_path / "data"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "LISA_ALLOW_REMOTE"}
+    # Real secrets, as listening there needs (tests/backend/test_sessions_security.py): what is refused is the
+    # address without an identity provider.
+    env |= {"LISA_SECRET_KEY": secrets.token_urlsafe(32), "LISA_ENCRYPTION_KEY": secrets.token_urlsafe(32)}
     result = subprocess.run(
         [LISA, "serve", "--host", "0.0.0.0", "--port", str(port), "--data-dir", str(data_dir)],
         cwd=ROOT,

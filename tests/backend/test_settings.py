@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from backend.config import PLACEHOLDER_SECRETS, Settings
+from backend.runtime.keys import with_keys
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +42,9 @@ def test_defaults_are_a_loopback_development_setup_on_embedded_components() -> N
     assert settings.embedding_model_id == "minilm-l6-v2"
     assert settings.bootstrap_admin is True
     assert settings.token_default_days == 90
-    assert settings.secret_key.get_secret_value() == "dev-secret"
+    assert settings.secret_key.get_secret_value() == ""  # generated into the data dir by `lisa serve`
+    assert settings.encryption_key.get_secret_value() == ""
+    assert settings.secrets_required is False
 
 
 def test_environment_variables_override_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -108,18 +111,55 @@ def test_missing_yaml_file_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch
     assert str(missing) in str(excinfo.value)
 
 
+REAL = "s3cr3t-" + "x" * 40
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+@pytest.mark.parametrize("name", ["LISA_SECRET_KEY", "LISA_ENCRYPTION_KEY"])
 @pytest.mark.parametrize("secret", sorted(PLACEHOLDER_SECRETS))
-def test_production_refuses_a_placeholder_secret(monkeypatch: pytest.MonkeyPatch, secret: str) -> None:
-    monkeypatch.setenv("LISA_ENVIRONMENT", "production")
-    monkeypatch.setenv("LISA_SECRET_KEY", secret)
-    with pytest.raises(ValidationError, match="LISA_SECRET_KEY must be set to a real secret"):
+def test_a_placeholder_secret_is_refused_everywhere(
+    monkeypatch: pytest.MonkeyPatch, secret: str, name: str, environment: str
+) -> None:
+    monkeypatch.setenv("LISA_ENVIRONMENT", environment)
+    monkeypatch.setenv("LISA_SECRET_KEY", REAL)
+    monkeypatch.setenv("LISA_ENCRYPTION_KEY", REAL)
+    monkeypatch.setenv(name, secret)
+    with pytest.raises(ValidationError, match=f"{name} is a placeholder"):
         Settings()
 
 
-def test_production_refuses_the_default_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", ["LISA_SECRET_KEY", "LISA_ENCRYPTION_KEY"])
+def test_production_refuses_a_missing_secret(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     monkeypatch.setenv("LISA_ENVIRONMENT", "production")
-    with pytest.raises(ValidationError, match="LISA_SECRET_KEY"):
+    monkeypatch.setenv("LISA_SECRET_KEY", REAL)
+    monkeypatch.setenv("LISA_ENCRYPTION_KEY", REAL)
+    monkeypatch.delenv(name)
+    with pytest.raises(ValidationError, match=f"{name} must be set to a real secret .* runs in production"):
         Settings()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "::", "lisa.internal"])
+def test_any_address_but_loopback_needs_real_secrets_in_development_too(
+    monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.setenv("LISA_HOST", host)
+    with pytest.raises(ValidationError, match=f"LISA_SECRET_KEY must be set .* listens on {host}"):
+        Settings()
+    monkeypatch.setenv("LISA_SECRET_KEY", REAL)
+    with pytest.raises(ValidationError, match="LISA_ENCRYPTION_KEY must be set"):
+        Settings()
+    monkeypatch.setenv("LISA_ENCRYPTION_KEY", "short")
+    with pytest.raises(ValidationError, match="LISA_ENCRYPTION_KEY is too short"):
+        Settings()
+    monkeypatch.setenv("LISA_ENCRYPTION_KEY", REAL)
+    assert Settings().secrets_required is True
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+def test_loopback_development_runs_on_generated_secrets(monkeypatch: pytest.MonkeyPatch, host: str) -> None:
+    monkeypatch.setenv("LISA_HOST", host)
+    settings = Settings()
+    assert settings.secrets_required is False and settings.secret_key.get_secret_value() == ""
 
 
 def test_production_refuses_a_placeholder_secret_from_the_yaml_file(
@@ -130,16 +170,33 @@ def test_production_refuses_a_placeholder_secret_from_the_yaml_file(
         Settings()
 
 
-def test_production_with_a_real_secret_works_and_never_shows_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = "s3cr3t-" + "x" * 40
+def test_production_with_real_secrets_works_and_never_shows_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    other = "3ncrypt-" + "y" * 40
     monkeypatch.setenv("LISA_ENVIRONMENT", "production")
-    monkeypatch.setenv("LISA_SECRET_KEY", real)
+    monkeypatch.setenv("LISA_SECRET_KEY", REAL)
+    monkeypatch.setenv("LISA_ENCRYPTION_KEY", other)
     settings = Settings()
     assert settings.environment == "production"
-    assert settings.secret_key.get_secret_value() == real
-    assert real not in repr(settings)
-    assert real not in str(settings)
-    assert real not in settings.model_dump_json()
+    assert settings.secret_key.get_secret_value() == REAL
+    assert settings.encryption_key.get_secret_value() == other
+    for secret in (REAL, other):
+        assert secret not in repr(settings)
+        assert secret not in str(settings)
+        assert secret not in settings.model_dump_json()
+
+
+def test_generated_keys_are_made_once_private_and_kept(tmp_path: Path) -> None:
+    settings = with_keys(Settings(data_dir=tmp_path / "data"))
+    again = with_keys(Settings(data_dir=tmp_path / "data"))
+    for name, field in (("secret-key", "secret_key"), ("encryption-key", "encryption_key")):
+        path = tmp_path / "data" / name
+        assert path.stat().st_mode & 0o777 == 0o600
+        value = getattr(settings, field).get_secret_value()
+        assert len(value) >= 32 and value == path.read_text().strip() == getattr(again, field).get_secret_value()
+    assert settings.secret_key.get_secret_value() != settings.encryption_key.get_secret_value()
+    # A reader (in-process ingestion) never makes keys of its own.
+    elsewhere = with_keys(Settings(data_dir=tmp_path / "elsewhere"), create=False)
+    assert elsewhere.encryption_key.get_secret_value() == "" and not (tmp_path / "elsewhere").exists()
 
 
 def test_unknown_environment_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:

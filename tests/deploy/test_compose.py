@@ -63,11 +63,12 @@ def test_backend_reaches_the_others_by_service_name(services: dict[str, Any]) ->
 
 
 def test_no_secret_has_a_default(services: dict[str, Any]) -> None:
-    """Passwords and the secret key must be given (${VAR:?message}); none is baked into the file."""
+    """Passwords and the secret and encryption keys must be given (${VAR:?message}); none is baked into the file."""
     secrets = [
         services["postgres"]["environment"]["POSTGRES_PASSWORD"],
         services["backend"]["environment"]["LISA_DB_PASSWORD"],
         services["backend"]["environment"]["LISA_SECRET_KEY"],
+        services["backend"]["environment"]["LISA_ENCRYPTION_KEY"],
     ]
     assert all(re.fullmatch(r"\$\{\w+:\?[^}]+\}", s) for s in secrets), secrets
     assert services["backend"]["environment"]["LISA_ENVIRONMENT"] == "production"

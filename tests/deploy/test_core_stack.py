@@ -137,8 +137,8 @@ def test_backend_roles(aws: Client, core: Core) -> None:
     assert "Bedrock" in by_sid and "OpenSearch" not in by_sid  # AllowBedrock=true, EnableOpenSearch=false
     (execution,) = inline_policies(iam, core.stack.created["BackendExecutionRole"]).values()
     readable = [s["Resource"] for s in execution["Statement"] if s["Action"] == "secretsmanager:GetSecretValue"]
-    # None: the Ref to AppSecretKey, which moto skipped (the template test checks it is there).
-    assert readable == [[core.db_secret_arn, None, core.oidc_secret_arn]]
+    # None: the Refs to AppSecretKey and AppEncryptionKey, which moto skipped (the template test checks them).
+    assert readable == [[core.db_secret_arn, None, None, core.oidc_secret_arn]]
     trust = iam.get_role(RoleName=core.stack.created["ModelStackDeployRole"])["Role"]["AssumeRolePolicyDocument"]
     assert trust["Statement"][0]["Principal"] == {"Service": "cloudformation.amazonaws.com"}
     (deploy,) = inline_policies(iam, core.stack.created["ModelStackDeployRole"]).values()
@@ -180,6 +180,7 @@ def test_backend_service(aws: Client, core: Core) -> None:
     assert egress.egress_s3_buckets == [core.stack.outputs["DocumentsBucketName"]]
     secrets = {s["name"]: s.get("valueFrom") for s in backend["secrets"]}
     assert secrets["LISA_SECRET_KEY"] is None  # AppSecretKey: skipped by moto, checked on the template
+    assert secrets["LISA_ENCRYPTION_KEY"] is None  # AppEncryptionKey: likewise
     assert secrets["LISA_DB_USER"] == f"{core.db_secret_arn}:username::"
     assert secrets["LISA_DB_PASSWORD"] == f"{core.db_secret_arn}:password::"
     assert secrets["LISA_OIDC_CLIENT_SECRET"] == core.oidc_secret_arn
@@ -277,10 +278,17 @@ def test_cpu_autoscaling(template: Template) -> None:
 def test_secrets(template: Template) -> None:
     resources = template["Resources"]
     assert resources["Database"]["Properties"]["ManageMasterUserPassword"] is True  # RDS creates and rotates it
-    generated = resources["AppSecretKey"]["Properties"]["GenerateSecretString"]
-    assert generated["PasswordLength"] >= 32
     (definition,) = resources["BackendTaskDefinition"]["Properties"]["ContainerDefinitions"]
-    assert {"Name": "LISA_SECRET_KEY", "ValueFrom": {"Ref": "AppSecretKey"}} in definition["Secrets"]
+    execution = resources["BackendExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    (readable,) = [s["Resource"] for s in execution if s["Action"] == "secretsmanager:GetSecretValue"]
+    # Two separate generated secrets: the session-state key, and the key that encrypts stored secrets.
+    for variable, secret in (("LISA_SECRET_KEY", "AppSecretKey"), ("LISA_ENCRYPTION_KEY", "AppEncryptionKey")):
+        generated = resources[secret]["Properties"]["GenerateSecretString"]
+        assert generated["PasswordLength"] >= 32  # what the backend's settings require in production
+        assert {"Name": variable, "ValueFrom": {"Ref": secret}} in definition["Secrets"]
+        assert {"Ref": secret} in readable
+    environment = {e["Name"]: e["Value"] for e in definition["Environment"]}
+    assert environment["LISA_ENVIRONMENT"] == "production"
 
 
 def test_document_events_reach_the_queue(template: Template) -> None:

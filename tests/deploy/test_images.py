@@ -3,13 +3,17 @@ scripts run for real under dash with stand-ins for s5cmd and the servers."""
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
+from backend.config import Settings
 from tests.deploy import dockerfiles
 from tests.deploy.cfn import load
 from tests.deploy.dockerfiles import Stage, arg_default, parse
@@ -117,3 +121,32 @@ CASES = [
 def test_each_check_catches_its_violation(check: Callable[[list[Stage]], list[str]], bad: str, good: str) -> None:
     assert check(parse(bad)), "the check let a violation through"
     assert check(parse(good)) == [], "the check rejects a compliant variant"
+
+
+def image_environment() -> dict[str, str]:
+    """The backend image's ENV, as `lisa serve` sees it in the container."""
+    env: dict[str, str] = {}
+    for value in parse(BACKEND)[-1].values("ENV"):
+        for word in shlex.split(value.replace("\\\n", " ")):
+            key, _, setting = word.partition("=")
+            env[key] = setting
+    return env
+
+
+def test_the_backend_image_runs_in_production_and_needs_real_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It listens on every address: without LISA_SECRET_KEY and LISA_ENCRYPTION_KEY it refuses to start."""
+    env = image_environment()
+    assert env["LISA_ENVIRONMENT"] == "production" and env["LISA_HOST"] == "0.0.0.0"
+    assert not {"LISA_SECRET_KEY", "LISA_ENCRYPTION_KEY"} & env.keys()  # never baked in
+    for key in [k for k in os.environ if k.startswith("LISA_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.startswith("LISA_"):
+            monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError, match="LISA_SECRET_KEY must be set to a real secret"):
+        Settings()
+    monkeypatch.setenv("LISA_SECRET_KEY", "k" * 40)
+    with pytest.raises(ValidationError, match="LISA_ENCRYPTION_KEY must be set to a real secret"):
+        Settings()
+    monkeypatch.setenv("LISA_ENCRYPTION_KEY", "e" * 40)
+    assert Settings().environment == "production"

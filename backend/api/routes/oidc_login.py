@@ -1,16 +1,19 @@
-"""Browser sign-in through the organisation's OIDC provider: authorization code flow with PKCE (authlib)."""
+"""Browser sign-in through the organisation's OIDC provider: authorization code flow with PKCE (authlib); the
+identity it establishes is kept server-side (backend/sessions), the browser holding only the session id."""
 
 from __future__ import annotations
 
 import contextlib
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from authlib.integrations.starlette_client import OAuth, OAuthError
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from backend.api.deps import SESSION_OIDC_KEY, ServicesDep
+from backend.api.authentication import SESSION_COOKIE, set_session_cookie
+from backend.api.deps import ServicesDep, SessionsDep
 from backend.auth.oidc import claim_at
 from backend.config import Settings
 from backend.errors import NotFound, Unauthorized
@@ -45,7 +48,7 @@ async def oidc_login(request: Request, services: ServicesDep) -> Response:
 
 
 @router.get("/callback")
-async def oidc_callback(request: Request, services: ServicesDep) -> Response:
+async def oidc_callback(request: Request, services: ServicesDep, sessions: SessionsDep) -> Response:
     client = _client(services)
     try:
         token = await client.authorize_access_token(request)
@@ -61,11 +64,18 @@ async def oidc_callback(request: Request, services: ServicesDep) -> Response:
     identity = verifier.identity_from(claims, time.time() + services.settings.session_hours * 3600)
     # Records the user (issuer + sub) and their groups, which their API tokens follow; 403 outside the user group.
     await services.authenticator.oidc_sign_in(identity, as_of=int(time.time()))  # whole seconds, like "iat"
-    request.session.clear()
-    request.session[SESSION_OIDC_KEY] = {
-        "username": identity.username,  # the stable id, never the editable name
-        "display_name": identity.display_name,
-        "groups": list(identity.groups),
-        "exp": identity.expires_at,
-    }
-    return RedirectResponse("/", status_code=303)
+    request.session.clear()  # the sign-in state (authlib's) is spent
+    session_id = await sessions.create(
+        username=identity.username,  # the stable id, never the editable name
+        identity={
+            "username": identity.username,
+            "display_name": identity.display_name,
+            "groups": list(identity.groups),
+            "exp": identity.expires_at,
+        },
+        expires_at=datetime.fromtimestamp(identity.expires_at, UTC),
+        replacing=request.cookies.get(SESSION_COOKIE),  # a fresh session id at every sign-in
+    )
+    response = RedirectResponse("/", status_code=303)
+    set_session_cookie(response, session_id, services.settings)
+    return response

@@ -1,7 +1,7 @@
 """RAG originals in parts (never one whole value in memory); an index for per-user storage quotas.
 
 Revision ID: 0007
-Revises: 0006 (chained after merging main, which has 0006)
+Revises: 0006
 Create Date: 2026-12-01
 """
 

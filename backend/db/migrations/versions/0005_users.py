@@ -4,7 +4,7 @@ Existing token owners become local users of the same name (their tokens keep wor
 that came from an OIDC provider's editable claim before this revision cannot be told apart from local names; an
 OIDC user signing in afterwards gets a new identity derived from the issuer and ``sub``.
 
-Revision ID: 0006
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0006"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
