@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -77,3 +78,17 @@ async def send_error(send: Send, exc: LisaError) -> None:
     if retry_after is not None:
         headers.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
     await send_bytes(send, exc.status_code, error_body_for(exc), headers)
+
+
+async def wait_disconnect(receive: Receive) -> None:
+    """Returns when the client has gone (run as a task beside a stream, to stop the upstream for nobody)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def send_body_quietly(send: Send, body: bytes, more_body: bool = True) -> None:
+    """A body message to a client that may have left already (its absence is not an error here)."""
+    with contextlib.suppress(Exception):
+        await send({"type": "http.response.body", "body": body, "more_body": more_body})

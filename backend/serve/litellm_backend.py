@@ -14,7 +14,16 @@ from typing import Any
 import orjson
 
 from backend.registry.schemas import Hosting, ModelRoute
-from backend.serve.asgi import JSON_HEADERS, SSE_HEADERS, Receive, Send, openai_error_body, send_bytes
+from backend.serve.asgi import (
+    JSON_HEADERS,
+    SSE_HEADERS,
+    Receive,
+    Send,
+    openai_error_body,
+    send_body_quietly,
+    send_bytes,
+    wait_disconnect,
+)
 from backend.serve.budget import estimate_prompt_tokens
 from backend.serve.passthrough import Outcome
 from backend.serve.request_fields import provider_kwargs
@@ -116,7 +125,7 @@ class LiteLLMBackend:
         outcome.status, outcome.estimated = 200, True
         outcome.prompt_tokens = estimate_prompt_tokens(payload)
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        watcher = asyncio.create_task(_wait_disconnect(receive))
+        watcher = asyncio.create_task(wait_disconnect(receive))
         chunks = aiter(response)
         try:
             while True:
@@ -146,13 +155,13 @@ class LiteLLMBackend:
             problem = present(translate(route, exc), route.id, reveal)
             outcome.status = problem.status_code
             event = openai_error_body(problem.status_code, problem.message, problem.openai_type)
-            await _try_send(send, b"data: " + event + b"\n\n")
+            await send_body_quietly(send, b"data: " + event + b"\n\n")
         finally:
             watcher.cancel()
             if outcome.status == 499:
                 with contextlib.suppress(Exception):
                     await response.aclose()
-            await _try_send(send, b"", more_body=False)
+            await send_body_quietly(send, b"", more_body=False)
 
 
 def translate(route: ModelRoute, exc: Exception) -> UpstreamProblem:
@@ -183,15 +192,3 @@ def translate(route: ModelRoute, exc: Exception) -> UpstreamProblem:
                                detail=detail, secret=key)  # fmt: skip
     return UpstreamProblem(502, "upstream_error", f"{what}: the provider call failed ({name}, status {status})",
                            detail=detail, secret=key)  # fmt: skip
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def _try_send(send: Send, body: bytes, more_body: bool = True) -> None:
-    with contextlib.suppress(Exception):
-        await send({"type": "http.response.body", "body": body, "more_body": more_body})

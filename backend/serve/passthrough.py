@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 
 import aiohttp
 
 from backend.net.egress import EgressGuard
 from backend.registry.schemas import ModelRoute
-from backend.serve.asgi import JSON_HEADERS, SSE_HEADERS, Receive, Send, openai_error_body, send_bytes
+from backend.serve.asgi import (
+    JSON_HEADERS,
+    SSE_HEADERS,
+    Receive,
+    Send,
+    openai_error_body,
+    send_body_quietly,
+    send_bytes,
+    wait_disconnect,
+)
 from backend.serve.upstream_errors import from_status, timed_out, unreachable
 from backend.serve.usage_scan import count_content_deltas, estimate_prompt_tokens, usage_from_body
 
@@ -104,7 +112,7 @@ class Passthrough:
         outcome.prompt_tokens, outcome.estimated = estimate_prompt_tokens(request_body), True
         usage: tuple[int, int] | None = None
         tail = b""
-        watcher = asyncio.create_task(_wait_disconnect(receive))
+        watcher = asyncio.create_task(wait_disconnect(receive))
 
         def close_upstream(_task: asyncio.Task[None]) -> None:
             if not _task.cancelled():
@@ -126,14 +134,14 @@ class Passthrough:
         except TimeoutError:
             outcome.status = 504
             message = f"model '{route.id}': upstream stalled: no data for {self._read_timeout:g}s"
-            await _try_send(send, _stream_error_event(message, "upstream_timeout", 504))
+            await send_body_quietly(send, _stream_error_event(message, "upstream_timeout", 504))
         except (aiohttp.ClientError, ConnectionError) as exc:
             if watcher.done():  # the client went away; the upstream was closed on purpose
                 outcome.status = 499
             else:
                 outcome.status = 502
                 message = f"model '{route.id}': upstream connection lost mid-stream ({exc.__class__.__name__})"
-                await _try_send(send, _stream_error_event(message, "upstream_error", 502))
+                await send_body_quietly(send, _stream_error_event(message, "upstream_error", 502))
         finally:
             watcher.remove_done_callback(close_upstream)
             watcher.cancel()
@@ -141,19 +149,7 @@ class Passthrough:
                 resp.close()  # no point reading the rest of what nobody will receive
             else:
                 resp.release()
-            await _try_send(send, b"", more_body=False)
+            await send_body_quietly(send, b"", more_body=False)
         if usage is not None and outcome.status == 200:
             outcome.prompt_tokens, outcome.completion_tokens = usage
             outcome.estimated = False
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def _try_send(send: Send, body: bytes, more_body: bool = True) -> None:
-    with contextlib.suppress(Exception):
-        await send({"type": "http.response.body", "body": body, "more_body": more_body})
