@@ -110,7 +110,8 @@ def test_an_event_pipeline_runs_as_its_owner_and_stops_when_they_lose_the_rag_ad
     assert admin.delete(f"/api/tokens/{granting}").status_code == 204  # the user no longer has rag-admin
     second = folder / "egret.txt"
     second.write_text("Egrets grow long white plumes in the breeding season.")
-    stopped = wait_for("the watcher's sync to stop the pipeline", lambda: (s := made.state())["enabled"] is False and s)
+    wait_for("the watcher's sync to stop the pipeline", lambda: made.state()["enabled"] is False)
+    stopped = made.state()
     reason = "stopped: its owner 'pl-owner' no longer has the RAG admin right"
     assert stopped["last_error"] == reason and stopped["created_by"] == "pl-owner"
     (event,) = made.audit("pipeline.stop")
