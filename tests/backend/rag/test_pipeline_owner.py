@@ -173,3 +173,32 @@ def test_a_pipeline_stops_when_its_owner_is_no_longer_in_the_allowed_groups(
     assert len(made.jobs()) == 1 and made.document(folder / "snowy.txt") is None
     assert [e["actor"] for e in made.audit("pipeline.stop")] == ["system"]
     admin.delete(f"/api/repositories/{repo}")
+
+
+def test_a_pipeline_stops_when_its_collection_no_longer_allows_its_chunking_and_enabling_checks_it(
+    admin: httpx.Client, ingest_root: Path
+) -> None:
+    repo = "pipeline-owner-chunking"
+    fresh_repository(admin, repo)
+    folder = ingest_root / "owner-chunking"
+    folder.mkdir()
+    (folder / "tawny.txt").write_text("Tawny owls call to each other with the familiar twit-twoo duet.")
+    body = {"name": "whole", "source": {"type": "folder", "path": str(folder)}, "trigger": YEARLY,
+            "chunking": {"strategy": "none"}}  # fmt: skip
+    made = create(admin, admin, repo, body)
+    resp = admin.patch(f"/api/repositories/{repo}/collections/default", json={"allow_chunking_override": False})
+    assert resp.status_code == 200, resp.text
+
+    resp = admin.post(f"{made.url}/run")
+    reason = "stopped: collection 'default' no longer allows overriding its chunking"
+    assert resp.status_code == 409 and reason in resp.json()["detail"], resp.text
+    assert made.state()["enabled"] is False and made.state()["last_error"] == reason and made.jobs() == []
+
+    resp = admin.patch(made.url, json={"enabled": True})  # enabling checks the chunking it would run with
+    assert resp.status_code == 400 and "does not allow overriding its chunking" in resp.text, resp.text
+    assert made.state()["enabled"] is False
+    resp = admin.patch(made.url, json={"enabled": True, "chunking": None})
+    assert resp.status_code == 200 and resp.json()["enabled"] is True and resp.json()["chunking"] is None
+    job = admin.post(f"{made.url}/run").json()
+    assert job is not None and wait_job(admin, repo, job["id"])["status"] == "completed"
+    admin.delete(f"/api/repositories/{repo}")
