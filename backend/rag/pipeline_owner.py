@@ -51,27 +51,32 @@ async def target_of(conn: AsyncConnection, pipeline: Any) -> Target | None:
     return None if row is None else Target(list(row[0]), list(row[1]), bool(row[2]))
 
 
-async def owner_rights(owners: OwnerLookup, pipeline: Any, target: Target) -> Principal | str:
-    """The owner's principal when they may still run the pipeline, else why it stops."""
-    owner = pipeline["created_by"]
+async def owner_principal(owners: OwnerLookup, owner: str) -> Principal | str:
+    """The owner's principal now, or why the pipeline stops when there is none."""
     try:
-        principal = await owners(owner)
+        return await owners(owner)
     except NotFound:
         return f"stopped: its owner '{owner}' no longer exists"
     except Forbidden as exc:
         return f"stopped: its owner '{owner}' may no longer use LISA ({exc.message})"
-    name = principal.display_name
-    who = f"its owner '{owner}'" if name in (None, owner) else f"its owner '{name}' ({owner})"
-    if not principal.is_rag_admin:
+
+
+def stop_reason(owner: Principal, pipeline: Any, target: Target) -> str | None:
+    """Why the owner may no longer run the pipeline; None while they may."""
+    name = owner.display_name
+    who = f"its owner '{owner.username}'"
+    if name not in (None, owner.username):
+        who = f"its owner '{name}' ({owner.username})"
+    if not owner.is_rag_admin:
         return f"stopped: {who} no longer has the RAG admin right"
     repository, collection = pipeline["repository_id"], pipeline["collection_id"]
-    if not can_access(principal, target.repository_groups):
+    if not can_access(owner, target.repository_groups):
         return f"stopped: {who} is no longer in the allowed_groups of repository '{repository}'"
-    if not can_access(principal, target.collection_groups):
+    if not can_access(owner, target.collection_groups):
         return f"stopped: {who} is no longer in the allowed_groups of collection '{collection}'"
     if pipeline["chunking"] and not target.allow_chunking_override:
         return f"stopped: collection '{collection}' no longer allows overriding its chunking"
-    return principal
+    return None
 
 
 async def record_stop(conn: AsyncConnection, pipeline: Any, reason: str) -> None:

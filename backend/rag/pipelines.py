@@ -31,9 +31,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from backend.audit import log as audit
 from backend.auth.principal import Principal, can_access
 from backend.db import tables
-from backend.errors import BadRequest, LisaError, NotFound, Unavailable, UpstreamError
+from backend.errors import BadRequest, Conflict, LisaError, NotFound, Unavailable, UpstreamError
 from backend.rag.jobs import JobService, PlannedItem
-from backend.rag.pipeline_owner import OwnerLookup, PipelineStopped, owner_rights, record_stop, target_of
+from backend.rag.pipeline_owner import (
+    OwnerLookup,
+    PipelineStopped,
+    owner_principal,
+    record_stop,
+    stop_reason,
+    target_of,
+)
 from backend.rag.pipeline_schemas import (
     FolderSource,
     PipelineCreate,
@@ -304,26 +311,35 @@ class PipelineService:
     async def _sync(self, pipeline_id: str, actor: Principal | None) -> str | None:
         if self.owners is None:
             raise Unavailable("pipelines run only in LISA's server processes (`lisa serve`)")
-        stopped: str | None = None
-        async with self.engine.begin() as conn:
-            await _sync_lock(conn, pipeline_id)
-            row = (await conn.execute(sa.select(P).where(P.c.id == pipeline_id))).first()
-            if row is None:
+        for _ in range(3):
+            async with self.engine.connect() as conn:
+                owner_id = await conn.scalar(sa.select(P.c.created_by).where(P.c.id == pipeline_id))
+            if owner_id is None:
                 return None
-            pipeline = row._mapping
-            target = await target_of(conn, pipeline)
-            if target is None:
-                raise NotFound(f"collection '{pipeline['collection_id']}' of pipeline '{pipeline_id}' is gone")
-            owner = await owner_rights(self.owners, pipeline, target)  # checked before the source is read
-            if isinstance(owner, str):
-                stopped = owner
+            # Looked up before the lock's transaction, so that a sync never holds two pooled connections at once.
+            owner = await owner_principal(self.owners, owner_id)
+            async with self.engine.begin() as conn:
+                await _sync_lock(conn, pipeline_id)
+                row = (await conn.execute(sa.select(P).where(P.c.id == pipeline_id))).first()
+                if row is None:
+                    return None
+                pipeline = row._mapping
+                if pipeline["created_by"] != owner_id:
+                    continue  # taken over meanwhile: look the new owner up
+                target = await target_of(conn, pipeline)
+                if target is None:
+                    raise NotFound(f"collection '{pipeline['collection_id']}' of pipeline '{pipeline_id}' is gone")
+                if isinstance(owner, str):
+                    stopped = owner
+                else:
+                    reason = stop_reason(owner, pipeline, target)  # checked before the source is read
+                    if reason is None:
+                        return await self._act(conn, pipeline, owner, actor)
+                    stopped = reason
                 await record_stop(conn, pipeline, stopped)
-            else:
-                job_id = await self._act(conn, pipeline, owner, actor)
-        if stopped is not None:
             self._refresh()
             raise PipelineStopped(f"pipeline '{pipeline_id}' {stopped}")
-        return job_id
+        raise Conflict(f"pipeline '{pipeline_id}' changed owner while syncing: run it again")
 
     async def _act(self, conn: AsyncConnection, pipeline: Any, owner: Principal, actor: Principal | None) -> str | None:
         """Lists the source, writes what it saw and queues the job for what changed, as ``owner``."""
