@@ -23,6 +23,7 @@ from backend.rag.documents import DocumentService
 from backend.rag.embedder import Embedder
 from backend.rag.ingest import IngestRunner
 from backend.rag.jobs import JobService
+from backend.rag.pipeline_owner import OwnerLookup
 from backend.rag.pipelines import PipelineService
 from backend.rag.repositories import RepositoryService
 from backend.rag.search import Reranker, SearchService
@@ -89,7 +90,7 @@ class Services:
         feed.subscribe(limits.on_change)
         limiter = Limiter(engine)
         passthrough = Passthrough(settings.upstream_connect_timeout, settings.upstream_read_timeout)
-        rag = RagServices.build(settings, database_url, engine, routes, egress)
+        rag = RagServices.build(settings, database_url, engine, routes, egress, authenticator.principal_for_user)
         gateway = Gateway(
             authenticator=authenticator,
             routes=routes,
@@ -150,6 +151,7 @@ class RagServices:
         engine: AsyncEngine,
         routes: RouteTable,
         egress: EgressGuard | None = None,
+        owners: OwnerLookup | None = None,  # a user's current principal: what pipelines run as (None: none run)
     ) -> RagServices:
         egress = egress or EgressGuard.from_settings(settings)
         embedder = Embedder(
@@ -202,6 +204,7 @@ class RagServices:
             sources,
             run_watchers=settings.rag_worker,
             poll_seconds=settings.rag_poll_seconds,
+            owners=owners,
         )
         worker.on_tick.append(pipelines.run_due_schedules)
         return cls(embedder, sources, repositories, documents, jobs, runner, worker, search, chat, pipelines, egress)

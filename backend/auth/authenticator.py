@@ -18,7 +18,7 @@ from backend.auth.roles import Roles
 from backend.auth.tokens import TOPIC, TOPIC_NEW, TokenStore, hash_token
 from backend.auth.users import LOCAL_ISSUER, UserStore
 from backend.auth.users import TOPIC as USERS_TOPIC
-from backend.errors import Forbidden, Unauthorized
+from backend.errors import Forbidden, NotFound, Unauthorized
 
 MISSING = "missing credentials: send 'Authorization: Bearer <token>' or 'Api-Key: <token>'"
 _MAX_CACHED = 50_000
@@ -122,6 +122,24 @@ class Authenticator:
         return self.roles.principal(
             username, groups, expires_at=datetime.fromtimestamp(expires_at, UTC), display_name=display_name
         )
+
+    async def principal_for_user(self, user_id: str) -> Principal:
+        """What ``user_id`` may do now, for work done in their name while they are not calling (a pipeline's runs).
+
+        The rules their own credentials follow, without a token's narrowing: a local user has the groups of their
+        valid (unrevoked, unexpired) tokens; an OIDC user the groups their provider last confirmed, and none once
+        that is older than ``group_refresh_hours``. Read from the database on every call, never cached. NotFound for
+        an unknown user; Forbidden for one outside the group that may use LISA."""
+        user = await self.users.get(user_id)
+        if user is None:
+            raise NotFound(f"user '{user_id}' not found")
+        if user.is_local:
+            groups = await self._store.active_groups(user.id)
+        else:
+            confirmed = user.groups_confirmed_at
+            fresh = confirmed is not None and confirmed + self._group_refresh > datetime.now(UTC)
+            groups = user.groups if fresh else []
+        return self.roles.principal(user.id, groups, display_name=user.display_name)
 
     def _remember(self, key: str, until: float, principal: Principal) -> None:
         if len(self._cache) >= _MAX_CACHED:

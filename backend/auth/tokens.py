@@ -110,6 +110,14 @@ _GRANT = sa.text(
     """
 ).columns(groups=JSONB, owner_groups=JSONB, owner_token_groups=JSONB)
 
+_ACTIVE_GROUPS = sa.text(
+    """
+    SELECT DISTINCT g.value
+      FROM api_tokens t CROSS JOIN LATERAL jsonb_array_elements_text(t.groups) AS g(value)
+     WHERE t.username = :username AND t.revoked_at IS NULL AND t.expires_at > now()
+    """
+)
+
 # The tokens given and everything created from them, however deep.
 _TREE = sa.text(
     """
@@ -195,6 +203,11 @@ class TokenStore:
             owner_token_groups=list(m["owner_token_groups"] or []),
         )
 
+    async def active_groups(self, username: str) -> list[str]:
+        """The union of the groups of a user's valid tokens: what a local user currently has."""
+        async with self.engine.connect() as conn:
+            return sorted((await conn.execute(_ACTIVE_GROUPS, {"username": username})).scalars())
+
     async def known_hashes(self, since: datetime | None) -> tuple[list[str], datetime]:
         """Hashes of tokens worth a database lookup (created at or after ``since``), and the database's clock."""
         query = sa.select(T.c.token_hash, sa.func.now()).where(T.c.expires_at > sa.func.now() - INDEX_RETENTION)
@@ -253,19 +266,13 @@ class TokenStore:
         return len(rows)
 
     async def rotate_bootstrap(self, username: str, groups: list[str], expires_at: datetime) -> str:
-        """Retire earlier bootstrap tokens and issue a new one (each `lisa serve` start prints a fresh link).
+        """Issue a new bootstrap token, then retire the earlier ones (each `lisa serve` start prints a fresh link).
+        In that order, so the bootstrap admin never lacks a valid token in between (their pipelines run with the
+        groups of their valid tokens).
 
         Retiring is not revoking: tokens an admin created with an earlier bootstrap token keep working (revoke
         that token through the API to revoke them too)."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                T.update()
-                .where(T.c.is_bootstrap.is_(True), T.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
-            )
-            await publish(conn, TOPIC)
-        self._on_commit(TOPIC)
-        _, secret = await self.create(
+        row, secret = await self.create(
             name="bootstrap admin",
             username=username,
             groups=groups,
@@ -273,4 +280,12 @@ class TokenStore:
             expires_at=expires_at,
             is_bootstrap=True,
         )
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                T.update()
+                .where(T.c.is_bootstrap.is_(True), T.c.revoked_at.is_(None), T.c.id != row.id)
+                .values(revoked_at=datetime.now(UTC))
+            )
+            await publish(conn, TOPIC)
+        self._on_commit(TOPIC)
         return secret

@@ -21,22 +21,37 @@ import os
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from croniter import croniter
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.audit import log as audit
 from backend.auth.principal import Principal, can_access
 from backend.db import tables
-from backend.errors import BadRequest, LisaError, NotFound, UpstreamError
+from backend.errors import BadRequest, Conflict, LisaError, NotFound, Unavailable, UpstreamError
 from backend.rag.jobs import JobService, PlannedItem
+from backend.rag.pipeline_owner import (
+    OwnerLookup,
+    PipelineStopped,
+    owner_principal,
+    record_stop,
+    stop_reason,
+    target_of,
+)
+from backend.rag.pipeline_schemas import (
+    FolderSource,
+    PipelineCreate,
+    PipelinePage,
+    PipelinePublic,
+    PipelineUpdate,
+    pipeline_public,
+)
 from backend.rag.pipeline_watchers import PipelineWatchers
 from backend.rag.repositories import RepositoryService, require_rag_admin
-from backend.rag.schemas import Chunking, JobPublic, Tag
+from backend.rag.schemas import Chunking, JobPublic
 from backend.rag.sources import Sources, name_of
 from backend.registry.service import decode_cursor, encode_cursor
 from ingestion.loaders import LOADERS
@@ -44,111 +59,6 @@ from ingestion.loaders import LOADERS
 log = logging.getLogger("lisa.rag")
 P, O = tables.rag_pipelines, tables.rag_pipeline_objects  # noqa: E741
 SYNC_LOCK = 0x4C50_5331  # advisory lock namespace ("LPS1") + hashtext(pipeline id)
-
-
-# --- schemas ---------------------------------------------------------------------------------------------------
-class S3Source(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["s3"]
-    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    prefix: str = Field(default="", max_length=1024)
-    queue_url: AnyHttpUrl | None = Field(default=None, description="SQS queue receiving the bucket's notifications.")
-
-
-class FolderSource(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["folder"]
-    path: str = Field(min_length=1, max_length=4096, description="A server folder under LISA_RAG_INGEST_ROOTS.")
-
-
-class EventTrigger(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["event"]
-
-
-class ScheduleTrigger(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["schedule"]
-    cron: str = Field(max_length=256, description="Five-field cron, UTC, e.g. '*/5 * * * *'.")
-
-    @field_validator("cron")
-    @classmethod
-    def _valid_cron(cls, value: str) -> str:
-        if len(value.split()) != 5 or not croniter.is_valid(value):
-            raise ValueError(f"not a five-field cron expression: {value!r}")
-        return value
-
-
-PipelineSource = Annotated[S3Source | FolderSource, Field(discriminator="type")]
-PipelineTrigger = Annotated[EventTrigger | ScheduleTrigger, Field(discriminator="type")]
-
-
-class PipelineCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=256)
-    collection_id: str = "default"
-    source: PipelineSource
-    trigger: PipelineTrigger
-    chunking: Chunking | None = None
-    tags: list[Tag] = Field(default_factory=list, max_length=50)
-    auto_remove: bool = True
-    enabled: bool = True
-
-
-class PipelineUpdate(BaseModel):
-    """The collection is fixed: a pipeline's documents live there. A new source drops what the old one fed in."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, min_length=1, max_length=256)
-    source: PipelineSource | None = None
-    trigger: PipelineTrigger | None = None
-    chunking: Chunking | None = None
-    tags: list[Tag] | None = Field(default=None, max_length=50)
-    auto_remove: bool | None = None
-    enabled: bool | None = None
-
-
-class PipelinePublic(BaseModel):
-    id: str
-    repository_id: str
-    collection_id: str
-    name: str
-    source: dict[str, Any]
-    trigger: dict[str, Any]
-    chunking: Chunking | None
-    tags: list[str]
-    auto_remove: bool
-    enabled: bool
-    last_run_at: datetime | None
-    last_error: str | None
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-
-
-class PipelinePage(BaseModel):
-    data: list[PipelinePublic]
-    next_cursor: str | None
-
-
-def pipeline_public(m: Any) -> PipelinePublic:
-    return PipelinePublic(
-        id=m["id"],
-        repository_id=m["repository_id"],
-        collection_id=m["collection_id"],
-        name=m["name"],
-        source=dict(m["source"]),
-        trigger=dict(m["trigger"]),
-        chunking=Chunking.model_validate(m["chunking"]) if m["chunking"] else None,
-        tags=list(m["tags"]),
-        auto_remove=m["auto_remove"],
-        enabled=m["enabled"],
-        last_run_at=m["last_run_at"],
-        last_error=m["last_error"],
-        created_by=m["created_by"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-    )
 
 
 # --- pure parts of a sync --------------------------------------------------------------------------------------
@@ -221,11 +131,13 @@ class PipelineService:
         *,
         run_watchers: bool,
         poll_seconds: float,
+        owners: OwnerLookup | None = None,
     ) -> None:
         self.engine = engine
         self.repositories = repositories
         self.jobs = jobs
         self.sources = sources
+        self.owners = owners  # None: this process cannot run pipelines (in-process ingestion from a notebook)
         self.watchers = PipelineWatchers(self, dsn, poll_seconds) if run_watchers else None
 
     async def start(self) -> None:
@@ -325,7 +237,15 @@ class PipelineService:
         for key in ("name", "source", "trigger", "tags", "auto_remove", "enabled"):
             if key in changes and changes[key] is None:
                 raise BadRequest(f"'{key}' cannot be null")
-        source = await self._checked(principal, repository_id, current["collection_id"], data.source, data.chunking)
+        chunking = data.chunking
+        if changes.get("enabled") is True:
+            # Enabling is running it as oneself: the caller becomes the owner, and its chunking must still be allowed.
+            changes["created_by"] = principal.username
+            if not current["enabled"]:
+                changes["last_error"] = None  # why it stopped: history now (the audit log keeps it)
+            if "chunking" not in changes and current["chunking"]:
+                chunking = Chunking.model_validate(current["chunking"])
+        source = await self._checked(principal, repository_id, current["collection_id"], data.source, chunking)
         if source is not None:
             changes["source"] = source
         changes["updated_at"] = datetime.now(UTC)
@@ -370,6 +290,9 @@ class PipelineService:
         A failure is recorded on the pipeline (``last_error``) and raised."""
         try:
             job_id = await self._sync(pipeline_id, actor)
+        except PipelineStopped as exc:  # recorded on the pipeline by the sync itself
+            log.warning("pipeline %s: %s", pipeline_id, exc.message)
+            raise
         except Exception as exc:
             message = getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
             log.warning("pipeline %s: sync failed: %s", pipeline_id, message)
@@ -386,52 +309,74 @@ class PipelineService:
         return job_id
 
     async def _sync(self, pipeline_id: str, actor: Principal | None) -> str | None:
-        async with self.engine.begin() as conn:
-            await _sync_lock(conn, pipeline_id)
-            row = (await conn.execute(sa.select(P).where(P.c.id == pipeline_id))).first()
-            if row is None:
+        if self.owners is None:
+            raise Unavailable("pipelines run only in LISA's server processes (`lisa serve`)")
+        for _ in range(3):
+            async with self.engine.connect() as conn:
+                owner_id = await conn.scalar(sa.select(P.c.created_by).where(P.c.id == pipeline_id))
+            if owner_id is None:
                 return None
-            pipeline = row._mapping
-            C = tables.rag_collections
-            where = (C.c.repository_id == pipeline["repository_id"]) & (C.c.id == pipeline["collection_id"])
-            if await conn.scalar(sa.select(sa.func.count()).where(where)) == 0:
-                raise NotFound(f"collection '{pipeline['collection_id']}' of pipeline '{pipeline_id}' is gone")
-            state = await conn.execute(sa.select(O.c.key, O.c.fingerprint).where(O.c.pipeline_id == pipeline_id))
-            known: dict[str, str] = dict(state.tuples().all())
-            seen = await self._list(pipeline["source"], known)
-            items, writes, gone = plan_sync(known, seen, pipeline["auto_remove"])
-            if writes:
-                upsert = insert(O)
-                await conn.execute(
-                    upsert.on_conflict_do_update(
-                        index_elements=[O.c.pipeline_id, O.c.key],
-                        set_={"fingerprint": upsert.excluded.fingerprint, "seen_at": sa.func.now()},
-                    ),
-                    [{"pipeline_id": pipeline_id, "key": k, "fingerprint": f} for k, f in writes.items()],
-                )
-            if gone:
-                await conn.execute(O.delete().where(O.c.pipeline_id == pipeline_id, O.c.key.in_(gone)))
-            job_id = None
-            if items:
-                job_id = await self.jobs.for_pipeline(
-                    pipeline_id,
-                    pipeline["created_by"],
-                    pipeline["repository_id"],
-                    pipeline["collection_id"],
-                    items,
-                    list(pipeline["tags"]),
-                    pipeline["chunking"],
-                    conn=conn,
-                )
+            # Looked up before the lock's transaction, so that a sync never holds two pooled connections at once.
+            owner = await owner_principal(self.owners, owner_id)
+            async with self.engine.begin() as conn:
+                await _sync_lock(conn, pipeline_id)
+                row = (await conn.execute(sa.select(P).where(P.c.id == pipeline_id))).first()
+                if row is None:
+                    return None
+                pipeline = row._mapping
+                if pipeline["created_by"] != owner_id:
+                    continue  # taken over meanwhile: look the new owner up
+                target = await target_of(conn, pipeline)
+                if target is None:
+                    raise NotFound(f"collection '{pipeline['collection_id']}' of pipeline '{pipeline_id}' is gone")
+                if isinstance(owner, str):
+                    stopped = owner
+                else:
+                    reason = stop_reason(owner, pipeline, target)  # checked before the source is read
+                    if reason is None:
+                        return await self._act(conn, pipeline, owner, actor)
+                    stopped = reason
+                await record_stop(conn, pipeline, stopped)
+            self._refresh()
+            raise PipelineStopped(f"pipeline '{pipeline_id}' {stopped}")
+        raise Conflict(f"pipeline '{pipeline_id}' changed owner while syncing: run it again")
+
+    async def _act(self, conn: AsyncConnection, pipeline: Any, owner: Principal, actor: Principal | None) -> str | None:
+        """Lists the source, writes what it saw and queues the job for what changed, as ``owner``."""
+        pipeline_id = pipeline["id"]
+        state = await conn.execute(sa.select(O.c.key, O.c.fingerprint).where(O.c.pipeline_id == pipeline_id))
+        known: dict[str, str] = dict(state.tuples().all())
+        seen = await self._list(pipeline["source"], known)
+        items, writes, gone = plan_sync(known, seen, pipeline["auto_remove"])
+        if writes:
+            upsert = insert(O)
             await conn.execute(
-                P.update().where(P.c.id == pipeline_id).values(last_run_at=sa.func.now(), last_error=None)
+                upsert.on_conflict_do_update(
+                    index_elements=[O.c.pipeline_id, O.c.key],
+                    set_={"fingerprint": upsert.excluded.fingerprint, "seen_at": sa.func.now()},
+                ),
+                [{"pipeline_id": pipeline_id, "key": k, "fingerprint": f} for k, f in writes.items()],
             )
-            if actor is not None:
-                removes = sum(i.action == "remove" for i in items)
-                after = {"job_id": job_id, "ingest": len(items) - removes, "remove": removes}
-                await audit.record(conn, actor, "pipeline.run", "pipeline", pipeline_id, after=after)
+        if gone:
+            await conn.execute(O.delete().where(O.c.pipeline_id == pipeline_id, O.c.key.in_(gone)))
+        job_id = None
         if items:
-            log.info("pipeline %s: job %s for %d changes", pipeline_id, job_id, len(items))
+            job_id = await self.jobs.for_pipeline(
+                pipeline_id,
+                owner.username,  # the job and its documents are the owner's
+                pipeline["repository_id"],
+                pipeline["collection_id"],
+                items,
+                list(pipeline["tags"]),
+                pipeline["chunking"],
+                conn=conn,
+            )
+            log.info("pipeline %s: job %s for %d changes, as %s", pipeline_id, job_id, len(items), owner.username)
+        await conn.execute(P.update().where(P.c.id == pipeline_id).values(last_run_at=sa.func.now(), last_error=None))
+        if actor is not None:
+            removes = sum(i.action == "remove" for i in items)
+            after = {"job_id": job_id, "ingest": len(items) - removes, "remove": removes}
+            await audit.record(conn, actor, "pipeline.run", "pipeline", pipeline_id, after=after)
         return job_id
 
     async def _list(self, source: dict[str, Any], known: dict[str, str]) -> dict[str, str]:

@@ -1,4 +1,6 @@
-"""/api/repositories/{id}/pipelines: automatic ingestion from a server folder or an S3 prefix (admins, RAG admins)."""
+"""/api/repositories/{id}/pipelines: automatic ingestion from a server folder or an S3 prefix (admins, RAG admins).
+
+A pipeline runs as its owner (``created_by``), with the owner's rights at each sync; when they lapse it stops."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from backend.api.deps import RagAdminUser, ServicesDep
-from backend.rag.pipelines import PipelineCreate, PipelinePage, PipelinePublic, PipelineUpdate
+from backend.rag.pipeline_schemas import PipelineCreate, PipelinePage, PipelinePublic, PipelineUpdate
 from backend.rag.schemas import JobPublic
 
 router = APIRouter(prefix="/api/repositories/{repository_id}/pipelines", tags=["pipelines"])
