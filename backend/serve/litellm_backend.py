@@ -63,7 +63,13 @@ class LiteLLMBackend:
     def _router_for(self, routes: dict[str, ModelRoute], version: int) -> Any:
         if self._router is None or version != self._version:
             os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            import litellm
             from litellm import Router
+
+            # Image and file URLs in messages that LiteLLM fetches itself (for providers that take bytes, such as
+            # Bedrock) pass LiteLLM's own SSRF check, with no host exempt: stated here, not left to its defaults.
+            litellm.user_url_validation = True
+            litellm.user_url_allowed_hosts = []
 
             model_list = []
             for r in routes.values():
