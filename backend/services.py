@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.auth.authenticator import Authenticator
-from backend.auth.oidc import OIDCVerifier
+from backend.auth.oidc import OIDCVerifier, oauth_client
 from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
 from backend.auth.users import UserStore
@@ -105,9 +105,8 @@ class Services:
         )
         oauth = None
         if settings.oidc_enabled:
-            from backend.api.routes.oidc_login import oauth_client
-
-            oauth = oauth_client(settings)
+            secret = settings.oidc_client_secret.get_secret_value()
+            oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
             rag, egress, SessionStore(engine), oauth,
