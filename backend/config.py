@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "dev-secret", "password"}
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -18,24 +27,22 @@ MIN_SECRET_CHARS = 32
 GENERATE_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
-class YamlFileSource(PydanticBaseSettingsSource):
-    """Reads settings from the YAML file named by ``LISA_CONFIG_FILE`` (lowest priority after defaults)."""
+class YamlFileSource(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source on the file ``LISA_CONFIG_FILE`` names (below the environment, above the
+    defaults). Unlike the library's default, a named file that is missing, or that holds anything but a mapping,
+    is an error naming the file, never silently ignored."""
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls)
-        path = os.environ.get("LISA_CONFIG_FILE")
-        self._data: dict[str, Any] = {}
-        if path:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: the settings file must hold a mapping")
-            self._data = loaded
+        path = os.environ.get("LISA_CONFIG_FILE") or None
+        if path is not None and not Path(path).expanduser().is_file():
+            raise FileNotFoundError(errno.ENOENT, "LISA_CONFIG_FILE names no such file", path)
+        super().__init__(settings_cls, yaml_file=path)
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+    def _read_file(self, file_path: Path | Traversable) -> dict[str, Any]:
+        data = super()._read_file(file_path)  # an empty file: {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{file_path}: the settings file must hold a mapping, not {type(data).__name__}")
+        return data
 
 
 class Settings(BaseSettings):

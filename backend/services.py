@@ -1,14 +1,21 @@
-"""The per-process service graph: built once at start-up, torn down at shutdown."""
+"""The per-process service graph: built once at start-up, torn down at shutdown.
+
+``start`` starts the parts in order on an ``AsyncExitStack``, each part's stop pushed before it starts (every stop is
+safe on a part that never started or started halfway). When a part fails to start, the stack unwinds at once: the
+parts already started stop in reverse order and the engine's connections are released before the error propagates,
+so a failed start leaves no task, connection or process behind. ``stop`` unwinds the same stack.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.auth.authenticator import Authenticator
-from backend.auth.oidc import OIDCVerifier
+from backend.auth.oidc import OIDCVerifier, oauth_client
 from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
 from backend.auth.users import UserStore
@@ -58,6 +65,7 @@ class Services:
     egress: EgressGuard
     sessions: SessionStore
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
+    _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
     @classmethod
     def build(cls, settings: Settings, database_url: str) -> Services:
@@ -105,28 +113,32 @@ class Services:
         )
         oauth = None
         if settings.oidc_enabled:
-            from backend.api.routes.oidc_login import oauth_client
-
-            oauth = oauth_client(settings)
+            secret = settings.oidc_client_secret.get_secret_value()
+            oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
             rag, egress, SessionStore(engine), oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
-        await self.feed.start()
-        await self.passthrough.start(self.egress)
-        self.meter.start()
-        await self.rag.start()
+        """Starts every part; a failure stops what had started, then propagates (see the module's docstring)."""
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self.engine.dispose)  # last out: the meter's final flush still writes
+            if self.authenticator.oidc is not None:
+                stack.push_async_callback(self.authenticator.oidc.aclose)
+            stack.push_async_callback(self.feed.stop)
+            await self.feed.start()
+            stack.push_async_callback(self.passthrough.stop)
+            await self.passthrough.start(self.egress)
+            stack.push_async_callback(self.meter.stop)
+            self.meter.start()
+            stack.push_async_callback(self.rag.stop)
+            await self.rag.start()
+            self._running = stack.pop_all()
 
     async def stop(self) -> None:
-        await self.rag.stop()
-        await self.meter.stop()
-        await self.passthrough.stop()
-        await self.feed.stop()
-        if self.authenticator.oidc is not None:
-            await self.authenticator.oidc.aclose()
-        await self.engine.dispose()
+        """Stops every part in the reverse order of their start; the engine last."""
+        await self._running.aclose()
 
 
 @dataclass
@@ -142,6 +154,7 @@ class RagServices:
     chat: ChatRag
     pipelines: PipelineService
     egress: EgressGuard
+    _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
     @classmethod
     def build(
@@ -210,12 +223,18 @@ class RagServices:
         return cls(embedder, sources, repositories, documents, jobs, runner, worker, search, chat, pipelines, egress)
 
     async def start(self) -> None:
-        await self.embedder.start(self.egress)
-        await self.worker.start()
-        await self.pipelines.start()
+        """Starts the RAG parts; a failure stops what had started, then propagates (as ``Services.start``)."""
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(self.embedder.stop)
+            await self.embedder.start(self.egress)
+            stack.push_async_callback(self.repositories.close)  # the vector stores' clients, opened on use
+            stack.push_async_callback(self.runner.close)  # the parser processes, started on first use
+            stack.push_async_callback(self.worker.stop)
+            await self.worker.start()
+            stack.push_async_callback(self.pipelines.stop)
+            await self.pipelines.start()
+            await self.search.start()  # checks the reranker's address against the egress guard
+            self._running = stack.pop_all()
 
     async def stop(self) -> None:
-        await self.pipelines.stop()
-        await self.worker.stop()
-        await self.repositories.close()
-        await self.embedder.stop()
+        await self._running.aclose()

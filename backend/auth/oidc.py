@@ -1,6 +1,10 @@
-"""OIDC-issued JWTs as bearer credentials: RS256 (or another asymmetric algorithm) against the provider's JWKS,
-found through discovery; issuer, audience, expiry and not-before checked; keys refetched when the provider rotates
-them (an unknown ``kid``), at most once per ``min_refresh_seconds``."""
+"""OIDC: the provider's JWTs as bearer credentials, and the browser sign-in's OAuth client.
+
+Bearer JWTs: RS256 (or another asymmetric algorithm) against the provider's JWKS, found through discovery; issuer,
+audience, expiry and not-before checked; keys refetched when the provider rotates them (an unknown ``kid``), at most
+once per ``min_refresh_seconds``. The browser sign-in (the authorization code flow of ``api/routes/oidc_login.py``)
+uses authlib's client, built here by ``oauth_client`` so that the service graph never imports a router.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from authlib.integrations.starlette_client import OAuth
 from joserfc import jws, jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
@@ -51,6 +56,20 @@ def groups_from(value: Any) -> tuple[str, ...]:
     if isinstance(value, list | tuple):
         return tuple(str(g) for g in value if isinstance(g, str | int))
     return ()
+
+
+def oauth_client(issuer: str, client_id: str, client_secret: str, scopes: str) -> Any:
+    """authlib's client for the browser sign-in: discovery from the issuer, the code flow with PKCE (S256); a public
+    client when there is no secret."""
+    oauth = OAuth()
+    oauth.register(
+        "lisa",
+        client_id=client_id,
+        client_secret=client_secret or None,
+        server_metadata_url=issuer.rstrip("/") + "/.well-known/openid-configuration",
+        client_kwargs={"scope": scopes, "code_challenge_method": "S256"},
+    )
+    return oauth.lisa
 
 
 def looks_like_jwt(credential: str) -> bool:

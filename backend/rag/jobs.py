@@ -287,6 +287,12 @@ class JobService:
                 ).all()
         return job_public(row._mapping, items)
 
+    async def repository_of(self, job_id: str) -> str | None:
+        """The repository a job belongs to (None: no such job), for callers that know the job only by its id."""
+        async with self.engine.connect() as conn:
+            repository: str | None = await conn.scalar(sa.select(J.c.repository_id).where(J.c.id == job_id))
+        return repository
+
     async def page(
         self, principal: Principal, repository_id: str, *, collection_id: str | None, limit: int, cursor: str | None
     ) -> JobPage:

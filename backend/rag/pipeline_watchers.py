@@ -1,5 +1,8 @@
 """Watchers of event pipelines: local folders (watchfiles plus a slow poll) and S3 (SQS notifications, or listing
-when there is no queue), at most one watcher per pipeline across all replicas."""
+when there is no queue), at most one watcher per pipeline across all replicas.
+
+The watchers know nothing of the pipeline service: they are given three narrow callables, what the event pipelines
+are now, how to sync one, and an SQS client."""
 
 from __future__ import annotations
 
@@ -7,20 +10,15 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 import orjson
-import sqlalchemy as sa
-
-from backend.db import tables
-
-if TYPE_CHECKING:
-    from backend.rag.pipelines import PipelineService
 
 log = logging.getLogger("lisa.rag")
-P = tables.rag_pipelines
+EventPipelines = Callable[[], Awaitable[dict[str, tuple[str, dict[str, Any]]]]]  # id -> (version, source)
 WATCH_LOCK = 0x4C50_5732  # advisory lock namespace ("LPW2") + hashtext(pipeline id)
 
 
@@ -42,8 +40,20 @@ class PipelineWatchers:
     change made here. A watcher first takes its pipeline's session advisory lock on this process's own
     connection; where another replica holds it, the watcher waits and retries, so each pipeline is watched once."""
 
-    def __init__(self, service: PipelineService, dsn: str, poll_seconds: float) -> None:
-        self.service = service
+    def __init__(
+        self,
+        dsn: str,
+        poll_seconds: float,
+        *,
+        event_pipelines: EventPipelines,
+        sync: Callable[[str], Awaitable[object]],
+        sqs: Callable[[], Any],
+    ) -> None:
+        """``event_pipelines``: the enabled event pipelines, each with a version that changes when it is edited;
+        ``sync``: syncs one (records a failure on the pipeline, and raises it); ``sqs``: a boto3 SQS client."""
+        self.event_pipelines = event_pipelines
+        self.sync = sync
+        self.sqs = sqs
         self.dsn = dsn
         self.poll_seconds = poll_seconds
         self._watchers: dict[str, tuple[str, asyncio.Task[None], asyncio.Event]] = {}
@@ -80,15 +90,7 @@ class PipelineWatchers:
             self._wake.clear()
 
     async def reconcile(self) -> None:
-        async with self.service.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(P.c.id, P.c.source, P.c.updated_at).where(
-                        P.c.enabled, P.c.trigger["type"].astext == "event"
-                    )
-                )
-            ).all()
-        wanted = {r.id: (r.updated_at.isoformat(), dict(r.source)) for r in rows}
+        wanted = await self.event_pipelines()
         if self._lock_conn is not None and self._lock_conn.is_closed():  # its locks went with it
             for pipeline_id in list(self._watchers):
                 await self._stop(pipeline_id)
@@ -137,7 +139,7 @@ class PipelineWatchers:
 
     async def _sync(self, pipeline_id: str) -> bool:
         try:
-            await self.service.sync(pipeline_id)
+            await self.sync(pipeline_id)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -163,7 +165,7 @@ class PipelineWatchers:
 
     async def _watch_queue(self, pipeline_id: str, queue_url: str) -> None:
         """Syncs on S3 notifications; the messages are deleted only once the sync has committed."""
-        sqs = await asyncio.to_thread(self.service.sources.sqs)
+        sqs = await asyncio.to_thread(self.sqs)
         wait = max(1, min(20, round(self.poll_seconds)))
         await self._sync(pipeline_id)
         while True:

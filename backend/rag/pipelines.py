@@ -138,7 +138,11 @@ class PipelineService:
         self.jobs = jobs
         self.sources = sources
         self.owners = owners  # None: this process cannot run pipelines (in-process ingestion from a notebook)
-        self.watchers = PipelineWatchers(self, dsn, poll_seconds) if run_watchers else None
+        self.watchers = None
+        if run_watchers:
+            self.watchers = PipelineWatchers(
+                dsn, poll_seconds, event_pipelines=self.event_pipelines, sync=self.sync, sqs=sources.sqs
+            )
 
     async def start(self) -> None:
         if self.watchers is not None:
@@ -279,6 +283,13 @@ class PipelineService:
         await self._row(principal, repository_id, pipeline_id)
         job_id = await self.sync(pipeline_id, principal)
         return None if job_id is None else await self.jobs.get(principal, repository_id, job_id)
+
+    async def event_pipelines(self) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The enabled event pipelines (what the watchers watch): id -> (version, source)."""
+        query = sa.select(P.c.id, P.c.source, P.c.updated_at).where(P.c.enabled, P.c.trigger["type"].astext == "event")
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {r.id: (r.updated_at.isoformat(), dict(r.source)) for r in rows}
 
     def _refresh(self) -> None:
         if self.watchers is not None:

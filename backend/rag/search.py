@@ -5,6 +5,7 @@ by a TEI-compatible ``/rerank`` endpoint."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,12 +18,13 @@ from langchain_core.retrievers import BaseRetriever
 
 from backend.auth.principal import Principal
 from backend.errors import BadRequest, LisaError, UpstreamError
-from backend.net.egress import EgressGuard
+from backend.net.egress import EgressGuard, EgressRefused
 from backend.rag.embedder import Embedder
 from backend.rag.repositories import RepositoryService, collection_ref
 from backend.rag.schemas import SearchHit, SearchResult
 from backend.rag.vectorstores import Hit, SearchQuery
 
+log = logging.getLogger("lisa.rag")
 MAX_QUERY_CHARS = 4000
 
 
@@ -46,6 +48,17 @@ class Reranker:
         self.url = url.rstrip("/")
         self.egress = egress
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def check(self) -> None:
+        """Refuses an address the egress guard refuses: a configuration error, said at start rather than at the first
+        search. A reranker that is down, or a name that does not resolve yet, is not one: the guard checks every
+        connection anyway, and searches that rerank answer 502 until the reranker is back."""
+        try:
+            await self.egress.check_url(self.url, "LISA_RAG_RERANKER_URL")
+        except EgressRefused as exc:
+            if not isinstance(exc.__cause__, OSError | TimeoutError):
+                raise
+            log.warning("%s; searches that rerank fail until it does", exc.message)
 
     async def scores(self, query: str, texts: list[str]) -> list[float]:
         body = orjson.dumps({"query": query, "texts": texts, "truncate": True})
@@ -79,6 +92,10 @@ class SearchService:
         self.reranker = reranker
         self.default_hybrid_weight = default_hybrid_weight
         self.rerank_candidates = rerank_candidates
+
+    async def start(self) -> None:
+        if self.reranker is not None:
+            await self.reranker.check()
 
     async def search(self, principal: Principal, repository_id: str, params: SearchParams) -> SearchResult:
         started = time.perf_counter()

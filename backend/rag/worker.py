@@ -77,7 +77,6 @@ class RagWorker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
         await self.app.close_async()
-        await self.runner.close()  # the parser processes
 
     async def defer(self, job_id: str) -> None:
         """Queue a job once; a pipeline's jobs run one after another (procrastinate's ``lock``), so a file that

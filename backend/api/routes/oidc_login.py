@@ -8,29 +8,16 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from authlib.integrations.starlette_client import OAuth, OAuthError
+from authlib.integrations.starlette_client import OAuthError
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from backend.api.authentication import SESSION_COOKIE, set_session_cookie
 from backend.api.deps import ServicesDep, SessionsDep
 from backend.auth.oidc import claim_at
-from backend.config import Settings
 from backend.errors import NotFound, Unauthorized
 
 router = APIRouter(prefix="/auth", include_in_schema=False)
-
-
-def oauth_client(settings: Settings) -> Any:
-    oauth = OAuth()
-    oauth.register(
-        "lisa",
-        client_id=settings.oidc_client_id,
-        client_secret=settings.oidc_client_secret.get_secret_value() or None,
-        server_metadata_url=settings.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration",
-        client_kwargs={"scope": settings.oidc_scopes, "code_challenge_method": "S256"},
-    )
-    return oauth.lisa
 
 
 def _client(services: ServicesDep) -> Any:
