@@ -22,6 +22,7 @@ import orjson
 import pytest
 from langchain_core.messages import AIMessageChunk
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+from openai.types.chat import ChatCompletionMessageParam
 
 from backend.db.engine import asyncpg_dsn
 from tests.servers.faulty_upstream import RETRY_AFTER, SPLIT_USAGE
@@ -30,7 +31,7 @@ from tests.support import ROOT, LisaServer, Proc, free_port, start_lisa, start_m
 
 CHAT = "gemma3-270m"
 EMBED = "minilm-l6-v2"
-HI = [{"role": "user", "content": "hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 FAULTY = ["ok", "no-usage", "split-usage", "gzip", "gzip-always", "error-401", "error-403", "error-404",
           "error-429", "error-500", "long", "slow", "stall-mid-stream"]  # fmt: skip
 
@@ -69,14 +70,14 @@ def new_user(admin: httpx.Client, lisa: LisaServer, name: str, **limits: Any) ->
 
 
 def usage_rows(client: openai.OpenAI, model: str, count: int = 1, wait: float = 5) -> list[dict[str, Any]]:
-    """The caller's usage of one model (metering is written in batches off the request path)."""
+    """The caller's usage of one model, once ``count`` requests are in (metering is written in batches)."""
+    me = str(client.base_url).removesuffix("/").removesuffix("/v1") + "/api/usage/me"
     deadline = time.monotonic() + wait
     while True:
-        resp = httpx.get(f"{client.base_url}".replace("/v1/", "/api/usage/me"),
-                         headers={"Authorization": f"Bearer {client.api_key}"}, timeout=30)  # fmt: skip
-        rows = [r for r in resp.json()["rows"] if r["model"] == model]
-        if sum(r["requests"] for r in rows) >= count or time.monotonic() > deadline:
-            return rows
+        rows = httpx.get(me, headers={"Authorization": f"Bearer {client.api_key}"}, timeout=30).json()["rows"]
+        mine = [r for r in rows if r["model"] == model]
+        if sum(r["requests"] for r in mine) >= count or time.monotonic() > deadline:
+            return mine
         time.sleep(0.1)
 
 
@@ -187,23 +188,32 @@ def test_a_stream_without_upstream_usage_gets_lisas_chunk_and_is_metered_as_esti
     assert (row["prompt_tokens"], row["completion_tokens"]) == (usage.prompt_tokens, usage.completion_tokens)
 
 
-def test_lisa_asks_upstreams_for_usage_and_meters_it_without_showing_it(
-    admin: httpx.Client, lisa: LisaServer, faulty: None, tmp_path_factory: pytest.TempPathFactory
+@pytest.mark.parametrize("model", ["conf-ok", "conf-tp-ok"])
+def test_a_client_that_did_not_ask_sees_no_usage_and_the_upstreams_count_is_metered(
+    admin: httpx.Client, lisa: LisaServer, faulty: None, model: str
 ) -> None:
-    user = new_user(admin, lisa, "conf-real-usage")
-    chunks = list(user.chat.completions.create(model="conf-ok", messages=HI, stream=True))
-    assert all(c.usage is None and c.choices for c in chunks)  # the client did not ask
-    [row] = usage_rows(user, "conf-ok")
+    user = new_user(admin, lisa, f"conf-real-{model}")
+    chunks = list(user.chat.completions.create(model=model, messages=HI, stream=True))
+    assert all(c.usage is None and c.choices for c in chunks), chunks[-2:]  # as from OpenAI
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "hello world"
+    [row] = usage_rows(user, model)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (1, 2)  # the upstream's count, not an estimate
+
+
+def test_lisa_asks_the_upstream_for_usage_and_identity_encoding(
+    admin: httpx.Client, client: openai.OpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     capture = start_module("tests.servers.capture_server", tmp_path_factory.mktemp("capture"))
     try:
         admin.delete("/api/models/conf-captured")
         body = {"id": "conf-captured", "type": "textgen", "hosting": "internal", "base_url": capture.url + "/v1"}
         assert admin.post("/api/models", json=body).status_code == 201
-        list(user.chat.completions.create(model="conf-captured", messages=HI, stream=True))
-        [request] = httpx.get(capture.url + "/_captured").json()
-        assert orjson.loads(request["body"])["stream_options"] == {"include_usage": True}
-        assert request["headers"]["Accept-Encoding"] == "identity"
+        list(client.chat.completions.create(model="conf-captured", messages=HI, stream=True))
+        client.chat.completions.create(model="conf-captured", messages=HI)
+        streamed, plain = httpx.get(capture.url + "/_captured").json()
+        assert orjson.loads(streamed["body"])["stream_options"] == {"include_usage": True}
+        assert "stream_options" not in orjson.loads(plain["body"])
+        assert streamed["headers"]["Accept-Encoding"] == plain["headers"]["Accept-Encoding"] == "identity"
     finally:
         capture.stop()
 
