@@ -87,7 +87,9 @@ def one_of(*values: str) -> Check:
         if not isinstance(value, str):
             raise invalid_type(param, "a string", value)
         if value not in values:
-            supported = ", ".join(f"'{v}'" for v in values[:-1]) + f", and '{values[-1]}'"
+            quoted = [f"'{v}'" for v in values]
+            supported = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + \
+                (" and " if len(quoted) == 2 else ", and ") + quoted[-1]  # fmt: skip
             raise BadRequest(f"Invalid value: '{value[:100]}'. Supported values are: {supported}.", param=param)
 
     return check
