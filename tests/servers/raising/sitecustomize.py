@@ -80,4 +80,5 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
-sys.meta_path.insert(0, _Finder())
+if __name__ == "sitecustomize":  # loaded by Python at start-up; a test importing INJECTED patches nothing
+    sys.meta_path.insert(0, _Finder())
