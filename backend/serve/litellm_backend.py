@@ -128,8 +128,7 @@ class LiteLLMBackend:
         plan: AnswerPlan,
         reveal: bool,
     ) -> None:
-        outcome.status, outcome.estimated = 200, True
-        outcome.prompt_tokens = outcome.prompt_estimate
+        outcome.prompt_tokens, outcome.estimated = outcome.prompt_estimate, True
         events = StreamFilter(outcome, plan)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
@@ -137,6 +136,7 @@ class LiteLLMBackend:
             with contextlib.suppress(Exception):
                 await response.aclose()
             raise  # nothing reached the client: the gateway answers
+        outcome.status = 200
         watcher = asyncio.create_task(wait_disconnect(receive))
         chunks = aiter(response)
         try:

@@ -116,7 +116,6 @@ class Passthrough:
         outcome: Outcome,
         plan: AnswerPlan,
     ) -> None:
-        outcome.status = 200
         # Until the upstream reports usage, count what was streamed: a stream cut off (client gone, upstream
         # dead) is settled on that, never on 0.
         outcome.prompt_tokens, outcome.estimated = outcome.prompt_estimate, True
@@ -127,6 +126,7 @@ class Passthrough:
         except BaseException:
             resp.close()
             raise  # nothing reached the client: the gateway answers
+        outcome.status = 200
         watcher = asyncio.create_task(wait_disconnect(receive))
 
         def close_upstream(_task: asyncio.Task[None]) -> None:
