@@ -16,6 +16,10 @@ class BadRequest(LisaError):
     status_code = 400
     openai_type = "invalid_request_error"
 
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param  # the offending request field, in OpenAI's notation (``messages[0].role``)
+
 
 class Unauthorized(LisaError):
     status_code = 401

@@ -5,8 +5,9 @@ Request (openai SDK: ``extra_body={"rag": {...}}``)::
 
     "rag": {"repositories": ["docs"], "collections": ["default"], "top_k": 4}
 
-Response: a top-level ``sources`` list; for streams, one extra chunk before ``data: [DONE]`` with empty
-``choices`` and the ``sources`` (the shape of the usage chunk, which OpenAI clients already accept).
+Response: a top-level ``sources`` list; for streams, one extra chunk with empty ``choices`` and the ``sources``
+(the shape of the usage chunk, which OpenAI clients already accept), after the content and before the usage chunk
+and ``data: [DONE]``. The gateway adds them to the answer (``backend/serve/answer.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import orjson
 from langchain_core.documents import Document
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -26,7 +26,6 @@ from backend.auth.principal import Principal
 from backend.errors import BadRequest, LisaError
 from backend.rag.embedder import Embedder
 from backend.rag.search import MAX_QUERY_CHARS, LisaRetriever, Reranker, SearchParams, SearchService
-from backend.serve.asgi import Message, Send
 
 T = TypeVar("T")
 RERANKER_MODEL = "rag-reranker"  # the model name usage records give the reranker (LISA_RAG_RERANKER_URL)
@@ -205,69 +204,3 @@ def _prepend_context(messages: list[Any], context: str) -> None:
             else:
                 message["content"] = f"{context}\n\nQuestion: {content}"
             return
-
-
-class SourcesInjector:
-    """Wraps an ASGI ``send``: adds ``sources`` to a JSON answer, or a sources chunk before a stream's [DONE]."""
-
-    DONE = b"data: [DONE]"
-
-    def __init__(self, send: Send, sources: list[dict[str, Any]], model: str) -> None:
-        self._send = send
-        self.sources = sources
-        self.model = model
-        self._start: Message | None = None
-        self._stream = False
-        self._buffer = bytearray()
-        self._injected = False
-
-    def _event(self) -> bytes:
-        chunk = {
-            "id": "lisa-rag-sources",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": self.model,
-            "choices": [],
-            "sources": self.sources,
-        }
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            start_headers = dict(message.get("headers") or [])
-            self._stream = b"text/event-stream" in start_headers.get(b"content-type", b"")
-            if self._stream or message["status"] >= 400:
-                self._injected = not self._stream  # errors pass through untouched
-                await self._send(message)
-            else:
-                self._start = message
-            return
-        body: bytes = message.get("body", b"")
-        more = message.get("more_body", False)
-        if self._stream:
-            if not self._injected and (at := body.find(self.DONE)) != -1:
-                body = body[:at] + self._event() + body[at:]
-                self._injected = True
-            elif not self._injected and not more:
-                body = self._event() + body
-                self._injected = True
-            await self._send({"type": "http.response.body", "body": body, "more_body": more})
-            return
-        if self._start is None:  # an error response already started
-            await self._send(message)
-            return
-        self._buffer += body
-        if more:
-            return
-        payload = bytes(self._buffer)
-        try:
-            data = orjson.loads(payload)
-            if isinstance(data, dict):
-                data["sources"] = self.sources
-                payload = orjson.dumps(data)
-        except orjson.JSONDecodeError:
-            pass
-        headers = [(k, v) for k, v in self._start.get("headers", []) if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(payload)).encode()))
-        await self._send({**self._start, "headers": headers})
-        await self._send({"type": "http.response.body", "body": payload, "more_body": False})

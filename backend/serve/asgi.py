@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
 from backend.errors import BadRequest, LisaError, PayloadTooLarge, RateLimited
+
+log = logging.getLogger("lisa.serve")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,6 +26,11 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+def new_request_id() -> str:
+    """The id a caller quotes and the server log is searched for."""
+    return "req_" + secrets.token_hex(8)
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -92,3 +101,44 @@ async def send_body_quietly(send: Send, body: bytes, more_body: bool = True) -> 
     """A body message to a client that may have left already (its absence is not an error here)."""
     with contextlib.suppress(Exception):
         await send({"type": "http.response.body", "body": body, "more_body": more_body})
+
+
+class ResponseState:
+    """Wraps ``send``: knows whether the response has started and ended, so that whatever goes wrong the client
+    gets OpenAI's error object, or a stream that ends with an error event, and never a half-written answer."""
+
+    __slots__ = ("_send", "ended", "started", "streaming")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.streaming = False
+        self.ended = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.streaming = (b"content-type", b"text/event-stream") in message.get("headers", ())
+        elif not message.get("more_body", False):
+            self.ended = True
+        await self._send(message)
+
+    async def fail(self, what: str) -> None:
+        """The answer to an unexpected exception (call from its ``except``): logged with its traceback under a
+        request id; the client gets the id, nothing of the exception."""
+        request_id = new_request_id()
+        log.exception("unexpected error %s on %s", request_id, what)
+        message = f"The server had an error while processing your request (request id {request_id})."
+        if not self.started:
+            with contextlib.suppress(Exception):
+                await send_bytes(self, 500, openai_error_body(500, message, "server_error"))
+        else:
+            await self.end_with_error(500, message, "server_error")
+
+    async def end_with_error(self, status: int, message: str, type_: str) -> None:
+        """Ends a response that has begun: a stream with an error event; a JSON answer (its length announced) is
+        cut short, which clients report as a broken response."""
+        if self.ended:
+            return
+        event = b"data: " + openai_error_body(status, message, type_) + b"\n\n" if self.streaming else b""
+        await send_body_quietly(self, event, more_body=False)

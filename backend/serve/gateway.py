@@ -26,23 +26,34 @@ from backend.errors import (
 )
 from backend.limits.limiter import Demand, Limiter, Ticket
 from backend.limits.store import LimitStore
-from backend.rag.chat import ChatRag, RagRequest, RagUsage, SourcesInjector
+from backend.rag.chat import ChatRag, RagRequest, RagUsage
 from backend.registry.route_table import RouteTable
 from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
-from backend.serve.asgi import Receive, Scope, Send, header, read_body, send_bytes, send_error
+from backend.serve.answer import AnswerPlan, Outcome, ask_upstream_for_usage, client_wants_usage
+from backend.serve.asgi import (
+    Receive,
+    ResponseState,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_bytes,
+    send_error,
+)
 from backend.serve.budget import GENERATING, cap_to_grant, demand, estimate_prompt_tokens
 from backend.serve.litellm_backend import LiteLLMBackend
-from backend.serve.passthrough import Outcome, Passthrough
+from backend.serve.passthrough import Passthrough
 from backend.serve.request_fields import check_fields
+from backend.serve.request_shape import check_shape
 from backend.serve.upstream_errors import UpstreamProblem, present
 from backend.usage.meter import UsageMeter, UsageRecord
 
-# endpoint -> (model type it needs, required list/str field)
-ENDPOINTS: dict[str, tuple[ModelType, str]] = {
-    "chat/completions": (ModelType.textgen, "messages"),
-    "completions": (ModelType.textgen, "prompt"),
-    "embeddings": (ModelType.embedding, "input"),
-    "images/generations": (ModelType.imagegen, "prompt"),
+# endpoint -> the model type it needs
+ENDPOINTS: dict[str, ModelType] = {
+    "chat/completions": ModelType.textgen,
+    "completions": ModelType.textgen,
+    "embeddings": ModelType.embedding,
+    "images/generations": ModelType.imagegen,
 }
 
 
@@ -83,19 +94,25 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        response = ResponseState(send)
         try:
             principal = await self._principal(scope)
             if path.startswith("/v1/models") and method == "GET":
-                await self._models(path, principal, send)
+                await self._models(path, principal, response)
                 return
             endpoint = path[4:]
             if endpoint not in ENDPOINTS:
                 raise NotFound(f"unknown endpoint {method} {path}")
             if method != "POST":
                 raise MethodNotAllowed(f"{path} accepts POST only")
-            await self._infer(scope, receive, send, principal, endpoint)
+            await self._infer(scope, receive, response, principal, endpoint)
         except LisaError as exc:
-            await send_error(send, exc)
+            if not response.started:
+                await send_error(response, exc)
+            else:  # raised after the answer began
+                await response.end_with_error(exc.status_code, exc.message, exc.openai_type)
+        except Exception:
+            await response.fail(f"{method} {path}")
 
     async def _principal(self, scope: Scope) -> Principal:
         credential = credential_from_headers(header(scope, b"authorization"), header(scope, b"api-key"))
@@ -120,27 +137,27 @@ class Gateway:
         check_fields(endpoint, payload)
         model_id = payload.get("model")
         if not isinstance(model_id, str) or not model_id:
-            raise BadRequest("'model' is required and must be a string")
-        needed_type, required = ENDPOINTS[endpoint]
-        if required not in payload:
-            raise BadRequest(f"'{required}' is required")
+            raise BadRequest("'model' is required and must be a string", param="model")
+        check_shape(endpoint, payload)
+        needed_type = ENDPOINTS[endpoint]
         routes = await self.routes.snapshot()
         route = routes.get(model_id)
         if route is None or not can_access(principal, route.allowed_groups):
             raise NotFound(f"The model '{model_id}' does not exist or you do not have access to it.")
         if route.type != needed_type:
             raise BadRequest(
-                f"model '{model_id}' is a {route.type.value} model; /v1/{endpoint} needs {needed_type.value}"
+                f"model '{model_id}' is a {route.type.value} model; /v1/{endpoint} needs {needed_type.value}",
+                param="model",
             )
         if route.status != ModelStatus.in_service:
             raise Unavailable(f"model '{model_id}' is not in service (status: {route.status.value})")
         stream = payload.get("stream") is True
         if stream and not route.streaming:
-            raise BadRequest(f"model '{model_id}' does not support streaming")
+            raise BadRequest(f"model '{model_id}' does not support streaming", param="stream")
         rag = None
         if "rag" in payload:  # check_fields let it through on chat/completions only
             if self.rag is None:
-                raise BadRequest("RAG is not available on this server")
+                raise BadRequest("RAG is not available on this server", param="rag")
             rag = self.rag.parse(payload)
         ticket, wanted = await self._admit(principal, endpoint, payload, route, rag)
         outcome = Outcome(500)
@@ -148,21 +165,25 @@ class Gateway:
         forwarded = False
         try:
             changed = False
+            sources = None
             if rag is not None and self.rag is not None:
                 rag_usage = RagUsage()
                 sources = await self._augment(principal, rag, payload, rag_usage)
-                send = SourcesInjector(send, sources, model_id)
                 changed = True
+            plan = AnswerPlan(endpoint, model_id, stream and client_wants_usage(payload), sources)
             if ticket is not None and wanted is not None and endpoint in GENERATING:
                 changed = cap_to_grant(payload, route, wanted, ticket.completion) or changed
+            if stream and endpoint in GENERATING:
+                changed = ask_upstream_for_usage(payload) or changed  # real counts to meter
+            outcome.prompt_estimate = estimate_prompt_tokens(payload)
             forwarded = True
             if route.hosting == Hosting.internal:
                 if _adapt_for_upstream(payload, route) or changed:
                     body = orjson.dumps(payload)
-                await self.passthrough.forward(route, "/" + endpoint, body, stream, receive, send, outcome)
+                await self.passthrough.forward(route, body, stream, receive, send, outcome, plan)
             else:
                 await self.litellm.forward(
-                    route, endpoint, payload, stream, routes, self.routes.version, receive, send, outcome,
+                    route, payload, stream, routes, self.routes.version, receive, send, outcome, plan,
                     principal.is_admin,
                 )  # fmt: skip
         except UpstreamProblem as exc:
@@ -173,11 +194,9 @@ class Gateway:
             outcome.status = exc.status_code
             raise
         finally:
-            if outcome.status < 400 and not outcome.prompt_tokens and not outcome.completion_tokens:
-                # An answer without usage: the estimate, and the whole grant (what it may have cost), never 0.
-                outcome.prompt_tokens, outcome.estimated = estimate_prompt_tokens(payload), True
-                if ticket is not None and ticket.completion and wanted is not None:
-                    outcome.completion_tokens = ticket.completion * wanted.choices
+            granted = ticket.completion * wanted.choices if ticket and ticket.completion and wanted else 0
+            if outcome.status < 400 and outcome.estimated and not stream and granted:
+                outcome.completion_tokens = granted  # an answer without usage: what it may have cost, never 0
             spent = outcome.prompt_tokens + outcome.completion_tokens
             if rag_usage is not None:
                 spent += self._meter_rag(principal, rag_usage)

@@ -8,27 +8,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from typing import Any
 
 import orjson
 
 from backend.registry.schemas import Hosting, ModelRoute
+from backend.serve.answer import AnswerPlan, Outcome, StreamFilter, error_event, with_sources
 from backend.serve.asgi import (
     JSON_HEADERS,
     SSE_HEADERS,
     Receive,
     Send,
-    openai_error_body,
+    new_request_id,
     send_body_quietly,
     send_bytes,
     wait_disconnect,
 )
-from backend.serve.budget import estimate_prompt_tokens
-from backend.serve.passthrough import Outcome
 from backend.serve.request_fields import provider_kwargs
-from backend.serve.upstream_errors import UpstreamProblem, present
-from backend.serve.usage_scan import count_content_deltas
+from backend.serve.upstream_errors import UpstreamProblem, present, retry_after_seconds
+from backend.serve.upstream_usage import counts
+
+log = logging.getLogger("lisa.serve")
 
 _CALLS = {
     "chat/completions": "acompletion",
@@ -38,20 +40,14 @@ _CALLS = {
 }
 
 
+def _plain(obj: Any) -> dict[str, Any]:
+    """A LiteLLM response object as the JSON object OpenAI would send (``None`` fields left out)."""
+    data = obj.model_dump(exclude_none=True) if hasattr(obj, "model_dump") else obj
+    return data if isinstance(data, dict) else {}
+
+
 def _dump(obj: Any) -> bytes:
-    if hasattr(obj, "model_dump"):
-        return orjson.dumps(obj.model_dump(exclude_none=True))
-    return orjson.dumps(obj)
-
-
-def _usage(obj: Any) -> tuple[int, int]:
-    usage = getattr(obj, "usage", None)
-    if usage is None and isinstance(obj, dict):
-        usage = obj.get("usage")
-    if usage is None:
-        return 0, 0
-    get = usage.get if isinstance(usage, dict) else lambda k, d=0: getattr(usage, k, d)
-    return int(get("prompt_tokens", 0) or 0), int(get("completion_tokens", 0) or 0)
+    return orjson.dumps(_plain(obj))
 
 
 class LiteLLMBackend:
@@ -90,7 +86,6 @@ class LiteLLMBackend:
     async def forward(
         self,
         route: ModelRoute,
-        endpoint: str,
         payload: dict[str, Any],
         stream: bool,
         routes: dict[str, ModelRoute],
@@ -98,12 +93,13 @@ class LiteLLMBackend:
         receive: Receive,
         send: Send,
         outcome: Outcome,
+        plan: AnswerPlan,
         reveal: bool,
     ) -> None:
         """Call the provider with the allowlisted fields only; ``outcome`` is kept up to date while streaming."""
         router = self._router_for(routes, version)
-        call = getattr(router, _CALLS[endpoint])
-        kwargs = provider_kwargs(endpoint, payload)
+        call = getattr(router, _CALLS[plan.endpoint])
+        kwargs = provider_kwargs(plan.endpoint, payload)
         try:
             if stream:
                 response = await call(model=route.id, stream=True, **kwargs)
@@ -112,25 +108,35 @@ class LiteLLMBackend:
         except Exception as exc:
             raise translate(route, exc) from exc
         if not stream:
-            await send_bytes(send, 200, _dump(response), JSON_HEADERS)
+            await send_bytes(send, 200, with_sources(_dump(response), plan.sources), JSON_HEADERS)
             outcome.status = 200
-            outcome.prompt_tokens, outcome.completion_tokens = _usage(response)
+            usage = counts(_plain(response).get("usage"))
+            if usage is not None:
+                outcome.prompt_tokens, outcome.completion_tokens = usage
+            else:
+                outcome.prompt_tokens, outcome.estimated = outcome.prompt_estimate, True
             return
-        await self._stream(route, response, payload, receive, send, outcome, reveal)
+        await self._stream(route, response, receive, send, outcome, plan, reveal)
 
     async def _stream(
         self,
         route: ModelRoute,
         response: Any,
-        payload: dict[str, Any],
         receive: Receive,
         send: Send,
         outcome: Outcome,
+        plan: AnswerPlan,
         reveal: bool,
     ) -> None:
-        outcome.status, outcome.estimated = 200, True
-        outcome.prompt_tokens = estimate_prompt_tokens(payload)
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        outcome.prompt_tokens, outcome.estimated = outcome.prompt_estimate, True
+        events = StreamFilter(outcome, plan)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await response.aclose()
+            raise  # nothing reached the client: the gateway answers
+        outcome.status = 200
         watcher = asyncio.create_task(wait_disconnect(receive))
         chunks = aiter(response)
         try:
@@ -148,23 +154,26 @@ class LiteLLMBackend:
                     chunk = step.result()
                 except StopAsyncIteration:
                     break
-                data = _dump(chunk)
-                p, c = _usage(chunk)
-                if p or c:
-                    outcome.prompt_tokens, outcome.completion_tokens, outcome.estimated = p, c, False
-                elif outcome.estimated:
-                    outcome.completion_tokens += count_content_deltas(data)
-                await send({"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True})
+                except Exception as exc:  # the provider failed mid-stream
+                    problem = present(translate(route, exc), route.id, reveal)
+                    outcome.status = problem.status_code
+                    await send_body_quietly(send, error_event(problem.status_code, problem.message,
+                                                              problem.openai_type))  # fmt: skip
+                    break
+                out = events.chunk(_plain(chunk))
+                if out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
             if outcome.status == 200:
-                await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
-        except Exception as exc:
-            problem = present(translate(route, exc), route.id, reveal)
-            outcome.status = problem.status_code
-            event = openai_error_body(problem.status_code, problem.message, problem.openai_type)
-            await send_body_quietly(send, b"data: " + event + b"\n\n")
+                await send({"type": "http.response.body", "body": events.tail(), "more_body": True})
+        except Exception:  # LISA's own failure, not the provider's
+            outcome.status = 500
+            request_id = new_request_id()
+            log.exception("unexpected error %s while streaming model=%s", request_id, route.id)
+            message = f"The server had an error while streaming the answer (request id {request_id})."
+            await send_body_quietly(send, error_event(500, message, "server_error"))
         finally:
             watcher.cancel()
-            if outcome.status == 499:
+            if outcome.status != 200:
                 with contextlib.suppress(Exception):
                     await response.aclose()
             await send_body_quietly(send, b"", more_body=False)
@@ -189,7 +198,7 @@ def translate(route: ModelRoute, exc: Exception) -> UpstreamProblem:
                                f"({name})", detail=detail, secret=key)  # fmt: skip
     if status == 429 or "RateLimit" in name:
         return UpstreamProblem(429, "rate_limit_exceeded", f"{what}: the provider is rate limiting requests",
-                               detail=detail, retry_after=1.0, secret=key)  # fmt: skip
+                               detail=detail, retry_after=retry_after_seconds(_retry_after(exc)), secret=key)  # fmt: skip
     if status in (400, 413, 422) and "APIConnection" not in name:
         return UpstreamProblem(status, "invalid_request_error", f"{what}: the provider rejected the request "
                                f"({name})", detail=detail, secret=key)  # fmt: skip
@@ -198,3 +207,13 @@ def translate(route: ModelRoute, exc: Exception) -> UpstreamProblem:
                                detail=detail, secret=key)  # fmt: skip
     return UpstreamProblem(502, "upstream_error", f"{what}: the provider call failed ({name}, status {status})",
                            detail=detail, secret=key)  # fmt: skip
+
+
+def _retry_after(exc: Exception) -> str | None:
+    """The provider's ``Retry-After`` header, where LiteLLM kept the response."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    value = headers.get("retry-after")
+    return str(value) if value is not None else None

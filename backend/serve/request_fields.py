@@ -72,10 +72,6 @@ NEVER = frozenset(
 class UnrecognizedArgument(BadRequest):
     """400 naming the first field no route allows (OpenAI's ``param``)."""
 
-    def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
-        self.param = param
-
 
 def check_fields(endpoint: str, payload: Mapping[str, Any]) -> None:
     """Refuse a body with any top-level key the route does not allow."""

@@ -14,13 +14,15 @@ addresses masked) and ``param`` reach the caller; nothing else of the upstream's
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import re
-import secrets
+from datetime import UTC, datetime
 
 import orjson
 
 from backend.errors import LisaError
+from backend.serve.asgi import new_request_id
 
 log = logging.getLogger("lisa.upstream")
 
@@ -76,7 +78,7 @@ def present(problem: UpstreamProblem, model_id: str, reveal: bool) -> UpstreamPr
     """Log the whole story under a fresh request id; give the caller LISA's message (and admins the detail)."""
     if problem.presented:
         return problem
-    request_id = "req_" + secrets.token_hex(8)
+    request_id = new_request_id()
     detail = mask_secrets(problem.detail, problem.secret) if problem.detail else None
     log.warning(
         "upstream error %s: model=%s status=%s message=%r detail=%r",
@@ -127,16 +129,40 @@ def from_status(
         return UpstreamProblem(502, "upstream_error", f"{what}: the upstream rejected the stored credentials "
                                f"(status {status})", detail=text, secret=secret)  # fmt: skip
     if status == 429:
-        wait = float(retry_after) if retry_after and retry_after.isdigit() else 1.0
         return UpstreamProblem(429, "rate_limit_exceeded", f"{what}: the upstream is rate limiting requests",
-                               detail=text, retry_after=min(wait, 3600.0), secret=secret)  # fmt: skip
+                               detail=text, retry_after=retry_after_seconds(retry_after), secret=secret)  # fmt: skip
     return UpstreamProblem(502, "upstream_error", f"{what}: the upstream failed with status {status}",
                            detail=text, secret=secret)  # fmt: skip
+
+
+def retry_after_seconds(value: str | None) -> float:
+    """An upstream's ``Retry-After`` (seconds, or an HTTP date) in seconds, within 1 s to an hour; 1 s without one."""
+    if not value:
+        return 1.0
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return 1.0
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # NaN
+        return 1.0
+    return min(max(seconds, 1.0), 3600.0)
 
 
 def unreachable(model_id: str, exc: BaseException, secret: str | None = None) -> UpstreamProblem:
     return UpstreamProblem(502, "upstream_error", f"model '{model_id}': the upstream is unreachable "
                            f"({exc.__class__.__name__})", detail=str(exc), secret=secret)  # fmt: skip
+
+
+def connect_timed_out(model_id: str, seconds: float) -> UpstreamProblem:
+    return UpstreamProblem(504, "upstream_timeout", f"model '{model_id}': connecting to the upstream timed out after "
+                           f"{seconds:g}s (connect timeout)")  # fmt: skip
 
 
 def timed_out(model_id: str, seconds: float, what: str = "answer") -> UpstreamProblem:

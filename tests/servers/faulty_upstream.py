@@ -13,7 +13,15 @@ Models of ``POST /v1/chat/completions``:
                    when smaller, for each of ``n`` choices; streams one token a chunk, STREAM_DELAY apart
   leaky-500/-400/-401  fail with text full of internal detail (LEAKS: addresses, host names, a key)
   leaky-echo       500 whose text quotes the request's Authorization header (the model's stored key)
-``POST /v1/completions`` knows "ok" only. ``GET /v1/models``, ``GET /health``.
+  error-401/-403/-404  that status with an OpenAI error body (a bad stored key, an unknown upstream model)
+  error-429        429 with ``Retry-After: 7`` (RETRY_AFTER)
+  no-usage         like "ok", but never reports usage (llama.cpp's server in a stream, and here in JSON too)
+  split-usage      like "ok", but its usage object has ``prompt_tokens_details`` before ``completion_tokens``
+                   (SPLIT_USAGE) and, streamed, arrives in two writes split inside the object
+  gzip             like "ok", gzip-compressed when the request's Accept-Encoding allows it
+  gzip-always      like "ok", gzip-compressed whatever the request says (a misbehaving upstream)
+``POST /v1/completions`` knows "ok" and "no-usage". ``GET /v1/models``, ``GET /health``.
+``GET /_aborted`` lists the "long" streams a client left: ``{"tokens_sent": n}`` each, in order.
 """
 
 from __future__ import annotations
@@ -27,9 +35,15 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web import ContentCoding
 
 CHAT_MODELS = ["ok", "slow", "die-mid-stream", "stall-mid-stream", "error-500", "bad-request", "long",
-               "leaky-500", "leaky-400", "leaky-401", "leaky-echo"]  # fmt: skip
+               "leaky-500", "leaky-400", "leaky-401", "leaky-echo", "error-401", "error-403", "error-404",
+               "error-429", "no-usage", "split-usage", "gzip", "gzip-always"]  # fmt: skip
+RETRY_AFTER = 7
+SPLIT_USAGE = {"prompt_tokens": 11, "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens": 3,
+               "completion_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 14}  # fmt: skip
+ABORTED = web.AppKey("aborted", list)
 LONG_TOKENS = 2000
 STREAM_DELAY = 0.01
 LEAKS = ["10.9.8.7", "gpu-node-7.internal", "sk-upstream-leak-123456"]
@@ -45,9 +59,18 @@ def error(status: int, message: str, type_: str, param: str | None = None, code:
     return web.json_response(body, status=status)
 
 
-def usage_of(prompt: str) -> dict[str, int]:
+def usage_of(prompt: str, model: str = "ok") -> dict[str, Any]:
+    if model == "split-usage":
+        return SPLIT_USAGE
     prompt_tokens = max(1, len(prompt.split()))
     return {"prompt_tokens": prompt_tokens, "completion_tokens": 2, "total_tokens": prompt_tokens + 2}
+
+
+def compress(response: web.StreamResponse, model: object) -> None:
+    if model == "gzip":
+        response.enable_compression()  # as the request's Accept-Encoding allows
+    elif model == "gzip-always":
+        response.enable_compression(force=ContentCoding.gzip)
 
 
 def chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -61,10 +84,11 @@ def chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = None
     }
 
 
-async def open_sse(request: web.Request) -> web.StreamResponse:
+async def open_sse(request: web.Request, model: object = None) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"}
     )
+    compress(response, model)
     await response.prepare(request)
     return response
 
@@ -104,6 +128,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return error(401, "Incorrect API key for " + LEAKY_TEXT, "authentication_error")
     if model == "leaky-echo":
         return web.Response(status=500, text=f"rejected {request.headers.get('Authorization')} from {LEAKY_TEXT}")
+    if model in ("error-401", "error-403", "error-404"):
+        status = int(str(model)[-3:])
+        return error(status, f"The upstream answered {status} on purpose.", "invalid_request_error")
+    if model == "error-429":
+        limited = error(429, "Rate limit reached for requests.", "requests", code="rate_limit_exceeded")
+        limited.headers["Retry-After"] = str(RETRY_AFTER)
+        return limited
     if model == "long":
         return await long_answer(request, body)
     if model not in CHAT_MODELS:
@@ -114,17 +145,19 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     if not body.get("stream"):
         message = {"role": "assistant", "content": ANSWER}
-        return web.json_response(
-            {
-                "id": cid,
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
-                "usage": usage_of(prompt),
-            }
-        )
-    response = await open_sse(request)
+        answer: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+        }
+        if model != "no-usage":
+            answer["usage"] = usage_of(prompt, str(model))
+        reply = web.json_response(answer)
+        compress(reply, model)
+        return reply
+    response = await open_sse(request, model)
     await send(response, chunk(cid, model, {"role": "assistant", "content": ""}))
     for i, piece in enumerate(PIECES):
         if i == 2 and model == "die-mid-stream":
@@ -135,9 +168,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         await send(response, chunk(cid, model, {"content": piece}))
     await send(response, chunk(cid, model, {}, "stop"))
     options = body.get("stream_options") or {}
-    if isinstance(options, dict) and options.get("include_usage"):
-        final = chunk(cid, model, {}) | {"choices": [], "usage": usage_of(prompt)}
-        await send(response, final)
+    if isinstance(options, dict) and options.get("include_usage") and model != "no-usage":
+        final = chunk(cid, model, {}) | {"choices": [], "usage": usage_of(prompt, str(model))}
+        if model == "split-usage":  # two writes, split inside the usage object
+            event = f"data: {json.dumps(final, separators=(',', ':'))}\n\n".encode()
+            cut = event.index(b'"prompt_tokens_details"') + 10
+            await response.write(event[:cut])
+            await asyncio.sleep(0.05)
+            await response.write(event[cut:])
+        else:
+            await send(response, final)
     await send(response, "[DONE]")
     await response.write_eof()
     return response
@@ -163,12 +203,18 @@ async def long_answer(request: web.Request, body: dict[str, Any]) -> web.StreamR
         return web.json_response({"id": cid, "object": "chat.completion", "created": int(time.time()),
                                   "model": model, "choices": choices, "usage": usage})  # fmt: skip
     response = await open_sse(request)
-    for t in range(tokens):
-        for i in range(n):
-            event = chunk(cid, model, {"content": f" tok{t}"})
-            event["choices"][0]["index"] = i
-            await send(response, event)
-        await asyncio.sleep(STREAM_DELAY)
+    sent = 0
+    try:
+        for t in range(tokens):
+            for i in range(n):
+                event = chunk(cid, model, {"content": f" tok{t}"})
+                event["choices"][0]["index"] = i
+                await send(response, event)
+                sent += 1
+            await asyncio.sleep(STREAM_DELAY)
+    except (ConnectionError, asyncio.CancelledError):
+        request.app[ABORTED].append({"tokens_sent": sent})  # the client (LISA) closed the connection
+        raise
     await send(response, chunk(cid, model, {}, finish))
     options = body.get("stream_options") or {}
     if isinstance(options, dict) and options.get("include_usage"):
@@ -183,7 +229,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     if isinstance(body, web.Response):
         return body
     model, prompt = body.get("model"), body.get("prompt")
-    if model != "ok":
+    if model not in ("ok", "no-usage"):
         return error(404, f"The model '{model}' does not exist.", "invalid_request_error", "model", "model_not_found")
     if not isinstance(prompt, str | list):
         return error(400, "'prompt' is required.", "invalid_request_error", "prompt")
@@ -200,7 +246,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
         }
 
     if not body.get("stream"):
-        return web.json_response(text_chunk(ANSWER, "stop") | {"usage": usage_of(str(prompt))})
+        usage = {} if model == "no-usage" else {"usage": usage_of(str(prompt))}
+        return web.json_response(text_chunk(ANSWER, "stop") | usage)
     response = await open_sse(request)
     for piece in PIECES:
         await send(response, text_chunk(piece, None))
@@ -216,12 +263,18 @@ async def models(_: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": data})
 
 
+async def aborted(request: web.Request) -> web.Response:
+    return web.json_response(request.app[ABORTED])
+
+
 async def health(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 def build_app() -> web.Application:
     app = web.Application()
+    app[ABORTED] = []
+    app.router.add_get("/_aborted", aborted)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", models)

@@ -116,12 +116,45 @@ def test_upstream_ok_non_streaming_has_usage(upstream_url: str) -> None:
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
-@pytest.mark.parametrize(("model", "status"), [("error-500", 500), ("bad-request", 400)])
+@pytest.mark.parametrize(
+    ("model", "status"),
+    [("error-500", 500), ("bad-request", 400), ("error-401", 401), ("error-403", 403), ("error-404", 404),
+     ("error-429", 429)],
+)  # fmt: skip
 def test_upstream_error_models(upstream_url: str, model: str, status: int) -> None:
     body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
     response = httpx.post(f"{upstream_url}/v1/chat/completions", json=body)
     assert response.status_code == status
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    if status == 429:
+        assert response.headers["retry-after"] == "7"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_gzip_models_really_compress(upstream_url: str, stream: bool) -> None:
+    body = {"model": "gzip", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    url = f"{upstream_url}/v1/chat/completions"
+    asked = httpx.post(url, json=body, headers={"Accept-Encoding": "gzip"})
+    assert asked.headers["content-encoding"] == "gzip" and "hello" in asked.text  # httpx decompresses
+    plain = httpx.post(url, json=body, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and "hello" in plain.text
+    forced = httpx.post(url, json={**body, "model": "gzip-always"}, headers={"Accept-Encoding": "identity"})
+    assert forced.headers["content-encoding"] == "gzip" and "hello" in forced.text
+
+
+def test_upstream_split_usage_and_no_usage(upstream_url: str) -> None:
+    url = f"{upstream_url}/v1/chat/completions"
+    body = {"model": "split-usage", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    with httpx.stream("POST", url, json=body) as response:
+        reads = list(response.iter_raw())
+    usage_reads = [r for r in reads if b"tokens" in r]
+    assert len(usage_reads) == 2 and b"completion_tokens" not in usage_reads[0]  # split inside the object
+    events = [e for e in b"".join(reads).split(b"\n\n") if e]
+    assert json.loads(events[-2][len(b"data: ") :])["usage"]["completion_tokens"] == 3
+    for stream in (False, True):
+        reply = httpx.post(url, json={**body, "model": "no-usage", "stream": stream})
+        assert "hello" in reply.text and '"usage"' not in reply.text
 
 
 def test_upstream_stall_mid_stream_stops_after_two_chunks(upstream_url: str) -> None:

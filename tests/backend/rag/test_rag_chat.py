@@ -66,6 +66,44 @@ def test_stream_ends_with_a_sources_chunk(client: openai.OpenAI, repo: str) -> N
     assert any(c.choices and c.choices[0].delta.content for c in chunks[:-1])
 
 
+def test_a_stream_asking_for_usage_ends_sources_usage_done(client: openai.OpenAI, repo: str) -> None:
+    """The order OpenAI's clients need: content, then LISA's sources chunk, the usage chunk last before [DONE]."""
+    chunks = list(
+        client.chat.completions.create(
+            model="gemma3-270m",
+            messages=[{"role": "user", "content": "Where are cafeteria menus published?"}],
+            max_completion_tokens=4,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body={"rag": {"repositories": [repo], "top_k": 1}},
+        )
+    )
+    *content, sources, usage = chunks
+    assert sources.choices == [] and [s["name"] for s in (sources.model_extra or {})["sources"]] == ["menu.txt"]
+    assert usage.choices == [] and usage.usage is not None and usage.usage.completion_tokens == 4
+    assert usage.usage.prompt_tokens > 40  # the retrieved passage and the instruction went into the prompt
+    assert all("sources" not in (c.model_extra or {}) and c.usage is None for c in content)
+    assert len({c.id for c in chunks}) == 1
+
+
+def test_a_long_message_is_searched_by_its_end(client: openai.OpenAI, repo: str) -> None:
+    """The search query is the last 4,000 characters of the user's message; the whole message goes to the model."""
+    question = "Earlier notes, not the question. " * 300 + "When does the database on-call rotation change?"
+    assert len(question) > 8000
+    messages: list[Any] = [{"role": "user", "content": question}]
+    rag = {"rag": {"repositories": [repo], "top_k": 1}}
+    completion = client.chat.completions.create(
+        model="gemma3-270m", messages=messages, max_completion_tokens=2, extra_body=rag
+    )
+    assert [s["name"] for s in (completion.model_extra or {})["sources"]] == ["oncall.txt"]
+    chunks = list(
+        client.chat.completions.create(
+            model="gemma3-270m", messages=messages, max_completion_tokens=2, stream=True, extra_body=rag
+        )
+    )
+    assert [s["name"] for s in (chunks[-1].model_extra or {})["sources"]] == ["oncall.txt"]
+
+
 @pytest.mark.parametrize(
     ("rag", "fragment"),
     [
