@@ -3,8 +3,9 @@ cases) with a plain user's token and with an admin's, and every answer must be o
 shape it declares: no 5xx, no schema violation, no undocumented status.
 
 The run really creates, changes and deletes things, so it talks to a server of its own (its own database, no
-local models) whose embedding model is the session server's; it never revokes the tokens it runs with
-(tests/backend/contract_hooks.py), and every secret it sends or is issued is handed to the session's secret watch.
+local models) whose embedding model is the session server's. It is given one of each resource to work on (a
+repository, collection, document, job and pipeline); it never revokes the tokens it runs with nor deletes that
+repository (tests/backend/contract_hooks.py); every secret it sends or is issued goes to the session's secret watch.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def run_schemathesis(
         "HYPOTHESIS_STORAGE_DIRECTORY": str(work / "hypothesis"),
         "LISA_CONTRACT_PROTECTED_TOKENS": ",".join(protected["tokens"]),
         "LISA_CONTRACT_PROTECTED_USERS": ",".join(protected["users"]),
+        "LISA_CONTRACT_PROTECTED_REPOSITORY": parameters["repository_id"],
         "LISA_CONTRACT_SECRETS": str(work / "secrets.txt"),
     }
     done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=600)
