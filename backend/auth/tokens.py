@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,23 +75,12 @@ class TokenGrant:
 
 
 def _row(r: sa.Row[Any] | sa.RowMapping) -> TokenRow:
+    """A token as its row holds it; ``display_name`` only where the query joined the owner."""
     m = r if isinstance(r, sa.RowMapping) else r._mapping
-    return TokenRow(
-        id=m["id"],
-        name=m["name"],
-        prefix=m["prefix"],
-        username=m["username"],
-        groups=list(m["groups"]),
-        created_by=m["created_by"],
-        is_bootstrap=m["is_bootstrap"],
-        created_at=m["created_at"],
-        expires_at=m["expires_at"],
-        revoked_at=m["revoked_at"],
-        parent_id=m["parent_id"],
-        display_name=m.get("display_name"),
-    )
+    return TokenRow(**{name: m[name] for name in _ROW_FIELDS if name in m})
 
 
+_ROW_FIELDS = [f.name for f in fields(TokenRow)]
 _COLUMNS = [c for c in T.c if c.name != "token_hash"]
 
 

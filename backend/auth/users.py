@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,11 +57,10 @@ class UserRow:
 
 def _row(r: sa.Row[Any] | sa.RowMapping) -> UserRow:
     m = r if isinstance(r, sa.RowMapping) else r._mapping
-    return UserRow(
-        id=m["id"], issuer=m["issuer"], subject=m["subject"], display_name=m["display_name"],
-        groups=list(m["groups"]), groups_confirmed_at=m["groups_confirmed_at"], created_at=m["created_at"],
-        last_seen_at=m["last_seen_at"],
-    )  # fmt: skip
+    return UserRow(**{name: m[name] for name in _ROW_FIELDS})
+
+
+_ROW_FIELDS = [f.name for f in fields(UserRow)]
 
 
 async def ensure_local(conn: AsyncConnection, name: str) -> None:
