@@ -8,9 +8,10 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
+from backend.api.deps import refuse_unstorable_parameters
 from backend.api.errors import install_error_handlers
 from backend.api.request_guard import RequestGuard
 from backend.api.routes import (
@@ -58,6 +59,7 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,  # served by routes/login.py, behind authentication
+        dependencies=[Depends(refuse_unstorable_parameters)],  # no NUL in any path or query value (422)
     )
     # Only the OIDC sign-in's own state (authlib: state, nonce, PKCE verifier) lives in this signed cookie, for the
     # minutes a sign-in takes; browser sessions are server-side (backend/sessions, cookie "lisa_session").

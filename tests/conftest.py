@@ -68,14 +68,19 @@ def admin(lisa: LisaServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="session")
-def lisa_peer(lisa: LisaServer, session_tmp: Path) -> Iterator[LisaServer]:
-    """A second backend process on the same database (as a second replica would be), with a short upstream timeout."""
+def lisa_peer(lisa: LisaServer, session_tmp: Path, ingest_root: Path) -> Iterator[LisaServer]:
+    """A second backend process on the same database (as a second replica would be), with a short upstream timeout.
+    Its worker takes ingestion jobs of the session's server too, so it is configured alike (the same ingest roots)."""
     server = start_lisa(
         session_tmp / "peer",
         local_models=False,
         database_url=lisa.database_url,
         token=lisa.token,
-        env={"LISA_BOOTSTRAP_ADMIN": "false", "LISA_UPSTREAM_READ_TIMEOUT": "2"},
+        env={
+            "LISA_BOOTSTRAP_ADMIN": "false",
+            "LISA_UPSTREAM_READ_TIMEOUT": "2",
+            "LISA_RAG_INGEST_ROOTS": json.dumps([str(ingest_root)]),
+        },
     )
     yield server
     server.proc.stop()

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 
 from backend.api.authentication import PRINCIPAL_STATE_KEY, authenticate
 from backend.auth.principal import Principal
 from backend.errors import Forbidden
+from backend.paging import DEFAULT_LIMIT, MAX_LIMIT, PageParams
 from backend.services import Services
 from backend.sessions.store import SessionStore
+from backend.text import refuse_unstorable
 
 
 def get_services(request: Request) -> Services:
@@ -55,3 +58,31 @@ async def get_rag_admin_user(user: CurrentUser) -> Principal:
 
 
 RagAdminUser = Annotated[Principal, Depends(get_rag_admin_user)]
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, Query(max_length=1024, description="The next_cursor of the previous page; none for the first.")
+    ] = None,
+) -> PageParams:
+    params = PageParams(limit=limit, cursor=cursor)
+    _ = params.after  # a cursor this server did not make: 400 before any work
+    return params
+
+
+Paging = Annotated[PageParams, Depends(page_params)]
+
+
+async def refuse_unstorable_parameters(request: Request) -> None:
+    """Path and query values follow the ``Text`` rule of every body field (backend/text.py): 422 naming the
+    parameter. Applied to every /api route (backend/main.py), so no parameter can be left out."""
+    problems: list[dict[str, object]] = []
+    for where, items in (("path", request.path_params.items()), ("query", request.query_params.multi_items())):
+        for name, value in items:
+            try:
+                refuse_unstorable(str(value))
+            except ValueError as exc:
+                problems.append({"type": "value_error", "loc": (where, name), "msg": str(exc)})
+    if problems:
+        raise RequestValidationError(problems)

@@ -1,4 +1,5 @@
-"""Errors on /api reach the client as ``{"detail": "<human message>"}`` with the right status."""
+"""Errors on /api reach the client as ``{"detail": "<human message>"}`` with the right status (``ErrorResponse`` in
+the OpenAPI document, backend/api/openapi.py, which ``install_error_handlers`` puts in place too)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from backend.api.openapi import install_document
 from backend.errors import LisaError, RateLimited
 
 
@@ -17,6 +19,8 @@ def _location(loc: tuple[object, ...]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    install_document(app)
+
     @app.exception_handler(LisaError)
     async def _lisa_error(_request: Request, exc: LisaError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}

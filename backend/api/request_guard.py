@@ -45,15 +45,15 @@ class RouteNeeds:
 UNMATCHED = RouteNeeds(matched=False, principal=False, json_body=False)
 
 
-def _depends_on(dependant: Dependant, target: object) -> bool:
-    return any(d.call is target or _depends_on(d, target) for d in dependant.dependencies)
+def depends_on(dependant: Dependant, target: object) -> bool:
+    return any(d.call is target or depends_on(d, target) for d in dependant.dependencies)
 
 
-def _needs_of(route: APIRoute) -> RouteNeeds:
+def needs_of(route: APIRoute) -> RouteNeeds:
     body = route.body_field
     return RouteNeeds(
         matched=True,
-        principal=_depends_on(route.dependant, get_current_user),
+        principal=depends_on(route.dependant, get_current_user),
         json_body=body is not None and not isinstance(body.field_info, params.Form),
     )
 
@@ -77,7 +77,7 @@ class RouteNeedsTable:
         self._other: list[BaseRoute] = []
         for route in flat_routes(routes):
             if isinstance(route, APIRoute):
-                self._api.append((route.path_regex, frozenset(route.methods or ()), _needs_of(route)))
+                self._api.append((route.path_regex, frozenset(route.methods or ()), needs_of(route)))
             else:
                 self._other.append(route)
 

@@ -3,7 +3,6 @@ and after, with secrets masked), and read back by admins with filters."""
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.auth.principal import Principal
 from backend.db import tables
-from backend.errors import BadRequest
+from backend.paging import Page, PageParams, read_page
 
 MASK = "***"
 SECRET_KEYS = {"api_key", "api_key_encrypted", "token", "token_hash", "secret", "password", "client_secret"}
@@ -63,16 +62,14 @@ class AuditEvent(BaseModel):
     after: dict[str, Any] | None
 
 
-class AuditPage(BaseModel):
-    data: list[AuditEvent]
-    next_cursor: str | None
+class AuditPage(Page[AuditEvent]):
+    pass
 
 
 async def query(
     engine: AsyncEngine,
+    params: PageParams,
     *,
-    limit: int,
-    cursor: str | None = None,
     actor: str | None = None,
     action: str | None = None,
     resource_type: str | None = None,
@@ -82,12 +79,7 @@ async def query(
 ) -> AuditPage:
     """Newest first."""
     a = tables.audit_events
-    q = sa.select(a).order_by(a.c.id.desc()).limit(limit + 1)
-    if cursor:
-        try:
-            q = q.where(a.c.id < int(base64.b64decode(cursor, altchars=b"-_", validate=True)))
-        except ValueError as exc:
-            raise BadRequest("invalid cursor") from exc
+    q = sa.select(a)
     for column, value in ((a.c.actor, actor), (a.c.action, action), (a.c.resource_type, resource_type),
                           (a.c.resource_id, resource_id)):  # fmt: skip
         if value is not None:
@@ -96,10 +88,5 @@ async def query(
         q = q.where(a.c.at >= start)
     if end is not None:
         q = q.where(a.c.at < end)
-    async with engine.connect() as conn:
-        rows = [r._mapping for r in (await conn.execute(q)).all()]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    events = [AuditEvent(**{**dict(m), "id": str(m["id"])}) for m in rows]
-    next_cursor = base64.urlsafe_b64encode(str(rows[-1]["id"]).encode()).decode() if more and rows else None
-    return AuditPage(data=events, next_cursor=next_cursor)
+    rows, next_cursor = await read_page(engine, q, a.c.id, params, descending=True)
+    return AuditPage(data=[AuditEvent.model_validate({**m, "id": str(m["id"])}) for m in rows], next_cursor=next_cursor)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +32,16 @@ def can_access(principal: Principal, allowed_groups: list[str] | tuple[str, ...]
     if principal.is_admin or not allowed_groups:
         return True
     return not principal.groups.isdisjoint(allowed_groups)
+
+
+def access_filter(principal: Principal, allowed_groups: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """``can_access`` as a SQL condition on a JSONB ``allowed_groups`` column, so that paged lists filter in SQL."""
+    if principal.is_admin:
+        return sa.true()
+    open_to_all = sa.func.jsonb_array_length(allowed_groups) == 0
+    if not principal.groups:
+        return open_to_all
+    shares_a_group = allowed_groups.op("?|", is_comparison=True)(
+        postgresql.array(sorted(principal.groups), type_=sa.Text)
+    )
+    return sa.or_(open_to_all, shares_a_group)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -22,6 +23,7 @@ from backend.auth.users import ensure_local, is_local_name
 from backend.db import tables
 from backend.db.changes import publish
 from backend.errors import BadRequest, Unauthorized
+from backend.paging import PageParams, read_page
 
 TOKEN_PREFIX = "lisa_"
 TOPIC = "tokens"  # a token was revoked (or anything else that invalidates cached principals)
@@ -72,24 +74,13 @@ class TokenGrant:
     owner_token_groups: list[str]  # the union of the owner's active tokens' groups (a local user's groups)
 
 
-def _row(r: sa.Row) -> TokenRow:
-    m = r._mapping
-    return TokenRow(
-        id=m["id"],
-        name=m["name"],
-        prefix=m["prefix"],
-        username=m["username"],
-        groups=list(m["groups"]),
-        created_by=m["created_by"],
-        is_bootstrap=m["is_bootstrap"],
-        created_at=m["created_at"],
-        expires_at=m["expires_at"],
-        revoked_at=m["revoked_at"],
-        parent_id=m["parent_id"],
-        display_name=m.get("display_name"),
-    )
+def _row(r: sa.Row[Any] | sa.RowMapping) -> TokenRow:
+    """A token as its row holds it; ``display_name`` only where the query joined the owner."""
+    m = r if isinstance(r, sa.RowMapping) else r._mapping
+    return TokenRow(**{name: m[name] for name in _ROW_FIELDS if name in m})
 
 
+_ROW_FIELDS = [f.name for f in fields(TokenRow)]
 _COLUMNS = [c for c in T.c if c.name != "token_hash"]
 
 
@@ -218,14 +209,13 @@ class TokenStore:
             clock = rows[0][1] if rows else (await conn.execute(sa.select(sa.func.now()))).scalar_one()
         return [r[0] for r in rows], clock
 
-    async def page(self, *, username: str | None, after_id: str | None, limit: int) -> list[TokenRow]:
-        query = _with_owner_name().order_by(T.c.id).limit(limit)
+    async def page(self, params: PageParams, *, username: str | None) -> tuple[list[TokenRow], str | None]:
+        """A page of tokens (of one user, or of everyone), and the next page's cursor."""
+        query = _with_owner_name()
         if username is not None:
             query = query.where(T.c.username == username)
-        if after_id:
-            query = query.where(T.c.id > after_id)
-        async with self.engine.connect() as conn:
-            return [_row(r) for r in (await conn.execute(query)).all()]
+        rows, next_cursor = await read_page(self.engine, query, T.c.id, params)
+        return [_row(m) for m in rows], next_cursor
 
     async def revoke(self, token_id: str, *, actor: Principal | None = None) -> int:
         """Revoke a token and every token created from it; the number of tokens this revoked."""

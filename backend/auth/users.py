@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.db import tables
 from backend.db.changes import publish
+from backend.paging import PageParams, read_page
 
 LOCAL_ISSUER = "local"
 OIDC_PREFIX = "oidc:"
@@ -53,13 +55,12 @@ class UserRow:
         return self.issuer == LOCAL_ISSUER
 
 
-def _row(r: sa.Row) -> UserRow:
-    m = r._mapping
-    return UserRow(
-        id=m["id"], issuer=m["issuer"], subject=m["subject"], display_name=m["display_name"],
-        groups=list(m["groups"]), groups_confirmed_at=m["groups_confirmed_at"], created_at=m["created_at"],
-        last_seen_at=m["last_seen_at"],
-    )  # fmt: skip
+def _row(r: sa.Row[Any] | sa.RowMapping) -> UserRow:
+    m = r if isinstance(r, sa.RowMapping) else r._mapping
+    return UserRow(**{name: m[name] for name in _ROW_FIELDS})
+
+
+_ROW_FIELDS = [f.name for f in fields(UserRow)]
 
 
 async def ensure_local(conn: AsyncConnection, name: str) -> None:
@@ -114,11 +115,10 @@ class UserStore:
             r = (await conn.execute(sa.select(U).where(U.c.id == user_id))).first()
         return _row(r) if r else None
 
-    async def page(self, *, after_id: str | None, limit: int, name: str | None = None) -> list[UserRow]:
-        query = sa.select(U).order_by(U.c.id).limit(limit)
-        if after_id:
-            query = query.where(U.c.id > after_id)
+    async def page(self, params: PageParams, *, name: str | None = None) -> tuple[list[UserRow], str | None]:
+        """A page of users (with this display name, if given), and the next page's cursor."""
+        query = sa.select(U)
         if name:
             query = query.where(U.c.display_name == name)
-        async with self.engine.connect() as conn:
-            return [_row(r) for r in (await conn.execute(query)).all()]
+        rows, next_cursor = await read_page(self.engine, query, U.c.id, params)
+        return [_row(m) for m in rows], next_cursor

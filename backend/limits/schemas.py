@@ -26,7 +26,7 @@ class LimitSet(BaseModel):
     rpm: int | None = Field(default=None, ge=1, le=1_000_000, description="requests per minute (sliding window)")
     tpm: int | None = Field(default=None, ge=1, le=1_000_000_000, description="tokens per minute (sliding window)")
     parallel: int | None = Field(default=None, ge=1, le=10_000, description="requests in flight at once")
-    budget_tokens: int | None = Field(default=None, ge=1, description="tokens per budget period")
+    budget_tokens: int | None = Field(default=None, ge=1, le=10**18, description="tokens per budget period")
     budget_period: Period | None = None
 
     @model_validator(mode="after")
@@ -39,6 +39,8 @@ class LimitSet(BaseModel):
 
 
 class LimitPublic(LimitSet):
+    model_config = ConfigDict(extra="ignore")  # read from its table row, which holds more columns
+
     scope: Scope
     subject: str
     updated_at: datetime

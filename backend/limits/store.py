@@ -22,10 +22,6 @@ L = tables.rate_limits
 FIELDS = ("rpm", "tpm", "parallel", "budget_tokens", "budget_period")
 
 
-def _public(m: sa.RowMapping) -> LimitPublic:
-    return LimitPublic(scope=m["scope"], subject=m["subject"], updated_at=m["updated_at"], **{f: m[f] for f in FIELDS})
-
-
 def _tightest(sets: list[LimitSet]) -> LimitSet | None:
     """Several groups' limits for one user: the smallest value of each kind."""
     if not sets:
@@ -73,7 +69,7 @@ class LimitStore:
             )  # fmt: skip
             await publish(conn, TOPIC)
         self._on_commit(TOPIC)
-        return _public(row._mapping)
+        return LimitPublic.model_validate(row._mapping)
 
     async def delete(self, scope: Scope, subject: str, actor: Principal) -> None:
         async with self.engine.begin() as conn:
@@ -91,7 +87,7 @@ class LimitStore:
     async def all(self) -> list[LimitPublic]:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(sa.select(L).order_by(L.c.scope, L.c.subject))).all()
-        return [_public(r._mapping) for r in rows]
+        return [LimitPublic.model_validate(r._mapping) for r in rows]
 
     async def _config(self) -> dict[tuple[str, str], LimitSet]:
         cache = self._cache

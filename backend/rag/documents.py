@@ -12,16 +12,12 @@ from backend.audit import log as audit
 from backend.auth.principal import Principal
 from backend.db import tables
 from backend.errors import Forbidden, NotFound
+from backend.paging import PageParams, read_page
 from backend.rag import blobs
 from backend.rag.repositories import RepositoryService, _delete_orphan_blobs, collection_ref
 from backend.rag.schemas import DocumentPage, DocumentPublic
-from backend.registry.service import decode_cursor, encode_cursor
 
 D = tables.rag_documents
-
-
-def document_public(m: Any) -> DocumentPublic:
-    return DocumentPublic(**{k: m[k] for k in DocumentPublic.model_fields})
 
 
 class DocumentService:
@@ -33,10 +29,9 @@ class DocumentService:
         self,
         principal: Principal,
         repository_id: str,
+        params: PageParams,
         *,
-        collection_id: str | None,
-        limit: int,
-        cursor: str | None,
+        collection_id: str | None = None,
         source: str | None = None,
     ) -> DocumentPage:
         visible = [c.id for c in await self.repositories.collections(repository_id, principal)]
@@ -44,21 +39,11 @@ class DocumentService:
             if collection_id not in visible:
                 raise NotFound(f"collection '{collection_id}' not found in repository '{repository_id}'")
             visible = [collection_id]
-        query = (
-            sa.select(D)
-            .where(D.c.repository_id == repository_id, D.c.collection_id.in_(visible))
-            .order_by(D.c.id)
-            .limit(limit + 1)
-        )
+        query = sa.select(D).where(D.c.repository_id == repository_id, D.c.collection_id.in_(visible))
         if source is not None:
             query = query.where(D.c.source == source)
-        if (after := decode_cursor(cursor)) is not None:
-            query = query.where(D.c.id > after)
-        async with self.engine.connect() as conn:
-            rows = [r._mapping for r in (await conn.execute(query)).all()]
-        more = len(rows) > limit
-        data = [document_public(m) for m in rows[:limit]]
-        return DocumentPage(data=data, next_cursor=encode_cursor(data[-1].id) if more else None)
+        rows, next_cursor = await read_page(self.engine, query, D.c.id, params)
+        return DocumentPage(data=[DocumentPublic.model_validate(m) for m in rows], next_cursor=next_cursor)
 
     async def _row(self, principal: Principal, repository_id: str, document_id: str) -> Any:
         async with self.engine.connect() as conn:
@@ -71,7 +56,7 @@ class DocumentService:
         return row._mapping
 
     async def get(self, principal: Principal, repository_id: str, document_id: str) -> DocumentPublic:
-        return document_public(await self._row(principal, repository_id, document_id))
+        return DocumentPublic.model_validate(await self._row(principal, repository_id, document_id))
 
     async def original(
         self, principal: Principal, repository_id: str, document_id: str
@@ -81,7 +66,7 @@ class DocumentService:
         size = await blobs.size_of(self.engine, m["sha256"])
         if size is None:
             raise NotFound(f"the original of document '{document_id}' is no longer stored")
-        return document_public(m), size, blobs.parts(self.engine, m["sha256"])
+        return DocumentPublic.model_validate(m), size, blobs.parts(self.engine, m["sha256"])
 
     async def delete(self, principal: Principal, repository_id: str, document_id: str) -> None:
         m = await self._row(principal, repository_id, document_id)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from backend.auth.principal import Principal
 from backend.db import tables
 from backend.errors import BadRequest, Conflict, NotFound
+from backend.paging import PageParams, read_page
 from backend.rag import blobs
 from backend.rag.blobs import StagedFile
 from backend.rag.repositories import RepositoryService, require_rag_admin
@@ -27,14 +28,12 @@ from backend.rag.schemas import (
     Chunking,
     CollectionPublic,
     IngestRequest,
-    JobItemPublic,
     JobPage,
     JobPublic,
     JobStatus,
 )
 from backend.rag.sources import Sources, check_name, check_supported, name_of
 from backend.rag.uploads import Allowance
-from backend.registry.service import decode_cursor, encode_cursor
 
 J, I, B, D = tables.rag_jobs, tables.rag_job_items, tables.rag_blobs, tables.rag_documents  # noqa: E741
 QUOTA_LOCK = 0x4C495351  # advisory lock namespace: one user's uploads check their quota one at a time
@@ -54,39 +53,7 @@ class PlannedItem:
 
 
 def job_public(m: Any, items: Sequence[Any] | None = None) -> JobPublic:
-    return JobPublic(
-        id=m["id"],
-        repository_id=m["repository_id"],
-        collection_id=m["collection_id"],
-        kind=m["kind"],
-        status=m["status"],
-        documents_total=m["documents_total"],
-        documents_done=m["documents_done"],
-        documents_failed=m["documents_failed"],
-        documents_skipped=m["documents_skipped"],
-        chunks_done=m["chunks_done"],
-        error=m["error"],
-        pipeline_id=m["pipeline_id"],
-        created_by=m["created_by"],
-        created_at=m["created_at"],
-        started_at=m["started_at"],
-        finished_at=m["finished_at"],
-        items=None
-        if items is None
-        else [
-            JobItemPublic(
-                seq=i.seq,
-                action=i.action,
-                source=i.source,
-                name=i.name,
-                status=i.status,
-                error=i.error,
-                document_id=i.document_id,
-                chunks=i.chunks,
-            )
-            for i in items
-        ],
-    )
+    return JobPublic.model_validate({**m, "items": None if items is None else [i._mapping for i in items]})
 
 
 class JobService:
@@ -294,19 +261,15 @@ class JobService:
         return repository
 
     async def page(
-        self, principal: Principal, repository_id: str, *, collection_id: str | None, limit: int, cursor: str | None
+        self, principal: Principal, repository_id: str, params: PageParams, *, collection_id: str | None = None
     ) -> JobPage:
-        visible = {c.id for c in await self.repositories.collections(repository_id, principal)}
-        query = sa.select(J).where(J.c.repository_id == repository_id).order_by(J.c.id.desc()).limit(limit + 1)
+        """Newest first."""
+        visible = [c.id for c in await self.repositories.collections(repository_id, principal)]
+        query = sa.select(J).where(J.c.repository_id == repository_id, J.c.collection_id.in_(visible))
         if collection_id is not None:
             query = query.where(J.c.collection_id == collection_id)
-        if (after := decode_cursor(cursor)) is not None:
-            query = query.where(J.c.id < after)
-        async with self.engine.connect() as conn:
-            rows = [r._mapping for r in (await conn.execute(query)).all()]
-        more = len(rows) > limit
-        data = [job_public(m) for m in rows[:limit] if m["collection_id"] in visible]
-        return JobPage(data=data, next_cursor=encode_cursor(rows[limit - 1]["id"]) if more else None)
+        rows, next_cursor = await read_page(self.engine, query, J.c.id, params, descending=True)
+        return JobPage(data=[job_public(m) for m in rows], next_cursor=next_cursor)
 
     async def cancel(self, principal: Principal, repository_id: str, job_id: str) -> JobPublic:
         job = await self.get(principal, repository_id, job_id, with_items=False)

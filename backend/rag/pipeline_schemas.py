@@ -8,21 +8,23 @@ from typing import Annotated, Any, Literal
 from croniter import croniter
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
+from backend.paging import Page
 from backend.rag.schemas import Chunking, Tag
+from backend.text import Text
 
 
 class S3Source(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["s3"]
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    prefix: str = Field(default="", max_length=1024)
+    prefix: Text = Field(default="", max_length=1024)
     queue_url: AnyHttpUrl | None = Field(default=None, description="SQS queue receiving the bucket's notifications.")
 
 
 class FolderSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["folder"]
-    path: str = Field(min_length=1, max_length=4096, description="A server folder under LISA_RAG_INGEST_ROOTS.")
+    path: Text = Field(min_length=1, max_length=4096, description="A server folder under LISA_RAG_INGEST_ROOTS.")
 
 
 class EventTrigger(BaseModel):
@@ -33,7 +35,7 @@ class EventTrigger(BaseModel):
 class ScheduleTrigger(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["schedule"]
-    cron: str = Field(max_length=256, description="Five-field cron, UTC, e.g. '*/5 * * * *'.")
+    cron: Text = Field(max_length=256, description="Five-field cron, UTC, e.g. '*/5 * * * *'.")
 
     @field_validator("cron")
     @classmethod
@@ -49,8 +51,8 @@ PipelineTrigger = Annotated[EventTrigger | ScheduleTrigger, Field(discriminator=
 
 class PipelineCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=256)
-    collection_id: str = "default"
+    name: Text = Field(min_length=1, max_length=256)
+    collection_id: Text = "default"
     source: PipelineSource
     trigger: PipelineTrigger
     chunking: Chunking | None = None
@@ -64,7 +66,7 @@ class PipelineUpdate(BaseModel):
     ``"enabled": true`` from anyone but the owner makes the caller its owner: the runs then act with their rights."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, min_length=1, max_length=256)
+    name: Text | None = Field(default=None, min_length=1, max_length=256)
     source: PipelineSource | None = None
     trigger: PipelineTrigger | None = None
     chunking: Chunking | None = None
@@ -94,26 +96,5 @@ class PipelinePublic(BaseModel):
     updated_at: datetime
 
 
-class PipelinePage(BaseModel):
-    data: list[PipelinePublic]
-    next_cursor: str | None
-
-
-def pipeline_public(m: Any) -> PipelinePublic:
-    return PipelinePublic(
-        id=m["id"],
-        repository_id=m["repository_id"],
-        collection_id=m["collection_id"],
-        name=m["name"],
-        source=dict(m["source"]),
-        trigger=dict(m["trigger"]),
-        chunking=Chunking.model_validate(m["chunking"]) if m["chunking"] else None,
-        tags=list(m["tags"]),
-        auto_remove=m["auto_remove"],
-        enabled=m["enabled"],
-        last_run_at=m["last_run_at"],
-        last_error=m["last_error"],
-        created_by=m["created_by"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-    )
+class PipelinePage(Page[PipelinePublic]):
+    pass

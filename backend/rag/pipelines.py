@@ -32,6 +32,7 @@ from backend.audit import log as audit
 from backend.auth.principal import Principal, can_access
 from backend.db import tables
 from backend.errors import BadRequest, Conflict, LisaError, NotFound, Unavailable, UpstreamError
+from backend.paging import PageParams, read_page
 from backend.rag.jobs import JobService, PlannedItem
 from backend.rag.pipeline_owner import (
     OwnerLookup,
@@ -47,13 +48,11 @@ from backend.rag.pipeline_schemas import (
     PipelinePage,
     PipelinePublic,
     PipelineUpdate,
-    pipeline_public,
 )
 from backend.rag.pipeline_watchers import PipelineWatchers
 from backend.rag.repositories import RepositoryService, require_rag_admin
 from backend.rag.schemas import Chunking, JobPublic
 from backend.rag.sources import Sources, name_of
-from backend.registry.service import decode_cursor, encode_cursor
 from ingestion.loaders import LOADERS
 
 log = logging.getLogger("lisa.rag")
@@ -216,22 +215,17 @@ class PipelineService:
             row = (await conn.execute(P.insert().values(**values).returning(P))).one()._mapping
             await audit.record(conn, principal, "pipeline.create", "pipeline", row["id"], after=dict(row))
         self._refresh()
-        return pipeline_public(row)
+        return PipelinePublic.model_validate(row)
 
-    async def page(self, principal: Principal, repository_id: str, *, limit: int, cursor: str | None) -> PipelinePage:
+    async def page(self, principal: Principal, repository_id: str, params: PageParams) -> PipelinePage:
         require_rag_admin(principal)
         hidden = await self._hidden_collections(principal, repository_id)
-        query = sa.select(P).where(P.c.repository_id == repository_id).order_by(P.c.id).limit(limit + 1)
-        if (after := decode_cursor(cursor)) is not None:
-            query = query.where(P.c.id > after)
-        async with self.engine.connect() as conn:
-            rows = [r._mapping for r in (await conn.execute(query)).all()]
-        more = len(rows) > limit
-        data = [pipeline_public(m) for m in rows[:limit] if m["collection_id"] not in hidden]
-        return PipelinePage(data=data, next_cursor=encode_cursor(rows[limit - 1]["id"]) if more else None)
+        query = sa.select(P).where(P.c.repository_id == repository_id, P.c.collection_id.not_in(sorted(hidden)))
+        rows, next_cursor = await read_page(self.engine, query, P.c.id, params)
+        return PipelinePage(data=[PipelinePublic.model_validate(m) for m in rows], next_cursor=next_cursor)
 
     async def get(self, principal: Principal, repository_id: str, pipeline_id: str) -> PipelinePublic:
-        return pipeline_public(await self._row(principal, repository_id, pipeline_id))
+        return PipelinePublic.model_validate(await self._row(principal, repository_id, pipeline_id))
 
     async def update(
         self, principal: Principal, repository_id: str, pipeline_id: str, data: PipelineUpdate
@@ -264,7 +258,7 @@ class PipelineService:
                 conn, principal, "pipeline.update", "pipeline", pipeline_id, dict(before._mapping), dict(row._mapping)
             )
         self._refresh()
-        return pipeline_public(row._mapping)
+        return PipelinePublic.model_validate(row._mapping)
 
     async def delete(self, principal: Principal, repository_id: str, pipeline_id: str) -> None:
         """The pipeline and what it saw go; the documents it ingested stay in their collection."""

@@ -15,10 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.audit import log as audit
-from backend.auth.principal import Principal, can_access
+from backend.auth.principal import Principal, access_filter, can_access
 from backend.db import tables
 from backend.errors import BadRequest, Conflict, Forbidden, NotFound
 from backend.net.egress import EgressGuard
+from backend.paging import PageParams, read_page
 from backend.rag.embedder import Embedder
 from backend.rag.schemas import (
     Chunking,
@@ -35,7 +36,6 @@ from backend.rag.schemas import (
 from backend.rag.vectorstores import CollectionRef, StoreConfig, VectorStore, open_store
 from backend.rag.vectorstores.pgvector import PgVectorStore
 from backend.registry.secrets import SecretBox
-from backend.registry.service import decode_cursor, encode_cursor
 
 R = tables.rag_repositories
 C = tables.rag_collections
@@ -50,35 +50,12 @@ def require_rag_admin(principal: Principal) -> None:
 
 def repository_public(m: Any, *, manager: bool = True) -> RepositoryPublic:
     """The store's options (an OpenSearch endpoint, a user name) are shown to admins and RAG admins only."""
-    return RepositoryPublic(
-        id=m["id"],
-        name=m["name"],
-        type=m["type"],
-        options=dict(m["options"]) if manager else {},
-        has_secret=m["secret_encrypted"] is not None,
-        embedding_model=m["embedding_model"],
-        allowed_groups=list(m["allowed_groups"]),
-        created_by=m["created_by"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-    )
+    has_secret = m["secret_encrypted"] is not None
+    return RepositoryPublic.model_validate({**m, "options": m["options"] if manager else {}, "has_secret": has_secret})
 
 
 def collection_public(m: Any) -> CollectionPublic:
-    return CollectionPublic(
-        repository_id=m["repository_id"],
-        id=m["id"],
-        name=m["name"],
-        description=m["description"],
-        embedding_model=m["embedding_model"],
-        dimensions=m["dimensions"],
-        chunking=Chunking.model_validate(m["chunking"]),
-        allow_chunking_override=m["allow_chunking_override"],
-        allowed_groups=list(m["allowed_groups"]),
-        created_by=m["created_by"],
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-    )
+    return CollectionPublic.model_validate(m)
 
 
 def collection_ref(collection: CollectionPublic) -> CollectionRef:
@@ -174,18 +151,11 @@ class RepositoryService:
             raise NotFound(f"repository '{repository_id}' not found")
         return repository_public(m, manager=_manages(principal))
 
-    async def page(self, principal: Principal, *, limit: int, cursor: str | None) -> RepositoryPage:
-        after = decode_cursor(cursor)
-        query = sa.select(R).order_by(R.c.id)
-        if after is not None:
-            query = query.where(R.c.id > after)
-        async with self.engine.connect() as conn:
-            rows = [r._mapping for r in (await conn.execute(query)).all()]
+    async def page(self, principal: Principal, params: PageParams) -> RepositoryPage:
+        query = sa.select(R).where(access_filter(principal, R.c.allowed_groups))
+        rows, next_cursor = await read_page(self.engine, query, R.c.id, params)
         manager = _manages(principal)
-        visible = [repository_public(m, manager=manager) for m in rows if can_access(principal, m["allowed_groups"])]
-        page = visible[:limit]
-        more = len(visible) > limit
-        return RepositoryPage(data=page, next_cursor=encode_cursor(page[-1].id) if more else None)
+        return RepositoryPage(data=[repository_public(m, manager=manager) for m in rows], next_cursor=next_cursor)
 
     async def update(self, repository_id: str, data: RepositoryUpdate, actor: Principal) -> RepositoryPublic:
         require_rag_admin(actor)

@@ -6,11 +6,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+
+from backend.paging import Page
+from backend.text import SecretText, Text
 
 RESOURCE_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-GroupName = Annotated[str, Field(min_length=1, max_length=256)]
-Tag = Annotated[str, Field(min_length=1, max_length=128)]
+GroupName = Annotated[Text, Field(min_length=1, max_length=256)]
+Tag = Annotated[Text, Field(min_length=1, max_length=128)]
 
 
 class StoreType(StrEnum):
@@ -59,9 +62,9 @@ class OpenSearchOptions(BaseModel):
     endpoint: AnyHttpUrl
     index_prefix: str = Field(default="lisa", pattern=r"^[a-z0-9][a-z0-9_-]{0,40}$")
     auth: OpenSearchAuth = OpenSearchAuth.none
-    username: str | None = Field(default=None, max_length=256)
-    password: SecretStr | None = None
-    region: str | None = Field(default=None, max_length=64)
+    username: Text | None = Field(default=None, max_length=256)
+    password: SecretText | None = None
+    region: Text | None = Field(default=None, max_length=64)
     service: Literal["es", "aoss"] = "es"
 
     @model_validator(mode="after")
@@ -75,15 +78,15 @@ class OpenSearchOptions(BaseModel):
 
 class PgVectorOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    database_url: SecretStr | None = Field(
+    database_url: SecretText | None = Field(
         default=None, description="An existing PostgreSQL with pgvector; empty: the platform's own database."
     )
 
 
 class _RepositoryFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, min_length=1, max_length=256)
-    embedding_model: str | None = Field(default=None, max_length=128, description="Default for new collections.")
+    name: Text | None = Field(default=None, min_length=1, max_length=256)
+    embedding_model: Text | None = Field(default=None, max_length=128, description="Default for new collections.")
     allowed_groups: list[GroupName] | None = Field(default=None, max_length=100)
 
 
@@ -121,15 +124,14 @@ class RepositoryPublic(BaseModel):
     updated_at: datetime
 
 
-class RepositoryPage(BaseModel):
-    data: list[RepositoryPublic]
-    next_cursor: str | None
+class RepositoryPage(Page[RepositoryPublic]):
+    pass
 
 
 class _CollectionFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, min_length=1, max_length=256)
-    description: str | None = Field(default=None, max_length=4000)
+    name: Text | None = Field(default=None, min_length=1, max_length=256)
+    description: Text | None = Field(default=None, max_length=4000)
     chunking: Chunking | None = None
     allow_chunking_override: bool | None = None
     allowed_groups: list[GroupName] | None = Field(default=None, max_length=100)
@@ -137,7 +139,7 @@ class _CollectionFields(BaseModel):
 
 class CollectionCreate(_CollectionFields):
     id: str = Field(pattern=RESOURCE_ID)
-    embedding_model: str | None = Field(default=None, max_length=128, description="Default: the repository's.")
+    embedding_model: Text | None = Field(default=None, max_length=128, description="Default: the repository's.")
 
 
 class CollectionUpdate(_CollectionFields):
@@ -181,9 +183,8 @@ class DocumentPublic(BaseModel):
     updated_at: datetime
 
 
-class DocumentPage(BaseModel):
-    data: list[DocumentPublic]
-    next_cursor: str | None
+class DocumentPage(Page[DocumentPublic]):
+    pass
 
 
 class JobStatus(StrEnum):
@@ -228,16 +229,15 @@ class JobPublic(BaseModel):
     items: list[JobItemPublic] | None = None
 
 
-class JobPage(BaseModel):
-    data: list[JobPublic]
-    next_cursor: str | None
+class JobPage(Page[JobPublic]):
+    pass
 
 
 class IngestRequest(BaseModel):
     """Bulk ingestion by reference: server-side paths (files or folders under an allowed root) or s3:// URIs."""
 
     model_config = ConfigDict(extra="forbid")
-    sources: list[Annotated[str, Field(min_length=1, max_length=2048)]] = Field(min_length=1, max_length=10_000)
+    sources: list[Annotated[Text, Field(min_length=1, max_length=2048)]] = Field(min_length=1, max_length=10_000)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     chunking: Chunking | None = None
 

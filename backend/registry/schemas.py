@@ -7,7 +7,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from backend.paging import Page
+from backend.text import SecretText, Text
 
 MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$"
 
@@ -41,14 +45,14 @@ class ModelStatus(StrEnum):
     failed = "Failed"
 
 
-GroupName = Annotated[str, Field(min_length=1, max_length=256)]
+GroupName = Annotated[Text, Field(min_length=1, max_length=256)]
 
 
 class _ModelFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, max_length=256, description="Display name; defaults to the id.")
-    provider_model: str | None = Field(
+    name: Text | None = Field(default=None, max_length=256, description="Display name; defaults to the id.")
+    provider_model: Text | None = Field(
         default=None,
         max_length=512,
         description="LiteLLM model string for third_party hosting, e.g. 'bedrock/anthropic.claude-3-haiku'.",
@@ -57,17 +61,23 @@ class _ModelFields(BaseModel):
         default=None,
         description="Base URL of an OpenAI-compatible server (internal), e.g. http://host:8000/v1.",
     )
-    upstream_model: str | None = Field(
+    upstream_model: Text | None = Field(
         default=None, max_length=512, description="Model name sent upstream when it differs from the id."
     )
-    api_key: SecretStr | None = Field(
+    api_key: SecretText | None = Field(
         default=None, description="Upstream credential; stored encrypted, never returned."
     )
     allowed_groups: list[GroupName] | None = None
     features: list[Feature] | None = None
     streaming: bool | None = None
     context_window: int | None = Field(default=None, ge=1, le=100_000_000)
-    status: ModelStatus | None = None
+    # Not part of the document: the model lifecycle sets a model's status, clients never do (refused, 422).
+    status: SkipJsonSchema[object] = Field(default=None, exclude=True)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_belongs_to_the_lifecycle(cls, _value: object) -> None:
+        raise ValueError("a model's status is set by its lifecycle (start, stop, failure), not by a request")
 
 
 class ModelCreate(_ModelFields):
@@ -119,9 +129,8 @@ class ModelPublic(BaseModel):
     updated_at: datetime
 
 
-class ModelPage(BaseModel):
-    data: list[ModelPublic]
-    next_cursor: str | None
+class ModelPage(Page[ModelPublic]):
+    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -13,11 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.audit import log as audit
-from backend.auth.principal import Principal, can_access
+from backend.auth.principal import Principal, access_filter, can_access
 from backend.db import tables
 from backend.db.changes import publish
 from backend.errors import BadRequest, Conflict, NotFound
 from backend.net.egress import EgressGuard
+from backend.paging import PageParams, read_page
 from backend.registry.schemas import (
     Hosting,
     ModelCreate,
@@ -35,39 +35,13 @@ TOPIC = "models"
 T = tables.models
 
 
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode()
-
-
-def decode_cursor(cursor: str | None) -> str | None:
-    if not cursor:
-        return None
-    try:
-        return base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("invalid cursor") from exc
+ADMIN_ONLY = ("provider_model", "base_url", "upstream_model", "has_api_key", "managed_by")
 
 
 def to_public(m: Any, *, admin: bool = True) -> ModelPublic:
     """Where the model runs (URL, provider string, upstream name, credentials, manager) is shown to admins only."""
-    return ModelPublic(
-        id=m["id"],
-        name=m["name"],
-        type=m["type"],
-        hosting=m["hosting"],
-        provider_model=m["provider_model"] if admin else None,
-        base_url=m["base_url"] if admin else None,
-        upstream_model=m["upstream_model"] if admin else None,
-        has_api_key=(m["api_key_encrypted"] is not None) if admin else None,
-        allowed_groups=list(m["allowed_groups"]),
-        features=list(m["features"]),
-        streaming=m["streaming"],
-        context_window=m["context_window"],
-        status=m["status"],
-        managed_by=m["managed_by"] if admin else None,
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-    )
+    public = ModelPublic.model_validate({**m, "has_api_key": m["api_key_encrypted"] is not None})
+    return public if admin else public.model_copy(update=dict.fromkeys(ADMIN_ONLY))
 
 
 class ModelRegistry:
@@ -114,7 +88,7 @@ class ModelRegistry:
         values["features"] = values.get("features") or []
         if values.get("streaming") is None:
             values["streaming"] = data.type == ModelType.textgen
-        values["status"] = values.get("status") or ModelStatus.in_service.value
+        values["status"] = ModelStatus.in_service.value
         values["managed_by"] = managed_by
         await self._check_base_url(data.id, values)
         try:
@@ -138,35 +112,23 @@ class ModelRegistry:
             raise NotFound(f"model '{model_id}' not found")
         return to_public(m, admin=principal.is_admin)
 
-    async def page(self, principal: Principal, *, limit: int, cursor: str | None) -> ModelPage:
-        after = decode_cursor(cursor)
-        found: list[ModelPublic] = []
-        # Filter by access in Python (allowed_groups is a small list); page until the page is full.
-        while len(found) < limit:
-            query = sa.select(T).order_by(T.c.id).limit(limit * 2)
-            if after is not None:
-                query = query.where(T.c.id > after)
-            async with self.engine.connect() as conn:
-                rows = [r._mapping for r in (await conn.execute(query)).all()]
-            if not rows:
-                break
-            for m in rows:
-                after = m["id"]
-                if can_access(principal, m["allowed_groups"]):
-                    found.append(to_public(m, admin=principal.is_admin))
-                    if len(found) == limit:
-                        break
-            if len(rows) < limit * 2:
-                break
-        more = len(found) == limit and after is not None and await self._exists_after(after)
-        return ModelPage(data=found, next_cursor=encode_cursor(found[-1].id) if more and found else None)
+    async def page(self, principal: Principal, params: PageParams) -> ModelPage:
+        query = sa.select(T).where(access_filter(principal, T.c.allowed_groups))
+        rows, next_cursor = await read_page(self.engine, query, T.c.id, params)
+        return ModelPage(data=[to_public(m, admin=principal.is_admin) for m in rows], next_cursor=next_cursor)
 
-    async def _exists_after(self, after: str) -> bool:
-        async with self.engine.connect() as conn:
-            return (await conn.execute(sa.select(T.c.id).where(T.c.id > after).limit(1))).first() is not None
-
-    async def update(self, model_id: str, data: ModelUpdate, *, actor: Principal | None = None) -> ModelPublic:
+    async def update(
+        self,
+        model_id: str,
+        data: ModelUpdate,
+        *,
+        actor: Principal | None = None,
+        status: ModelStatus | None = None,
+    ) -> ModelPublic:
+        """``status`` is the lifecycle's to set (``set_status``, ``upsert_managed``); requests cannot."""
         changes = self._values(data, fill_defaults=False)
+        if status is not None:
+            changes["status"] = status.value
         await self._check_base_url(model_id, changes)
         async with self.engine.begin() as conn:
             current = (await conn.execute(sa.select(T).where(T.c.id == model_id).with_for_update())).first()
@@ -181,8 +143,6 @@ class ModelRegistry:
                 changes["streaming"] = merged["streaming"] = merged["type"] == ModelType.textgen.value
             if merged["name"] is None:
                 changes["name"] = merged["name"] = model_id
-            if merged["status"] is None:
-                changes["status"] = merged["status"] = current._mapping["status"]
             try:
                 check_consistency(
                     ModelType(merged["type"]),
@@ -221,11 +181,12 @@ class ModelRegistry:
                 pass
         await self.update(
             data.id,
-            ModelUpdate(base_url=data.base_url, status=ModelStatus.in_service, streaming=data.streaming),
+            ModelUpdate(base_url=data.base_url, streaming=data.streaming),
+            status=ModelStatus.in_service,
         )
 
     async def set_status(self, model_id: str, status: ModelStatus) -> None:
-        await self.update(model_id, ModelUpdate(status=status))
+        await self.update(model_id, ModelUpdate(), status=status)
 
     async def routes(self) -> dict[str, ModelRoute]:
         async with self.engine.connect() as conn:

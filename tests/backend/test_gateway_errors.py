@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 import orjson
 import pytest
 
+from backend.db.changes import CHANNEL
+from backend.db.engine import asyncpg_dsn
 from tests.support import LisaServer, Proc, free_port, start_module
 
 CHAT = "gemma3-270m"
@@ -107,12 +111,28 @@ def test_expired_and_revoked_tokens_are_401_in_every_process(
         assert_openai_error(server.client(expiring["token"]).get("/v1/models"), 401, "expired")
 
 
-def test_streaming_refused_for_non_streaming_model_and_not_in_service(admin: httpx.Client) -> None:
+async def set_status_as_the_lifecycle_does(database_url: str, model_id: str, status: str) -> None:
+    """Requests cannot set a model's status (the lifecycle owns it): the test writes it as the lifecycle does."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        async with conn.transaction():
+            await conn.execute("UPDATE models SET status = $2 WHERE id = $1", model_id, status)
+            await conn.execute(f"SELECT pg_notify('{CHANNEL}', 'models')")
+    finally:
+        await conn.close()
+
+
+def test_streaming_refused_for_non_streaming_model_and_not_in_service(lisa: LisaServer, admin: httpx.Client) -> None:
     register(admin, "no-stream", "http://127.0.0.1:9/v1", streaming=False)
     resp = admin.post("/v1/chat/completions", json={"model": "no-stream", "messages": MESSAGES, "stream": True})
     assert_openai_error(resp, 400, "streaming")
-    assert admin.patch("/api/models/no-stream", json={"status": "Stopped"}).status_code == 200
-    resp = admin.post("/v1/chat/completions", json={"model": "no-stream", "messages": MESSAGES})
+    asyncio.run(set_status_as_the_lifecycle_does(lisa.database_url, "no-stream", "Stopped"))
+    deadline = time.monotonic() + 10  # until the change feed's notification reaches the server's route table
+    while (
+        resp := admin.post("/v1/chat/completions", json={"model": "no-stream", "messages": MESSAGES})
+    ).status_code != 503:
+        assert time.monotonic() < deadline, resp.text
+        time.sleep(0.1)
     assert_openai_error(resp, 503, "Stopped")
 
 

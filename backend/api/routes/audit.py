@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from backend.api.deps import AdminUser, ServicesDep
+from backend.api.deps import AdminUser, Paging, ServicesDep
 from backend.audit.log import AuditPage, query
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
@@ -17,8 +17,7 @@ router = APIRouter(prefix="/api/audit", tags=["audit"])
 async def list_audit_events(
     _admin: AdminUser,
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
+    page: Paging,
     actor: str | None = None,
     action: Annotated[str | None, Query(description="e.g. model.create, model.update, token.revoke")] = None,
     resource_type: str | None = None,
@@ -28,8 +27,7 @@ async def list_audit_events(
 ) -> AuditPage:
     return await query(
         services.engine,
-        limit=limit,
-        cursor=cursor,
+        page,
         actor=actor,
         action=action,
         resource_type=resource_type,

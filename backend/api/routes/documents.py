@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from backend.api.deps import CurrentUser, RagAdminUser, ServicesDep
+from backend.api.deps import CurrentUser, Paging, RagAdminUser, ServicesDep
+from backend.api.openapi import errors
 from backend.errors import BadRequest
 from backend.rag.schemas import Chunking, DocumentPage, DocumentPublic, IngestRequest, JobPage, JobPublic
 from backend.rag.uploads import UploadLimits, receive_upload
+from backend.text import refuse_unstorable
 
 router = APIRouter(prefix="/api/repositories/{repository_id}", tags=["documents"])
 
@@ -56,10 +58,18 @@ def _parse_tags(raw: str | None) -> list[str]:
     tags = [t.strip() for t in (raw or "").split(",") if t.strip()]
     if len(tags) > 50 or any(len(t) > 128 for t in tags):
         raise BadRequest("at most 50 tags of at most 128 characters")
-    return tags
+    try:
+        return [refuse_unstorable(t) for t in tags]
+    except ValueError as exc:
+        raise BadRequest(f"tags: {exc}") from exc
 
 
-@router.post("/collections/{collection_id}/documents", status_code=status.HTTP_202_ACCEPTED, openapi_extra=UPLOAD_BODY)
+@router.post(
+    "/collections/{collection_id}/documents",
+    status_code=status.HTTP_202_ACCEPTED,
+    openapi_extra=UPLOAD_BODY,
+    responses=errors(400, 404, 413),
+)
 async def upload_documents(
     repository_id: str, collection_id: str, request: Request, user: CurrentUser, services: ServicesDep
 ) -> JobPublic:
@@ -76,51 +86,44 @@ async def upload_documents(
         received.discard()
 
 
-@router.post("/collections/{collection_id}/ingest", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/collections/{collection_id}/ingest", status_code=status.HTTP_202_ACCEPTED, responses=errors(404, 502))
 async def ingest_sources(
     repository_id: str, collection_id: str, body: IngestRequest, user: RagAdminUser, services: ServicesDep
 ) -> JobPublic:
     return await services.rag.jobs.bulk(user, repository_id, collection_id, body)
 
 
-@router.get("/jobs")
+@router.get("/jobs", responses=errors(404))
 async def list_jobs(
-    repository_id: str,
-    user: CurrentUser,
-    services: ServicesDep,
-    collection: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    repository_id: str, user: CurrentUser, services: ServicesDep, page: Paging, collection: str | None = None
 ) -> JobPage:
-    return await services.rag.jobs.page(user, repository_id, collection_id=collection, limit=limit, cursor=cursor)
+    """Newest first."""
+    return await services.rag.jobs.page(user, repository_id, page, collection_id=collection)
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=errors(404))
 async def get_job(repository_id: str, job_id: str, user: CurrentUser, services: ServicesDep) -> JobPublic:
     return await services.rag.jobs.get(user, repository_id, job_id)
 
 
-@router.post("/jobs/{job_id}/cancel")
+@router.post("/jobs/{job_id}/cancel", responses=errors(404, 409))
 async def cancel_job(repository_id: str, job_id: str, user: CurrentUser, services: ServicesDep) -> JobPublic:
     return await services.rag.jobs.cancel(user, repository_id, job_id)
 
 
-@router.get("/documents")
+@router.get("/documents", responses=errors(404))
 async def list_documents(
     repository_id: str,
     user: CurrentUser,
     services: ServicesDep,
+    page: Paging,
     collection: str | None = None,
     source: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
 ) -> DocumentPage:
-    return await services.rag.documents.page(
-        user, repository_id, collection_id=collection, limit=limit, cursor=cursor, source=source
-    )
+    return await services.rag.documents.page(user, repository_id, page, collection_id=collection, source=source)
 
 
-@router.get("/documents/{document_id}")
+@router.get("/documents/{document_id}", responses=errors(404))
 async def get_document(
     repository_id: str, document_id: str, user: CurrentUser, services: ServicesDep
 ) -> DocumentPublic:
@@ -134,7 +137,7 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='!#$&+-.^_`|~')}"
 
 
-@router.get("/documents/{document_id}/content", response_class=Response)
+@router.get("/documents/{document_id}/content", response_class=Response, responses=errors(404))
 async def download_document(repository_id: str, document_id: str, user: CurrentUser, services: ServicesDep) -> Response:
     doc, size, parts = await services.rag.documents.original(user, repository_id, document_id)
     return StreamingResponse(
@@ -144,6 +147,6 @@ async def download_document(repository_id: str, document_id: str, user: CurrentU
     )
 
 
-@router.delete("/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(403, 404))
 async def delete_document(repository_id: str, document_id: str, user: CurrentUser, services: ServicesDep) -> None:
     await services.rag.documents.delete(user, repository_id, document_id)

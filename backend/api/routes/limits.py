@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
 
 from backend.api.deps import AdminUser, CurrentUser, ServicesDep
+from backend.api.openapi import errors
 from backend.limits.schemas import LimitPage, LimitPublic, LimitSet, MyLimits, Scope
 
 router = APIRouter(prefix="/api/limits", tags=["limits"])
+
+Subject = Annotated[str, Path(min_length=1, max_length=256, description="A user id, a group name or a token id.")]
 
 
 @router.get("/me")
@@ -23,11 +28,11 @@ async def list_limits(_admin: AdminUser, services: ServicesDep) -> LimitPage:
 
 @router.put("/{scope}/{subject}")
 async def set_limits(
-    scope: Scope, subject: str, body: LimitSet, admin: AdminUser, services: ServicesDep
+    scope: Scope, subject: Subject, body: LimitSet, admin: AdminUser, services: ServicesDep
 ) -> LimitPublic:
     return await services.limits.set(scope, subject, body, admin)
 
 
-@router.delete("/{scope}/{subject}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_limits(scope: Scope, subject: str, admin: AdminUser, services: ServicesDep) -> None:
+@router.delete("/{scope}/{subject}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404))
+async def delete_limits(scope: Scope, subject: Subject, admin: AdminUser, services: ServicesDep) -> None:
     await services.limits.delete(scope, subject, admin)

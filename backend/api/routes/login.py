@@ -21,6 +21,7 @@ from backend.api.deps import CurrentUser, ServicesDep, SessionsDep
 from backend.api.login_page import sign_in_page, sign_out_page
 from backend.auth.tokens import hash_token
 from backend.errors import BadRequest, NotFound, Unauthorized
+from backend.text import Text
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,8 +46,8 @@ async def login(
     request: Request,
     services: ServicesDep,
     sessions: SessionsDep,
-    code: Annotated[str | None, Form()] = None,
-    token: Annotated[str | None, Form()] = None,
+    code: Annotated[Text | None, Form(max_length=256)] = None,
+    token: Annotated[Text | None, Form(max_length=256)] = None,
 ) -> Response:
     """Exchange the one-time code of the printed link, or an API token, for a new session."""
     if bool(code) == bool(token):

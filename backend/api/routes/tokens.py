@@ -6,35 +6,36 @@ expiry beyond it is refused with 400, the default is cut to it. Revoking a token
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
 from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from backend.api.deps import CurrentUser, ServicesDep
+from backend.api.deps import CurrentUser, Paging, ServicesDep
+from backend.api.openapi import errors
 from backend.auth.principal import Principal
-from backend.auth.tokens import TokenRow
 from backend.auth.users import is_local_name
 from backend.errors import BadRequest, Forbidden, NotFound
-from backend.registry.service import decode_cursor, encode_cursor
+from backend.paging import Page
 from backend.services import Services
+from backend.text import Text
 
 router = APIRouter(prefix="/api/tokens", tags=["tokens"])
 
 
 class TokenCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
     expires_at: datetime | None = Field(default=None, description="ISO 8601; overrides expires_in_days.")
-    username: str | None = Field(
+    username: Text | None = Field(
         default=None,
         min_length=1,
         max_length=256,
         description="Admins only: the owner. A name (letters, digits, '._@+-') is a local user, created if new; "
         "an existing user's id (e.g. 'oidc:...') names that user.",
     )
-    groups: list[str] | None = Field(
+    groups: list[Text] | None = Field(
         default=None,
         description="Narrow the owner's groups. Default: your own groups for your own token; for a token an admin "
         "makes for someone else, that user's confirmed groups (OIDC users) or none (local users).",
@@ -42,6 +43,8 @@ class TokenCreate(BaseModel):
 
 
 class TokenPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     name: str
     prefix: str
@@ -54,38 +57,23 @@ class TokenPublic(BaseModel):
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
-    active: bool
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > datetime.now(UTC)
 
 
 class TokenCreated(TokenPublic):
     token: str = Field(description="The secret. It is shown this once and cannot be recovered.")
 
 
-class TokenPage(BaseModel):
-    data: list[TokenPublic]
-    next_cursor: str | None
+class TokenPage(Page[TokenPublic]):
+    pass
 
 
 class TokensRevoked(BaseModel):
     revoked: int = Field(description="Tokens revoked, including those created from them.")
-
-
-def _public(row: TokenRow) -> TokenPublic:
-    now = datetime.now(UTC)
-    return TokenPublic(
-        id=row.id,
-        name=row.name,
-        prefix=row.prefix,
-        username=row.username,
-        display_name=row.display_name,
-        groups=row.groups,
-        created_by=row.created_by,
-        parent_id=row.parent_id,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        revoked_at=row.revoked_at,
-        active=row.revoked_at is None and row.expires_at > now,
-    )
 
 
 def _expiry(body: TokenCreate, user: Principal, services: Services) -> datetime:
@@ -110,7 +98,7 @@ def _expiry(body: TokenCreate, user: Principal, services: Services) -> datetime:
     return expires_at
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(404))
 async def create_token(body: TokenCreate, user: CurrentUser, services: ServicesDep) -> TokenCreated:
     expires_at = _expiry(body, user, services)
     if not services.authenticator.roles.may_create_own_tokens(user):
@@ -137,7 +125,7 @@ async def create_token(body: TokenCreate, user: CurrentUser, services: ServicesD
         name=body.name, username=username, groups=groups, created_by=user.username, expires_at=expires_at,
         actor=user, parent_id=user.token_id,
     )  # fmt: skip
-    return TokenCreated(**_public(row).model_dump(), token=secret)
+    return TokenCreated.model_validate({**asdict(row), "token": secret})
 
 
 def _owner_filter(user: Principal, username: str | None, all_users: bool) -> str | None:
@@ -148,20 +136,16 @@ def _owner_filter(user: Principal, username: str | None, all_users: bool) -> str
     return user.username
 
 
-@router.get("")
+@router.get("", responses=errors(403))
 async def list_tokens(
     user: CurrentUser,
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
+    page: Paging,
     all_users: bool = Query(default=False, description="Admins: list every user's tokens."),
     username: str | None = Query(default=None, max_length=256, description="Admins: this user's tokens."),
 ) -> TokenPage:
-    owner = _owner_filter(user, username, all_users)
-    rows = await services.tokens.page(username=owner, after_id=decode_cursor(cursor), limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return TokenPage(data=[_public(r) for r in rows], next_cursor=encode_cursor(rows[-1].id) if more and rows else None)
+    rows, next_cursor = await services.tokens.page(page, username=_owner_filter(user, username, all_users))
+    return TokenPage(data=[TokenPublic.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.delete("")
@@ -176,15 +160,15 @@ async def revoke_user_tokens(
     return TokensRevoked(revoked=await services.tokens.revoke_user(owner, actor=user))
 
 
-@router.get("/{token_id}")
+@router.get("/{token_id}", responses=errors(404))
 async def get_token(token_id: str, user: CurrentUser, services: ServicesDep) -> TokenPublic:
     row = await services.tokens.get(token_id)
     if row is None or (row.username != user.username and not user.is_admin):
         raise NotFound(f"token '{token_id}' not found")
-    return _public(row)
+    return TokenPublic.model_validate(row)
 
 
-@router.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{token_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404))
 async def revoke_token(token_id: str, user: CurrentUser, services: ServicesDep) -> None:
     """Revoke a token and every token created from it."""
     row = await services.tokens.get(token_id)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Query
 
 from backend.api.deps import AdminUser, CurrentUser, ServicesDep
+from backend.api.openapi import errors
 from backend.errors import BadRequest
 from backend.usage.service import GroupBy, UsageReport, aggregate
 
@@ -26,7 +27,7 @@ def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, date
     return start, end
 
 
-@router.get("/me")
+@router.get("/me", responses=errors(400))
 async def my_usage(
     user: CurrentUser,
     services: ServicesDep,
@@ -37,7 +38,7 @@ async def my_usage(
     return await aggregate(services.engine, *_range(start, end), GroupBy.model, username=user.username)
 
 
-@router.get("")
+@router.get("", responses=errors(400))
 async def get_usage(
     _admin: AdminUser,
     services: ServicesDep,

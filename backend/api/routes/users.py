@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from backend.api.deps import AdminUser, CurrentUser, ServicesDep
-from backend.auth.users import UserRow
-from backend.registry.service import decode_cursor, encode_cursor
+from backend.api.deps import AdminUser, CurrentUser, Paging, ServicesDep
+from backend.paging import Page
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
@@ -27,6 +25,8 @@ class Me(BaseModel):
 
 
 class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     issuer: str
     subject: str
@@ -37,16 +37,8 @@ class UserPublic(BaseModel):
     last_seen_at: datetime
 
 
-class UserPage(BaseModel):
-    data: list[UserPublic]
-    next_cursor: str | None
-
-
-def _public(row: UserRow) -> UserPublic:
-    return UserPublic(
-        id=row.id, issuer=row.issuer, subject=row.subject, display_name=row.display_name, groups=row.groups,
-        groups_confirmed_at=row.groups_confirmed_at, created_at=row.created_at, last_seen_at=row.last_seen_at,
-    )  # fmt: skip
+class UserPage(Page[UserPublic]):
+    pass
 
 
 @router.get("/me")
@@ -62,11 +54,8 @@ async def me(user: CurrentUser) -> Me:
 async def list_users(
     _admin: AdminUser,
     services: ServicesDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: str | None = None,
+    page: Paging,
     display_name: str | None = Query(default=None, max_length=256, description="Only users with this name."),
 ) -> UserPage:
-    rows = await services.authenticator.users.page(after_id=decode_cursor(cursor), limit=limit + 1, name=display_name)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return UserPage(data=[_public(r) for r in rows], next_cursor=encode_cursor(rows[-1].id) if more and rows else None)
+    rows, next_cursor = await services.authenticator.users.page(page, name=display_name)
+    return UserPage(data=[UserPublic.model_validate(r) for r in rows], next_cursor=next_cursor)

@@ -1,0 +1,123 @@
+"""The /api contract: schemathesis drives every operation of /openapi.json (a fixed seed, a bounded number of
+cases) with a plain user's token and with an admin's, and every answer must be one the document declares, in the
+shape it declares: no 5xx, no schema violation, no undocumented status.
+
+The run really creates, changes and deletes things, so it talks to a server of its own (its own database, no
+local models) whose embedding model is the session server's. It is given one of each resource to work on (a
+repository, collection, document, job and pipeline); it never revokes the tokens it runs with nor deletes that
+repository (tests/backend/contract_hooks.py); every secret it sends or is issued goes to the session's secret watch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.backend.rag.helpers import ingest
+from tests.secret_watch import SecretWatch
+from tests.support import ROOT, LisaServer, start_lisa
+
+EMBEDDING = "minilm-l6-v2"
+SEED = 20240610
+MAX_EXAMPLES = 12
+CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"
+ST = str(Path(sys.executable).parent / "st")
+
+
+@pytest.fixture(scope="module")
+def contract_server(
+    lisa: LisaServer, admin: httpx.Client, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LisaServer]:
+    base = tmp_path_factory.mktemp("contract")
+    (base / "ingest").mkdir()
+    (base / "ingest" / "a.txt").write_text("A folder the pipelines of the contract run may read.")
+    server = start_lisa(
+        base / "data", local_models=False, env={"LISA_RAG_INGEST_ROOTS": json.dumps([str(base / "ingest")])}
+    )
+    embedding = admin.get(f"/api/models/{EMBEDDING}").json()  # the session server's, shared
+    with server.client() as api:
+        body = {"id": EMBEDDING, "type": "embedding", "hosting": "internal", "base_url": embedding["base_url"]}
+        assert api.post("/api/models", json={**body, "streaming": False}).status_code == 201
+    yield server
+    server.proc.stop()
+
+
+def seed(api: httpx.Client, ingest_root: Path) -> dict[str, str]:
+    """One of everything the path parameters name, so that the run reaches past 404 into each route."""
+    assert api.post("/api/repositories", json={"id": "contract"}).status_code == 201
+    job = ingest(api, "contract", {"notes.txt": b"Contract testing reaches the document routes."})
+    assert job["status"] == "completed", job
+    document = api.get("/api/repositories/contract/documents").json()["data"][0]
+    pipeline = api.post(
+        "/api/repositories/contract/pipelines",
+        json={"name": "folder", "source": {"type": "folder", "path": str(ingest_root)}, "trigger": {"type": "event"}},
+    )
+    assert pipeline.status_code == 201, pipeline.text
+    return {
+        "repository_id": "contract",
+        "collection_id": "default",
+        "document_id": document["id"],
+        "job_id": job["id"],
+        "pipeline_id": pipeline.json()["id"],
+    }
+
+
+def run_schemathesis(
+    server: LisaServer, token: str, parameters: dict[str, str], protected: dict[str, list[str]], work: Path
+) -> tuple[int, str]:
+    """`st run` against the server; the exit code and the output (failures come with the curl that reproduces them,
+    the Authorization header masked)."""
+    work.mkdir()
+    config = work / "schemathesis.toml"
+    fixed = "".join(f'{name} = "{value}"\n' for name, value in parameters.items())
+    config.write_text(f"[cache]\nenabled = false\n\n[parameters]\n{fixed}")
+    argv = [
+        ST, "--config-file", str(config), "run", f"{server.url}/openapi.json",
+        "-H", f"Authorization: Bearer {token}",
+        "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
+        "--workers", "2", "--request-timeout", "60", "--generation-database", "none", "--no-color",
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "SCHEMATHESIS_HOOKS": "tests.backend.contract_hooks",
+        "HYPOTHESIS_STORAGE_DIRECTORY": str(work / "hypothesis"),
+        "LISA_CONTRACT_PROTECTED_TOKENS": ",".join(protected["tokens"]),
+        "LISA_CONTRACT_PROTECTED_USERS": ",".join(protected["users"]),
+        "LISA_CONTRACT_PROTECTED_REPOSITORY": parameters["repository_id"],
+        "LISA_CONTRACT_SECRETS": str(work / "secrets.txt"),
+    }
+    done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    return done.returncode, done.stdout + done.stderr
+
+
+def learn_secrets(watch: SecretWatch, work: Path) -> None:
+    sent = work / "secrets.txt"
+    if sent.exists():
+        for line in sent.read_text(encoding="utf-8", errors="surrogatepass").splitlines():
+            watch.learn(line, "a request or response of the schemathesis run")
+
+
+def test_every_answer_is_declared_in_the_document(
+    contract_server: LisaServer, secret_watch: SecretWatch, tmp_path: Path
+) -> None:
+    server = contract_server
+    with server.client() as api:
+        parameters = seed(api, server.data_dir.parent / "ingest")
+        me = api.get("/api/users/me").json()
+        user = api.post("/api/tokens", json={"name": "contract", "username": "contract-user"}).json()
+    protected = {"tokens": [me["token_id"], user["id"]], "users": [me["username"], user["username"]]}
+    outcomes = []
+    for who, token in (("user", user["token"]), ("admin", server.token)):  # the admin's run may delete anything
+        code, output = run_schemathesis(server, token, parameters, protected, tmp_path / who)
+        learn_secrets(secret_watch, tmp_path / who)
+        outcomes.append((who, code, output))
+    for who, code, output in outcomes:
+        assert code == 0, f"the {who} run found failures:\n{output[-20000:]}"
