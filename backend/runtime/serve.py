@@ -103,7 +103,9 @@ def run(settings: Settings) -> None:
         database_url = settings.database_url
         if not database_url:
             print(f"Starting embedded PostgreSQL in {settings.pgdata_dir}", flush=True)
-            database = EmbeddedDatabase(settings.pgdata_dir)
+            database = EmbeddedDatabase(
+                settings.pgdata_dir, data_dir / "logs" / "postgres.log", settings.db_restart_seconds
+            )
             database_url = database.start()
         print("Applying database migrations", flush=True)
         legacy = [configured_secret, OLD_DEFAULT_SECRET] if configured_secret else [OLD_DEFAULT_SECRET]
