@@ -34,7 +34,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return await _lisa_error(request, unavailable)
 
     for error_class in DRIVER_ERRORS:
-        app.add_exception_handler(error_class, _driver_error)  # type: ignore[arg-type]
+        app.add_exception_handler(error_class, _driver_error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -14,7 +14,8 @@ from backend.audit import log as audit
 from backend.auth.principal import Principal
 from backend.db import tables
 from backend.db.changes import publish
-from backend.errors import NotFound
+from backend.db.outage import OutageGate
+from backend.errors import DatabaseUnavailable, NotFound
 from backend.limits.schemas import Bucket, LimitPublic, LimitSet, Period, Scope
 
 TOPIC = "limits"
@@ -51,11 +52,13 @@ class LimitStore:
         self.engine = engine
         self._on_commit = on_commit
         self._cache: dict[tuple[str, str], LimitSet] | None = None
+        self._fresh = False  # False: reload before use (a change notice, or the feed was interrupted)
         self._lock = asyncio.Lock()
+        self._gate = OutageGate("limit configuration")
 
     def on_change(self, topic: str) -> None:
         if topic in (TOPIC, "*"):
-            self._cache = None
+            self._fresh = False
 
     async def set(self, scope: Scope, subject: str, limits: LimitSet, actor: Principal) -> LimitPublic:
         values = limits.model_dump()
@@ -94,16 +97,36 @@ class LimitStore:
         return [_public(r._mapping) for r in rows]
 
     async def _config(self) -> dict[tuple[str, str], LimitSet]:
-        cache = self._cache
-        if cache is None:
-            async with self._lock:
-                if self._cache is None:
-                    self._cache = {
-                        (p.scope.value, p.subject): LimitSet.model_construct(**{f: getattr(p, f) for f in FIELDS})
-                        for p in await self.all()
-                    }
-                cache = self._cache
-        return cache
+        """Every configured limit, cached per process. While the database is unreachable the last configuration
+        serves (it cannot change meanwhile): callers without limits go on needing no database at all, callers with
+        limits are refused with 503 by the limiter, which needs it (fail closed)."""
+        if self._fresh and self._cache is not None:
+            return self._cache
+        if self._gate.closed():
+            return self._stale()
+        async with self._lock:
+            if not self._fresh or self._cache is None:
+                if self._gate.closed():
+                    return self._stale()
+                self._fresh = True  # a change notice arriving during the load makes it stale again
+                try:
+                    rows = await self._gate.load(self.all)
+                except DatabaseUnavailable:
+                    self._fresh = False
+                    return self._stale()
+                except BaseException:
+                    self._fresh = False
+                    raise
+                self._cache = {
+                    (p.scope.value, p.subject): LimitSet.model_construct(**{f: getattr(p, f) for f in FIELDS})
+                    for p in rows
+                }
+            return self._cache
+
+    def _stale(self) -> dict[tuple[str, str], LimitSet]:
+        if self._cache is None:
+            raise self._gate.unavailable()
+        return self._cache
 
     async def buckets_for(self, principal: Principal) -> list[Bucket]:
         config = await self._config()
