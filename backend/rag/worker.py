@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 import sqlalchemy as sa
 from procrastinate import App, PsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued
-from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
@@ -52,11 +51,10 @@ class RagWorker:
         self.heartbeat_seconds = heartbeat_seconds
         self.stalled_seconds = stalled_seconds
         self.on_tick: list[Callable[[], Awaitable[None]]] = []  # pipelines hook their schedules here
-        # Each pooled connection is checked before use, so a database that restarted or failed over costs no
-        # request a dead connection; connecting and waiting for the pool are bounded (503, not a hang).
+        # procrastinate checks each pooled connection before use (a database that restarted or failed over costs no
+        # request a dead connection); connecting and waiting for the pool are bounded here (503, not a hang).
         connector = PsycopgConnector(
             conninfo=asyncpg_dsn(database_url),
-            check=AsyncConnectionPool.check_connection,
             timeout=connect_timeout,
             kwargs={"connect_timeout": max(1, round(connect_timeout))},
         )
