@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     # Metadata database. Empty: the embedded PostgreSQL under data_dir/pgdata.
     database_url: str = ""
     db_pool_size: int = Field(default=10, ge=1, le=200)
-    # While the database is unreachable, requests that need it answer 503 within these (docs/operations.md).
+    # While the database is unreachable, requests that need it answer 503 within these (docs/database.md).
     db_connect_timeout: float = Field(default=5.0, gt=0)  # to open a connection
     db_pool_timeout: float = Field(default=5.0, gt=0)  # to get one from the pool
     db_restart_seconds: float = Field(default=0.5, gt=0)  # the embedded server's first restart delay (then doubled)

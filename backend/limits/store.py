@@ -52,13 +52,14 @@ class LimitStore:
         self.engine = engine
         self._on_commit = on_commit
         self._cache: dict[tuple[str, str], LimitSet] | None = None
-        self._fresh = False  # False: reload before use (a change notice, or the feed was interrupted)
+        self._version = 0  # bumped by every change notice (and when the feed was interrupted)
+        self._loaded_version = -1
         self._lock = asyncio.Lock()
         self._gate = OutageGate("limit configuration")
 
     def on_change(self, topic: str) -> None:
         if topic in (TOPIC, "*"):
-            self._fresh = False
+            self._version += 1
 
     async def set(self, scope: Scope, subject: str, limits: LimitSet, actor: Principal) -> LimitPublic:
         values = limits.model_dump()
@@ -100,27 +101,24 @@ class LimitStore:
         """Every configured limit, cached per process. While the database is unreachable the last configuration
         serves (it cannot change meanwhile): callers without limits go on needing no database at all, callers with
         limits are refused with 503 by the limiter, which needs it (fail closed)."""
-        if self._fresh and self._cache is not None:
+        if self._loaded_version == self._version and self._cache is not None:
             return self._cache
         if self._gate.closed():
             return self._stale()
         async with self._lock:
-            if not self._fresh or self._cache is None:
+            while self._loaded_version != self._version or self._cache is None:
                 if self._gate.closed():
                     return self._stale()
-                self._fresh = True  # a change notice arriving during the load makes it stale again
+                target = self._version
                 try:
                     rows = await self._gate.load(self.all)
                 except DatabaseUnavailable:
-                    self._fresh = False
                     return self._stale()
-                except BaseException:
-                    self._fresh = False
-                    raise
                 self._cache = {
                     (p.scope.value, p.subject): LimitSet.model_construct(**{f: getattr(p, f) for f in FIELDS})
                     for p in rows
                 }
+                self._loaded_version = target
             return self._cache
 
     def _stale(self) -> dict[tuple[str, str], LimitSet]:

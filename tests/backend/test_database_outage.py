@@ -247,8 +247,8 @@ def test_killing_the_embedded_database_under_load(tmp_path: Path, callers_for: C
         # A spilled batch replayed a second time (a crash between its commit and the file's removal) counts once.
         assert copied
         before = usage_requests(server, callers.free_user)
-        for path in copied:
-            shutil.copy(path, spill / Path(path).name)
+        for kept in copied:
+            shutil.copy(kept, spill / Path(kept).name)
         wait_until(lambda: not list(spill.glob("*.usage.json")), 10, "the replayed spill file is consumed")
         assert usage_requests(server, callers.free_user) == before
     finally:
