@@ -2,10 +2,11 @@
 it) and an external one over TCP stopped and started (a failover). During the outage /v1 keeps serving a caller
 without limits from its caches, a caller with limits gets a clear 503, /api answers 503 with a reason within a
 second or two, and nothing answers a plain 500; afterwards everything recovers without restarting LISA, and every
-request served meanwhile has its usage row, once."""
+request served meanwhile has its usage row, once; the ingestion worker runs again."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
 import signal
@@ -15,10 +16,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psutil
 import pytest
 
+from backend.db.engine import asyncpg_dsn
 from tests.support import LisaServer, Proc, TcpPostgres, start_lisa
 
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
@@ -195,6 +198,21 @@ def assert_usage_complete(server: LisaServer, load: Load, callers: Callers) -> N
     assert counted() == expected
 
 
+def assert_worker_alive(server: LisaServer) -> None:
+    """The ingestion worker (procrastinate) stopped when its connection failed; it runs again: a heartbeat within
+    the last two intervals (LISA_RAG_HEARTBEAT_SECONDS, 2 s)."""
+
+    async def live_workers() -> int:
+        conn = await asyncpg.connect(asyncpg_dsn(server.database_url))
+        try:
+            sql = "SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat > now() - interval '4 seconds'"
+            return int(await conn.fetchval(sql))
+        finally:
+            await conn.close()
+
+    wait_until(lambda: asyncio.run(live_workers()) > 0, 20, "a live ingestion worker")
+
+
 def postmaster_pid(pgdata: Path) -> int | None:
     try:
         lines = (pgdata / "postmaster.pid").read_text().splitlines()
@@ -243,6 +261,7 @@ def test_killing_the_embedded_database_under_load(tmp_path: Path, callers_for: C
         assert new is not None and psutil.Process(new).ppid() == server.proc.popen.pid
         assert server.proc.popen.poll() is None  # the same LISA process throughout
         assert_usage_complete(server, load, callers)
+        assert_worker_alive(server)
         assert not list(spill.glob("*.usage.json")), "spilled usage left unwritten"
         # A spilled batch replayed a second time (a crash between its commit and the file's removal) counts once.
         assert copied
@@ -281,3 +300,4 @@ def test_stopping_and_starting_an_external_database_under_load(
     assert_recovered(load, back)
     assert lisa_tcp.proc.popen.poll() is None
     assert_usage_complete(lisa_tcp, load, callers)
+    assert_worker_alive(lisa_tcp)
