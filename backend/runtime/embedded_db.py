@@ -104,6 +104,13 @@ class BundledPostgres:
             return
         if not is_postgres:
             return  # a recycled pid: PostgreSQL itself overwrites a stale lock file
+        with contextlib.suppress(psutil.Error):
+            parent = proc.parent()
+            if parent is not None and parent.pid != 1 and "lisa" in " ".join(parent.cmdline()):
+                raise RuntimeError(
+                    f"the PostgreSQL server of {self.pgdata} is run by process {parent.pid}: another `lisa serve` "
+                    "uses this data directory"
+                )
         log.warning("stopping a PostgreSQL server left running on %s (pid %d)", self.pgdata, pid)
         with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGINT)  # fast shutdown

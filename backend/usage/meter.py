@@ -36,6 +36,7 @@ from backend.db.outage import outage_reason
 log = logging.getLogger(__name__)
 SPILL_SUFFIX = ".usage.json"
 KEEP_BATCH_IDS = "30 days"  # a batch is retried within moments, a spill file replayed at the latest on the next start
+FORGET_EVERY = 3600.0  # seconds between prunings of old batch ids
 WARN_EVERY = 30.0  # seconds between warnings while the database stays unreachable
 
 
@@ -117,14 +118,16 @@ class UsageMeter:
         self._task = asyncio.create_task(self._run(), name="lisa-usage-meter")
 
     async def _run(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._forget_old_batch_ids()
+        forgotten_at = float("-inf")
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._flush_seconds)
             self._wake.clear()
             try:
                 await self.flush()
+                if self._outage is None and time.monotonic() - forgotten_at > FORGET_EVERY:
+                    forgotten_at = time.monotonic()
+                    await self._forget_old_batch_ids()
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let the meter stop: the next round tries again
@@ -191,10 +194,13 @@ class UsageMeter:
         self.written += len(batch.records)
 
     async def _forget_old_batch_ids(self) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                text(f"DELETE FROM usage_batches WHERE written_at < now() - interval '{KEEP_BATCH_IDS}'")
-            )
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    text(f"DELETE FROM usage_batches WHERE written_at < now() - interval '{KEEP_BATCH_IDS}'")
+                )
+        except Exception as exc:
+            log.warning("could not prune old usage batch ids (next hour, then): %s", exc)
 
     def _note_outage(self, reason: str) -> None:
         now = time.monotonic()

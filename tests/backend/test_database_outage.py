@@ -250,6 +250,11 @@ def test_killing_the_embedded_database_under_load(tmp_path: Path, callers_for: C
                     copied.append(shutil.copy(path, saved / path.name))
                 except FileNotFoundError:
                     continue
+            # An unknown token cannot be told apart from one created just before: 503, not 401.
+            unknown = httpx.get(server.url + "/v1/models", headers={"Authorization": "Bearer lisa_" + "0" * 40})
+            assert postmaster_pid(pgdata) in (None, first), "the outage ended too soon for the checks above"
+            assert unknown.status_code == 503, unknown.text
+            assert unknown.json()["error"]["type"] == "service_unavailable"
             up = wait_until(lambda: postmaster_pid(pgdata) not in (None, first), 30, "the supervisor restarts it")
             back = wait_until(lambda: bool(load.of("api", up)) and load.of("api", up)[-1].status == 200, 15,
                               "/api answers again")  # fmt: skip
@@ -284,8 +289,8 @@ def test_stopping_and_starting_an_external_database_under_load(
     try:
         with Load(lisa_tcp, callers.model, callers.free, callers.limited) as load:
             time.sleep(0.5)
-            down = time.monotonic()
             tcp_postgres.stop(signal.SIGINT)  # a failover: the server goes away, connections are cut
+            down = time.monotonic()
             time.sleep(2.5)
             up = time.monotonic()
             tcp_postgres.resume()  # on the same address
