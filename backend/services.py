@@ -142,10 +142,12 @@ class Services:
             await self.feed.start()
             stack.push_async_callback(self.passthrough.stop)
             await self.passthrough.start(self.egress)
-            stack.push_async_callback(self.meter.stop)
-            self.meter.start()
             stack.push_async_callback(self.rag.stop)
             await self.rag.start()
+            # Started last, so stopped first: its final write (or, with the database away, its spill to disk)
+            # waits on no slower stop.
+            stack.push_async_callback(self.meter.stop)
+            self.meter.start()
             self._running = stack.pop_all()
 
     async def stop(self) -> None:
