@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # Metadata database. Empty: the embedded PostgreSQL under data_dir/pgdata.
     database_url: str = ""
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # While the database is unreachable, requests that need it answer 503 within these (docs/database.md).
+    db_connect_timeout: float = Field(default=5.0, gt=0)  # to open a connection
+    db_pool_timeout: float = Field(default=5.0, gt=0)  # to get one from the pool
+    db_restart_seconds: float = Field(default=0.5, gt=0)  # the embedded server's first restart delay (then doubled)
 
     # Local model servers started by `lisa serve`.
     local_models: bool = True
@@ -112,6 +116,10 @@ class Settings(BaseSettings):
     limit_default_max_tokens: int = Field(default=1024, ge=1)
     usage_flush_seconds: float = Field(default=0.5, gt=0)
     usage_batch_size: int = Field(default=500, ge=1)
+    # Usage records kept in memory while the database is unreachable; beyond them, batches spill to
+    # data_dir/usage-spill (at most usage_spill_bytes) and are written once the database is back.
+    usage_buffer_records: int = Field(default=50_000, ge=1)
+    usage_spill_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 
     # RAG.
     rag_max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)  # per uploaded or ingested file

@@ -73,3 +73,13 @@ class UpstreamError(LisaError):
 class UpstreamTimeout(LisaError):
     status_code = 504
     openai_type = "upstream_timeout"
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database cannot be reached right now (down, restarting, failing over). LISA reconnects by itself."""
+
+    retry_after = 2.0
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason}: the service is temporarily unavailable and recovers by itself; retry shortly")
+        self.reason = reason

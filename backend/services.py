@@ -69,8 +69,13 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, database_url: str) -> Services:
-        engine = create_engine(database_url, settings.db_pool_size)
-        feed = ChangeFeed(asyncpg_dsn(database_url))
+        engine = create_engine(
+            database_url,
+            settings.db_pool_size,
+            connect_timeout=settings.db_connect_timeout,
+            pool_timeout=settings.db_pool_timeout,
+        )
+        feed = ChangeFeed(asyncpg_dsn(database_url), settings.db_connect_timeout)
         tokens = TokenStore(engine, on_commit=feed.dispatch)
         roles = Roles(settings.admin_group, settings.rag_admin_group, settings.user_group, settings.api_group)
         oidc = None
@@ -93,7 +98,14 @@ class Services:
         routes = RouteTable(registry, feed_connected=feed.connected.is_set)
         feed.subscribe(authenticator.on_change)
         feed.subscribe(routes.on_change)
-        meter = UsageMeter(engine, settings.usage_flush_seconds, settings.usage_batch_size)
+        meter = UsageMeter(
+            engine,
+            settings.usage_flush_seconds,
+            settings.usage_batch_size,
+            spill_dir=settings.data_dir.resolve() / "usage-spill",
+            max_buffered=settings.usage_buffer_records,
+            max_spill_bytes=settings.usage_spill_bytes,
+        )
         limits = LimitStore(engine, on_commit=feed.dispatch)
         feed.subscribe(limits.on_change)
         limiter = Limiter(engine)
@@ -130,10 +142,12 @@ class Services:
             await self.feed.start()
             stack.push_async_callback(self.passthrough.stop)
             await self.passthrough.start(self.egress)
-            stack.push_async_callback(self.meter.stop)
-            self.meter.start()
             stack.push_async_callback(self.rag.stop)
             await self.rag.start()
+            # Started last, so stopped first: its final write (or, with the database away, its spill to disk)
+            # waits on no slower stop.
+            stack.push_async_callback(self.meter.stop)
+            self.meter.start()
             self._running = stack.pop_all()
 
     async def stop(self) -> None:
@@ -200,6 +214,7 @@ class RagServices:
             concurrency=settings.rag_worker_jobs,
             heartbeat_seconds=settings.rag_heartbeat_seconds,
             stalled_seconds=settings.rag_stalled_seconds,
+            connect_timeout=settings.db_connect_timeout,
         )
         jobs = JobService(engine, repositories, sources, settings.rag_user_quota_bytes)
         jobs.dispatch = worker.defer

@@ -1,4 +1,5 @@
-"""Session-wide real servers: LISA itself (embedded PostgreSQL + local models), test upstreams, a TCP database."""
+"""Session-wide real servers: LISA itself (embedded PostgreSQL + local models), test upstreams, a second embedded
+PostgreSQL listening on TCP."""
 
 from __future__ import annotations
 
@@ -10,12 +11,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from tests.secret_watch import SecretWatch, install
-from tests.support import LisaServer, Proc, free_port, start_lisa, start_module, start_process
+from tests.support import LisaServer, Proc, TcpPostgres, free_port, start_lisa, start_module, start_process
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -23,8 +23,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # servers sharing a database (replicas, in-process ingestion) must share it. Tests of the generated key file set
 # LISA_ENCRYPTION_KEY="" for their own server.
 os.environ.setdefault("LISA_ENCRYPTION_KEY", "test-" + secrets.token_urlsafe(32))
-
-MACHINE_PG = os.environ.get("LISA_TEST_TCP_DATABASE", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -87,30 +85,23 @@ def lisa_peer(lisa: LisaServer, session_tmp: Path, ingest_root: Path) -> Iterato
 
 
 @pytest.fixture(scope="session")
-def tcp_database_url() -> Iterator[str]:
-    """A fresh database on the machine's own PostgreSQL server, over TCP."""
-    import asyncio
+def tcp_postgres(session_tmp: Path) -> Iterator[TcpPostgres]:
+    """A second embedded PostgreSQL, listening on 127.0.0.1 (a free port): the external database over TCP. Never a
+    PostgreSQL the machine happens to run. The outage tests stop and start it; it is running again after each."""
+    server = TcpPostgres.start(session_tmp / "tcp-postgres")
+    yield server
+    server.stop()
 
-    name = "lisa_test_" + secrets.token_hex(4)
 
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(MACHINE_PG)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    try:
-        asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(f"the machine's PostgreSQL at {MACHINE_PG} is needed for the TCP metadata tests: {exc}")
-    yield MACHINE_PG.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+@pytest.fixture(scope="session")
+def tcp_database_url(tcp_postgres: TcpPostgres) -> str:
+    """A fresh database on the TCP server."""
+    return tcp_postgres.new_database()
 
 
 @pytest.fixture(scope="session")
 def lisa_tcp(tcp_database_url: str, session_tmp: Path) -> Iterator[LisaServer]:
-    """LISA without local models on the machine's PostgreSQL over TCP (LISA_DATABASE_URL)."""
+    """LISA without local models on the TCP PostgreSQL (LISA_DATABASE_URL)."""
     server = start_lisa(session_tmp / "tcp", local_models=False, database_url=tcp_database_url)
     yield server
     server.proc.stop()

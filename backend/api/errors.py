@@ -10,7 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from backend.api.openapi import install_document
-from backend.errors import LisaError, RateLimited
+from backend.db.outage import DRIVER_ERRORS, as_unavailable
+from backend.errors import LisaError
 
 
 def _location(loc: tuple[object, ...]) -> str:
@@ -24,9 +25,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LisaError)
     async def _lisa_error(_request: Request, exc: LisaError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
-        if isinstance(exc, RateLimited):
-            headers["Retry-After"] = str(math.ceil(exc.retry_after))
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=headers)
+
+    async def _driver_error(request: Request, exc: Exception) -> JSONResponse:
+        """A database outage answers 503 with the reason; any other driver error stays a server error."""
+        unavailable = as_unavailable(exc)
+        if unavailable is None:
+            raise exc
+        return await _lisa_error(request, unavailable)
+
+    for error_class in DRIVER_ERRORS:
+        app.add_exception_handler(error_class, _driver_error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,7 +18,8 @@ from backend.auth.roles import Roles
 from backend.auth.tokens import TOPIC, TOPIC_NEW, TokenStore, hash_token
 from backend.auth.users import LOCAL_ISSUER, UserStore
 from backend.auth.users import TOPIC as USERS_TOPIC
-from backend.errors import Forbidden, NotFound, Unauthorized
+from backend.db.outage import OutageGate, outage_reason
+from backend.errors import DatabaseUnavailable, Forbidden, NotFound, Unauthorized
 
 MISSING = "missing credentials: send 'Authorization: Bearer <token>' or 'Api-Key: <token>'"
 _MAX_CACHED = 50_000
@@ -54,6 +55,9 @@ class Authenticator:
         self._ttl = cache_seconds
         self._group_refresh = timedelta(hours=group_refresh_hours)
         self._cache: dict[str, tuple[float, Principal]] = {}
+        # Principals no longer trusted (the feed was interrupted), served only while the database is unreachable.
+        self._fallback: dict[str, Principal] = {}
+        self._gate = OutageGate("API token principals")
         self.known = KnownTokens(store.known_hashes)
 
     def on_change(self, topic: str) -> None:
@@ -61,7 +65,11 @@ class Authenticator:
             self.known.invalidate()
         elif topic in (TOPIC, USERS_TOPIC):
             self._cache.clear()
+            self._fallback.clear()
         elif topic == "*":  # the feed was interrupted: anything may have changed meanwhile
+            if len(self._fallback) + len(self._cache) > _MAX_CACHED:
+                self._fallback.clear()
+            self._fallback.update((key, hit[1]) for key, hit in self._cache.items())
             self._cache.clear()
             self.known.invalidate(full=True)
 
@@ -79,13 +87,27 @@ class Authenticator:
         if hit is not None and hit[0] > now:
             principal = hit[1]
         else:
-            if not await self.known.may_exist(key):
-                raise Unauthorized("invalid API token")
-            principal, ttl = await self._load(key)
-            self._remember(key, now + ttl, principal)
+            # While the database is unreachable the principal as last loaded serves (nothing can change meanwhile).
+            stale = hit[1] if hit is not None else self._fallback.get(key)
+            if stale is not None and self._gate.closed():
+                principal = stale
+            else:
+                try:
+                    principal, ttl = await self._gate.load(lambda: self._lookup(key))
+                except DatabaseUnavailable:
+                    if stale is None:
+                        raise
+                    principal = stale
+                else:
+                    self._remember(key, now + ttl, principal)
         if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
             raise Unauthorized("API token expired")
         return principal
+
+    async def _lookup(self, key: str) -> tuple[Principal, float]:
+        if not await self.known.may_exist(key):
+            raise Unauthorized("invalid API token")
+        return await self._load(key)
 
     async def _authenticate_jwt(self, token: str) -> Principal:
         assert self.oidc is not None
@@ -95,7 +117,15 @@ class Authenticator:
             return hit[1]
         identity = await self.oidc.verify(token)
         issued_at = identity.claims.get("iat")
-        principal = await self.oidc_sign_in(identity, issued_at if isinstance(issued_at, int | float) else None)
+        try:
+            principal = await self.oidc_sign_in(identity, issued_at if isinstance(issued_at, int | float) else None)
+        except Exception as exc:
+            if outage_reason(exc) is None:
+                raise
+            # The provider vouched for it; only recording the groups it states has to wait for the database.
+            principal = self.identity_principal(
+                identity.username, identity.groups, identity.expires_at, display_name=identity.display_name
+            )
         # Cached no longer than the token lives (a signature check costs ~0.1 ms; a dict lookup far less).
         self._remember(key, time.monotonic() + min(self._ttl, identity.expires_at - time.time()), principal)
         return principal
@@ -145,6 +175,7 @@ class Authenticator:
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()
         self._cache[key] = (until, principal)
+        self._fallback.pop(key, None)
 
     async def _load(self, token_hash: str) -> tuple[Principal, float]:
         """The principal for a token, and how long it may be cached."""

@@ -7,6 +7,9 @@ from the change feed (``tokens:new``) and, for a token created elsewhere a momen
 arrives, by re-reading recently created tokens on a miss at most once per ``min_refresh_seconds``: however many
 unknown tokens arrive, the database sees at most one small query per second per process. A full reload, which
 also forgets expired tokens, happens every ``full_reload_seconds`` and whenever the feed was interrupted.
+
+While the database is unreachable the last view stays: a token in it may exist (the authenticator's cache decides),
+and one outside it answers 503 rather than 401, since the view could not be brought up to date.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+
+from backend.db.outage import OutageGate
+from backend.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +48,13 @@ class KnownTokens:
         self._full_at = float("-inf")
         self._failed_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._gate = OutageGate("known API tokens")
         self.refreshes = 0
 
     def invalidate(self, *, full: bool = False) -> None:
         self._generation += 1
-        if full:
-            self._keys = None
+        if full:  # the next refresh reloads everything; the current view serves until then
+            self._full_at = float("-inf")
 
     async def may_exist(self, token_hash: str) -> bool:
         """False only when no such token exists (as of a view at most ``min_refresh_seconds`` old, or newer than
@@ -57,6 +64,8 @@ class KnownTokens:
         if keys is not None and key in keys:
             return True
         if self._stale():
+            if self._gate.closed():  # the database was unreachable a moment ago: no waiting for it
+                raise self._gate.unavailable()
             await self._refresh()
         keys = self._keys
         return keys is None or key in keys
@@ -73,8 +82,13 @@ class KnownTokens:
                 return
             generation, started = self._generation, time.monotonic()
             full = self._keys is None or started - self._full_at >= self._full_every
+            if self._gate.closed():
+                raise self._gate.unavailable()
+            since = None if full else self._since
             try:
-                hashes, clock = await self._load(None if full else self._since)
+                hashes, clock = await self._gate.load(lambda: self._load(since))
+            except DatabaseUnavailable:
+                raise
             except Exception as exc:  # the database decides, lookup by lookup, until it answers again
                 log.warning("could not load the known-token index: %s", exc)
                 self._keys, self._failed_at = None, started

@@ -2,7 +2,8 @@
 
 Writers call :func:`publish` inside their transaction; PostgreSQL delivers the notification on commit to every
 backend process, whose in-memory caches (model registry, API tokens) then reload on their next use. While the
-listening connection is down, subscribers are told ``"*"`` so their caches stop trusting themselves.
+listening connection is down, subscribers are told ``"*"`` so their caches stop trusting themselves (they still serve
+what they hold while the database is unreachable, and reload once it answers); they are told again on reconnection.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 CHANNEL = "lisa_changes"
+MAX_RETRY_SECONDS = 2.0  # between reconnection attempts: caches trust themselves again this soon after an outage
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str], None]
@@ -27,8 +29,9 @@ async def publish(conn: AsyncConnection, topic: str) -> None:
 
 
 class ChangeFeed:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, connect_timeout: float = 5.0) -> None:
         self._dsn = dsn
+        self._connect_timeout = connect_timeout
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
@@ -56,7 +59,7 @@ class ChangeFeed:
         while True:
             lost = asyncio.Event()
             try:
-                self._conn = await asyncpg.connect(self._dsn)
+                self._conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
                 self._conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await self._conn.add_listener(CHANNEL, self._on_notify)
                 # Anything may have changed while we were not listening.
@@ -75,7 +78,7 @@ class ChangeFeed:
             self.connected.clear()
             self.dispatch("*")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
 
     async def stop(self) -> None:
         if self._task:

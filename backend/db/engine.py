@@ -22,8 +22,20 @@ def asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(sqlalchemy_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+def create_engine(
+    url: str, pool_size: int = 10, *, connect_timeout: float = 5.0, pool_timeout: float = 5.0
+) -> AsyncEngine:
+    """The pool checks each connection before use (``pool_pre_ping``: a connection the server dropped, after a
+    restart or a failover, is replaced, and the whole pool with it); a connection that cannot be opened within
+    ``connect_timeout``, or got from the pool within ``pool_timeout``, fails the request (503) rather than hang it."""
+    return create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=pool_timeout,
+        connect_args={"timeout": connect_timeout},
+    )
 
 
 @asynccontextmanager

@@ -97,6 +97,15 @@ usage_records = Table(
     Index("ix_usage_created_at", "created_at"),
 )
 
+# Usage batches already written (backend/usage/meter.py): a batch retried or replayed from the spill counts once.
+usage_batches = Table(
+    "usage_batches",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("written_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_usage_batches_written_at", "written_at"),
+)
+
 audit_events = Table(
     "audit_events",
     metadata,

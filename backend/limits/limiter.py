@@ -9,6 +9,7 @@ so the gateway's hot path pays nothing for it.
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from backend.errors import RateLimited
+from backend.db.outage import outage_reason
+from backend.errors import DatabaseUnavailable, RateLimited
 from backend.limits.schemas import Bucket, BucketUsage, LimitSet, Period
 
+log = logging.getLogger(__name__)
 WINDOW = timedelta(seconds=60)
 STALE_IN_FLIGHT = timedelta(minutes=15)  # a process that died mid-request frees its slot after this
 
@@ -85,7 +88,18 @@ class Limiter:
         Token limits (tpm, budget) grant each choice at most what the tightest bucket has left after the prompt,
         capped by ``demand.completion``; the reservation (prompt + choices x grant) is recorded in the same
         transaction, so concurrent requests, in any process, share what is left and none can overdraw it.
+
+        Limits are enforced in the database only: while it is unreachable a limited caller is refused with 503
+        (fail closed), and callers without limits, who never come here, are served from the caches.
         """
+        try:
+            return await self._admit(buckets, demand)
+        except Exception as exc:
+            if (reason := outage_reason(exc)) is None:
+                raise
+            raise DatabaseUnavailable(f"this caller's limits cannot be checked ({reason})") from exc
+
+    async def _admit(self, buckets: list[Bucket], demand: Demand) -> Ticket:
         async with self.engine.begin() as conn:
             for bucket in sorted(buckets, key=lambda b: b.key):  # one lock order: no deadlocks
                 await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 7419))"), {"k": bucket.key})
@@ -146,7 +160,19 @@ class Limiter:
         return ticket
 
     async def settle(self, ticket: Ticket, tokens: int) -> None:
-        """Replace the reservation with what the request really used, and free its parallel slot."""
+        """Replace the reservation with what the request really used, and free its parallel slot.
+
+        The answer has gone out by now: if the database went away meanwhile, the reservation stays as it was (the
+        slot frees itself after STALE_IN_FLIGHT; the budget keeps the reserved tokens) and only a warning is logged.
+        """
+        try:
+            await self._settle(ticket, tokens)
+        except Exception as exc:
+            if (reason := outage_reason(exc)) is None:
+                raise
+            log.warning("could not settle request %s against its limits: %s", ticket.request_id, reason)
+
+    async def _settle(self, ticket: Ticket, tokens: int) -> None:
         async with self.engine.begin() as conn:
             if ticket.hit_ids:
                 await conn.execute(

@@ -14,7 +14,8 @@ from backend.audit import log as audit
 from backend.auth.principal import Principal
 from backend.db import tables
 from backend.db.changes import publish
-from backend.errors import NotFound
+from backend.db.outage import OutageGate
+from backend.errors import DatabaseUnavailable, NotFound
 from backend.limits.schemas import Bucket, LimitPublic, LimitSet, Period, Scope
 
 TOPIC = "limits"
@@ -47,11 +48,14 @@ class LimitStore:
         self.engine = engine
         self._on_commit = on_commit
         self._cache: dict[tuple[str, str], LimitSet] | None = None
+        self._version = 0  # bumped by every change notice (and when the feed was interrupted)
+        self._loaded_version = -1
         self._lock = asyncio.Lock()
+        self._gate = OutageGate("limit configuration")
 
     def on_change(self, topic: str) -> None:
         if topic in (TOPIC, "*"):
-            self._cache = None
+            self._version += 1
 
     async def set(self, scope: Scope, subject: str, limits: LimitSet, actor: Principal) -> LimitPublic:
         values = limits.model_dump()
@@ -90,16 +94,33 @@ class LimitStore:
         return [LimitPublic.model_validate(r._mapping) for r in rows]
 
     async def _config(self) -> dict[tuple[str, str], LimitSet]:
-        cache = self._cache
-        if cache is None:
-            async with self._lock:
-                if self._cache is None:
-                    self._cache = {
-                        (p.scope.value, p.subject): LimitSet.model_construct(**{f: getattr(p, f) for f in FIELDS})
-                        for p in await self.all()
-                    }
-                cache = self._cache
-        return cache
+        """Every configured limit, cached per process. While the database is unreachable the last configuration
+        serves (it cannot change meanwhile): callers without limits go on needing no database at all, callers with
+        limits are refused with 503 by the limiter, which needs it (fail closed)."""
+        if self._loaded_version == self._version and self._cache is not None:
+            return self._cache
+        if self._gate.closed():
+            return self._stale()
+        async with self._lock:
+            while self._loaded_version != self._version or self._cache is None:
+                if self._gate.closed():
+                    return self._stale()
+                target = self._version
+                try:
+                    rows = await self._gate.load(self.all)
+                except DatabaseUnavailable:
+                    return self._stale()
+                self._cache = {
+                    (p.scope.value, p.subject): LimitSet.model_construct(**{f: getattr(p, f) for f in FIELDS})
+                    for p in rows
+                }
+                self._loaded_version = target
+            return self._cache
+
+    def _stale(self) -> dict[tuple[str, str], LimitSet]:
+        if self._cache is None:
+            raise self._gate.unavailable()
+        return self._cache
 
     async def buckets_for(self, principal: Principal) -> list[Bucket]:
         config = await self._config()

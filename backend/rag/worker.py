@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from procrastinate import App, PsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from backend.db.engine import asyncpg_dsn
 from backend.rag.ingest import IngestRunner
@@ -23,6 +24,11 @@ from backend.rag.ingest import IngestRunner
 log = logging.getLogger("lisa.rag")
 QUEUE = "rag"
 INGEST_TASK = "rag.ingest"
+WORKER_RESTART_MAX_SECONDS = 5.0
+
+
+class WorkerStopped(Exception):
+    """procrastinate's worker returned although LISA did not stop it (its database connection failed)."""
 
 
 class RagWorker:
@@ -36,6 +42,7 @@ class RagWorker:
         concurrency: int,
         heartbeat_seconds: float,
         stalled_seconds: float,
+        connect_timeout: float = 5.0,
     ) -> None:
         self.engine = engine
         self.runner = runner
@@ -44,7 +51,14 @@ class RagWorker:
         self.heartbeat_seconds = heartbeat_seconds
         self.stalled_seconds = stalled_seconds
         self.on_tick: list[Callable[[], Awaitable[None]]] = []  # pipelines hook their schedules here
-        self.app = App(connector=PsycopgConnector(conninfo=asyncpg_dsn(database_url)))
+        # procrastinate checks each pooled connection before use (a database that restarted or failed over costs no
+        # request a dead connection); connecting and waiting for the pool are bounded here (503, not a hang).
+        connector = PsycopgConnector(
+            conninfo=asyncpg_dsn(database_url),
+            timeout=connect_timeout,
+            kwargs={"connect_timeout": max(1, round(connect_timeout))},
+        )
+        self.app = App(connector=connector)
         self._ingest = self.app.task(name=INGEST_TASK, queue=QUEUE, pass_context=False)(self._run_ingest)
         tick = self.app.task(name="rag.tick", queue=QUEUE, pass_context=False)(self._tick)
         self.app.periodic(cron="* * * * *", periodic_id="rag-tick")(tick)
@@ -54,21 +68,32 @@ class RagWorker:
         await self.app.open_async()
         if not self.run_worker:
             return
-        self._tasks.append(
-            asyncio.create_task(
-                self.app.run_worker_async(
-                    queues=[QUEUE],
-                    concurrency=self.concurrency,
-                    install_signal_handlers=False,
-                    update_heartbeat_interval=self.heartbeat_seconds,
-                    stalled_worker_timeout=self.stalled_seconds,
-                    fetch_job_polling_interval=2.0,
-                    delete_jobs="successful",
-                ),
-                name="rag-worker",
-            )
-        )
+        self._tasks.append(asyncio.create_task(self._run_worker(), name="rag-worker"))
         self._tasks.append(asyncio.create_task(self._resume_after_start(), name="rag-resume"))
+
+    async def _run_worker(self) -> None:
+        """procrastinate's worker stops when the database goes away (its heartbeat, listener or job fetch fails):
+        run it again, with backoff, for as long as LISA runs. Jobs it was running are found stalled and resumed."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=0.5, max=WORKER_RESTART_MAX_SECONDS),
+            before_sleep=lambda state: log.warning(
+                "ingestion worker stopped (%s); restarting", state.outcome.exception() if state.outcome else "?"
+            ),
+        )
+        await retrying(self._worker_until_it_stops)
+
+    async def _worker_until_it_stops(self) -> None:
+        await self.app.run_worker_async(
+            queues=[QUEUE],
+            concurrency=self.concurrency,
+            install_signal_handlers=False,
+            update_heartbeat_interval=self.heartbeat_seconds,
+            stalled_worker_timeout=self.stalled_seconds,
+            fetch_job_polling_interval=2.0,
+            delete_jobs="successful",
+        )
+        raise WorkerStopped("the worker stopped by itself")
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from backend.config import Settings
 from backend.registry.schemas import Feature, Hosting, ModelCreate, ModelType
-from backend.runtime.supervisor import Child, Supervisor
+from backend.runtime.supervisor import Child, Supervisor, http_ok
 
 MANAGED_BY = "lisa-local"
 
@@ -51,7 +51,7 @@ def start_local_models(settings: Settings, supervisor: Supervisor) -> list[Model
                 "--port",
                 str(llama_port),
             ],
-            health_url=f"http://127.0.0.1:{llama_port}/v1/models",
+            healthy=http_ok(f"http://127.0.0.1:{llama_port}/v1/models"),
             log_path=logs / "llama.log",
         )
     )
@@ -71,7 +71,7 @@ def start_local_models(settings: Settings, supervisor: Supervisor) -> list[Model
                 "--port",
                 str(embed_port),
             ],
-            health_url=f"http://127.0.0.1:{embed_port}/health",
+            healthy=http_ok(f"http://127.0.0.1:{embed_port}/health"),
             log_path=logs / "embeddings.log",
             env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
         )

@@ -18,7 +18,7 @@ from backend.db import migrate
 from backend.db.engine import create_engine
 from backend.registry.schemas import ModelCreate
 from backend.registry.secrets import KeyMismatch, SecretBox, verify_key
-from backend.runtime.embedded_db import EmbeddedDatabase
+from backend.runtime.embedded_db import DataDirInUse, EmbeddedDatabase
 from backend.runtime.keys import with_keys
 from backend.runtime.local_models import MANAGED_BY, start_local_models
 from backend.runtime.supervisor import Supervisor
@@ -89,6 +89,7 @@ def run(settings: Settings) -> None:
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     database: EmbeddedDatabase | None = None
+    runtime_written = False
     supervisor = Supervisor()
     if not settings.listens_on_loopback and not (settings.oidc_enabled or settings.allow_remote):
         raise SystemExit(
@@ -103,8 +104,13 @@ def run(settings: Settings) -> None:
         database_url = settings.database_url
         if not database_url:
             print(f"Starting embedded PostgreSQL in {settings.pgdata_dir}", flush=True)
-            database = EmbeddedDatabase(settings.pgdata_dir)
-            database_url = database.start()
+            database = EmbeddedDatabase(
+                settings.pgdata_dir, data_dir / "logs" / "postgres.log", settings.db_restart_seconds
+            )
+            try:
+                database_url = database.start()
+            except DataDirInUse as exc:
+                raise SystemExit(f"refusing to start: {exc}") from None
         print("Applying database migrations", flush=True)
         legacy = [configured_secret, OLD_DEFAULT_SECRET] if configured_secret else [OLD_DEFAULT_SECRET]
         try:
@@ -121,6 +127,7 @@ def run(settings: Settings) -> None:
         bootstrap = asyncio.run(_prepare(settings, database_url, local))
         if bootstrap is not None:
             _write_private(data_dir / "admin-token", bootstrap[0] + "\n")
+        runtime_written = True
         _write_private(
             data_dir / "runtime.json",
             json.dumps(
@@ -149,4 +156,5 @@ def run(settings: Settings) -> None:
         supervisor.stop_all()
         if database is not None:
             database.stop()
-        (data_dir / "runtime.json").unlink(missing_ok=True)
+        if runtime_written:  # never another running LISA's
+            (data_dir / "runtime.json").unlink(missing_ok=True)

@@ -1,4 +1,10 @@
-"""Supervised child processes: started with a parent-death signal, restarted if they crash, stopped cleanly."""
+"""Supervised child processes: started with a parent-death signal, restarted with backoff if they die, stopped
+cleanly.
+
+A child that dies is started again after ``restart_delay`` seconds, doubling with each further death up to
+``MAX_BACKOFF`` (a child that stayed up for ``STABLE_SECONDS`` starts again from ``restart_delay``), at most
+``max_restarts`` times in a row (None: for ever, as for the embedded database, without which nothing works).
+"""
 
 from __future__ import annotations
 
@@ -10,54 +16,87 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
+MAX_BACKOFF = 30.0
+STABLE_SECONDS = 60.0
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: if LISA's process dies (even by SIGKILL), the child gets SIGTERM."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.setpgrp()  # own process group: a terminal's Ctrl-C reaches LISA, which then stops children in order
+def die_with_parent(sig: int) -> Callable[[], None]:
+    def prepare() -> None:
+        """Runs in the child before exec (after any change of user, which would clear it): if LISA's process dies
+        (even by SIGKILL), the child gets ``sig``."""
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, sig)
+        os.setpgrp()  # own process group: a terminal's Ctrl-C reaches LISA, which then stops children in order
+
+    return prepare
+
+
+def http_ok(url: str) -> Callable[[subprocess.Popen[bytes]], bool]:
+    """A health check: ``url`` answers 200."""
+
+    def check(_process: subprocess.Popen[bytes]) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    return check
 
 
 @dataclass
 class Child:
     name: str
     argv: list[str]
-    health_url: str
+    healthy: Callable[[subprocess.Popen[bytes]], bool]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None  # run as this system user (PostgreSQL refuses to run as root)
+    stop_signal: int = signal.SIGTERM  # also what it gets when LISA dies
+    restart_delay: float = 0.2
+    max_restarts: int | None = 5
     process: subprocess.Popen[bytes] | None = None
-    restarts: int = 0
+    restarts: int = 0  # in a row: reset once the child has stayed up for STABLE_SECONDS
+    started_at: float = 0.0
+    restart_at: float | None = None  # when a dead child is due to start again
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
 
 
 class Supervisor:
-    def __init__(self, max_restarts: int = 5) -> None:
+    def __init__(self) -> None:
         self.children: list[Child] = []
-        self._max_restarts = max_restarts
         self._stopping = threading.Event()
+        self._lock = threading.Lock()
         self._monitor: threading.Thread | None = None
 
     def _spawn(self, child: Child) -> None:
         child.log_path.parent.mkdir(parents=True, exist_ok=True)
-        out = child.log_path.open("ab")
-        child.process = subprocess.Popen(
-            child.argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **child.env},
-            preexec_fn=_die_with_parent,
-        )
-        out.close()
+        with child.log_path.open("ab") as out:
+            child.process = subprocess.Popen(
+                child.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **child.env},
+                user=child.user,
+                preexec_fn=die_with_parent(child.stop_signal),
+            )
+        child.started_at = time.monotonic()
+        child.restart_at = None
 
     def start(self, child: Child, ready_timeout: float = 180.0) -> None:
         self._spawn(child)
-        self.children.append(child)
+        with self._lock:
+            self.children.append(child)
         self._wait_healthy(child, ready_timeout)
         if self._monitor is None:
             self._monitor = threading.Thread(target=self._watch, name="lisa-supervisor", daemon=True)
@@ -70,36 +109,55 @@ class Supervisor:
             if child.process.poll() is not None:
                 tail = child.log_path.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{child.name} exited with {child.process.returncode} while starting:\n{tail}")
-            try:
-                with urllib.request.urlopen(child.health_url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
+            if child.healthy(child.process):
+                return
             time.sleep(0.25)
         raise RuntimeError(f"{child.name} did not become healthy within {timeout:.0f}s (log: {child.log_path})")
 
     def _watch(self) -> None:
-        while not self._stopping.wait(1.0):
-            for child in self.children:
-                if child.process is None or child.process.poll() is None or self._stopping.is_set():
-                    continue
-                if child.restarts >= self._max_restarts:
-                    continue
-                child.restarts += 1
-                log.warning("%s exited with %s; restarting (%d)", child.name, child.process.returncode, child.restarts)
-                time.sleep(min(2**child.restarts, 30) / 10)
-                if not self._stopping.is_set():
-                    self._spawn(child)
+        # Forked from this thread, restarted children get their parent-death signal when it ends: it lives as long
+        # as the process (a daemon thread), so that is when LISA's process ends.
+        while not self._stopping.wait(0.1):
+            with self._lock:
+                children = list(self.children)
+            for child in children:
+                self._check(child)
+
+    def _check(self, child: Child) -> None:
+        process, now = child.process, time.monotonic()
+        if process is None or self._stopping.is_set():
+            return
+        if child.restart_at is None:
+            if process.poll() is None:
+                if child.restarts and now - child.started_at >= STABLE_SECONDS:
+                    child.restarts = 0
+                return
+            if child.max_restarts is not None and child.restarts >= child.max_restarts:
+                return  # given up: it kept dying
+            delay = min(child.restart_delay * 2**child.restarts, MAX_BACKOFF)
+            child.restarts += 1
+            child.restart_at = now + delay
+            log.warning(
+                "%s exited with %s; restarting in %.1fs (%d)", child.name, process.returncode, delay, child.restarts
+            )
+            return
+        if now >= child.restart_at:
+            try:
+                self._spawn(child)
+            except OSError as exc:
+                log.error("could not restart %s: %s", child.name, exc)
+                child.restart_at = now + min(child.restart_delay * 2**child.restarts, MAX_BACKOFF)
 
     def pids(self) -> list[int]:
         return [c.process.pid for c in self.children if c.process is not None]
 
     def stop_all(self, grace: float = 10.0) -> None:
         self._stopping.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=2)
         for child in reversed(self.children):
             if child.process is not None and child.process.poll() is None:
-                child.process.terminate()
+                child.process.send_signal(child.stop_signal)
         deadline = time.monotonic() + grace
         for child in reversed(self.children):
             if child.process is None:

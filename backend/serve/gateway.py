@@ -15,6 +15,7 @@ import orjson
 
 from backend.auth.authenticator import Authenticator, credential_from_headers
 from backend.auth.principal import Principal, can_access
+from backend.db.outage import as_unavailable
 from backend.errors import (
     BadRequest,
     LisaError,
@@ -106,13 +107,14 @@ class Gateway:
             if method != "POST":
                 raise MethodNotAllowed(f"{path} accepts POST only")
             await self._infer(scope, receive, response, principal, endpoint)
-        except LisaError as exc:
-            if not response.started:
-                await send_error(response, exc)
+        except Exception as exc:  # LisaError, a database outage (503 with the reason), or anything else (500)
+            error = exc if isinstance(exc, LisaError) else as_unavailable(exc)
+            if error is None:
+                await response.fail(f"{method} {path}")
+            elif not response.started:
+                await send_error(response, error)
             else:  # raised after the answer began
-                await response.end_with_error(exc.status_code, exc.message, exc.openai_type)
-        except Exception:
-            await response.fail(f"{method} {path}")
+                await response.end_with_error(error.status_code, error.message, error.openai_type)
 
     async def _principal(self, scope: Scope) -> Principal:
         credential = credential_from_headers(header(scope, b"authorization"), header(scope, b"api-key"))

@@ -1,4 +1,4 @@
-"""/api/models against two databases: the embedded PostgreSQL (Unix socket) and the machine's PostgreSQL (TCP)."""
+"""/api/models against two databases: the embedded PostgreSQL (Unix socket) and a second one over TCP."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""`lisa serve` as a user runs it, in its own data dir: the banner and login link, supervised model servers,
-Ctrl-C and SIGTERM leaving nothing running, a restart reusing the data dir, and what a crash leaves behind."""
+"""`lisa serve` as a user runs it, in its own data dir: the banner and login link, supervised model servers and
+database, Ctrl-C, SIGTERM and SIGKILL leaving nothing running, a restart reusing the data dir, and a PostgreSQL an
+earlier release left running replaced."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import httpx
 import psutil
 import pytest
 
+from backend.runtime.embedded_db import BundledPostgres
 from tests.support import LISA, ROOT, LisaServer, free_port, start_lisa
 
 pytestmark = pytest.mark.slow
@@ -245,27 +247,42 @@ def test_serve_refuses_a_non_loopback_address_without_allow_remote(tmp_path: Pat
 
 
 @pytest.mark.timeout(600)
-def test_killing_lisa_takes_its_model_servers_down(tmp_path: Path, janitor: Janitor) -> None:
+def test_killing_lisa_takes_its_model_servers_and_database_down(tmp_path: Path, janitor: Janitor) -> None:
     server = janitor.start(tmp_path / "data")
     children = assert_running(server)
+    children += postmasters(server.data_dir.resolve() / "pgdata")
     server.proc.popen.kill()  # SIGKILL: no chance to clean up; the children's parent-death signal must do it
     server.proc.popen.wait()
     still_running = wait_gone(children, 15)
     assert not still_running, [" ".join(p.cmdline()) for p in still_running]
-    # The embedded PostgreSQL is a daemon and may outlive a crash; the janitor stops it.
 
 
 @pytest.mark.timeout(600)
-def test_a_restart_after_a_crash_still_stops_postgres_on_exit(tmp_path: Path, janitor: Janitor) -> None:
+def test_a_postgres_left_running_on_the_data_dir_is_replaced_by_a_supervised_one(
+    tmp_path: Path, janitor: Janitor
+) -> None:
+    """What an earlier release (whose PostgreSQL was a pg_ctl daemon) could leave after a crash: LISA stops it and
+    runs its own, a child it supervises and stops on exit."""
     data_dir = tmp_path / "data"
     pgdata = data_dir.resolve() / "pgdata"
-    crashed = janitor.start(data_dir, local_models=False)
-    crashed.proc.popen.kill()
-    crashed.proc.popen.wait()
-    assert postmasters(pgdata), "expected the embedded PostgreSQL to survive a SIGKILL of lisa"
+    first = janitor.start(data_dir, local_models=False)
+    assert first.proc.stop(signal.SIGINT) == 0
+    leftover = BundledPostgres(pgdata)
+    leftover.prepare()
+    stray = leftover.spawn(tmp_path / "leftover.log")
 
-    restarted = janitor.start(data_dir, local_models=False)  # attaches to the PostgreSQL the crash left running
+    restarted = janitor.start(data_dir, local_models=False)
+    assert stray.wait(15) == 0  # a fast shutdown, asked by the new lisa
+    assert [p.ppid() for p in postmasters(pgdata)] == [restarted.proc.popen.pid]
+    # A second `lisa serve` on the same data dir must not take the running one's database away.
+    second = subprocess.run(
+        [LISA, "serve", "--no-local-models", "--port", str(free_port()), "--data-dir", str(data_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert second.returncode != 0 and "another `lisa serve` uses this data directory" in second.stdout + second.stderr
+    assert [p.ppid() for p in postmasters(pgdata)] == [restarted.proc.popen.pid]
+    assert json.loads((data_dir / "runtime.json").read_text())["pid"] == restarted.proc.popen.pid
     with restarted.client() as api:
         assert api.get("/api/models").status_code == 200
     assert restarted.proc.stop(signal.SIGINT) == 0
-    assert not postmasters(pgdata), "after a crash, a clean stop of the next `lisa serve` left PostgreSQL running"
+    assert not postmasters(pgdata), "a clean stop left PostgreSQL running"
