@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     rag_embed_batch: int = Field(default=32, ge=1, le=2048)  # texts per embeddings request
     rag_embed_parallel: int = Field(default=2, ge=1, le=64)  # embeddings requests in flight per job
     rag_documents_parallel: int = Field(default=4, ge=1, le=64)  # documents parsed at once per job
-    rag_worker: bool = True  # run the ingestion/pipeline worker in this process
+    rag_worker: bool = True  # run the worker of ingestion jobs and automatic pipelines in this process
     rag_worker_jobs: int = Field(default=2, ge=1, le=64)  # ingestion jobs at once per process
     rag_heartbeat_seconds: float = Field(default=2.0, gt=0)
     rag_stalled_seconds: float = Field(default=10.0, gt=0)  # a job whose worker was silent this long is resumed

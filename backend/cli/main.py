@@ -73,7 +73,7 @@ def serve(
     from pydantic import ValidationError
 
     from backend.config import get_settings
-    from backend.runtime.serve import run
+    from backend.runtime.launch import run
 
     try:
         settings = get_settings()

@@ -58,8 +58,8 @@ ENDPOINTS: dict[str, ModelType] = {
 }
 
 
-# Every route the gateway answers (it sits outside FastAPI's route table; the authorization matrix reads this).
-ROUTES: list[tuple[str, str]] = [
+# Every path the gateway answers (it sits outside FastAPI's routing; the authorization matrix reads this).
+PATHS: list[tuple[str, str]] = [
     ("GET", "/v1/models"),
     ("GET", "/v1/models/{model_id}"),
     *[("POST", f"/v1/{endpoint}") for endpoint in ENDPOINTS],

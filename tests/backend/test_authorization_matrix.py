@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 
 from backend.config import Settings
 from backend.main import create_api
-from backend.serve.gateway import ROUTES as GATEWAY_ROUTES
+from backend.serve.gateway import PATHS as GATEWAY_PATHS
 from tests.support import LisaServer, Proc
 
 PUBLIC, USER, ADMIN, RAG_ADMIN = "public", "user", "admin", "rag_admin"
@@ -99,7 +99,7 @@ def app_routes() -> set[tuple[str, str]]:
 
     walk(app.routes)
     assert len(found) > 10, "the route walk found almost nothing: has FastAPI's route table changed shape?"
-    return found | set(GATEWAY_ROUTES)
+    return found | set(GATEWAY_PATHS)
 
 
 def test_every_route_has_a_rule() -> None:
