@@ -42,6 +42,7 @@ from backend.serve.asgi import (
     send_error,
 )
 from backend.serve.budget import GENERATING, cap_to_grant, demand, estimate_prompt_tokens
+from backend.serve.internal import PRINCIPAL_SCOPE_KEY
 from backend.serve.litellm_backend import LiteLLMBackend
 from backend.serve.passthrough import Passthrough
 from backend.serve.request_fields import check_fields
@@ -117,6 +118,9 @@ class Gateway:
                 await response.end_with_error(error.status_code, error.message, error.openai_type)
 
     async def _principal(self, scope: Scope) -> Principal:
+        internal: Principal | None = scope.get(PRINCIPAL_SCOPE_KEY)  # a call from inside (backend/serve/internal.py)
+        if internal is not None:
+            return internal
         credential = credential_from_headers(header(scope, b"authorization"), header(scope, b"api-key"))
         return await self.auth.authenticate(credential)
 
