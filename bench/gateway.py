@@ -157,8 +157,8 @@ def run_lisa_paths(
                 check_metering(path_targets, stub, stub_before, res)
             except SKIPPABLE as exc:
                 skip(res, path, exc)
-                continue
-            path_done(res, path, args, started)
+            else:
+                path_done(res, path, args, started)
             started = time.monotonic()
     finally:
         stop_lisa(procs, server, Path(args.work))
