@@ -16,6 +16,7 @@ from backend.api.errors import install_error_handlers
 from backend.api.request_guard import RequestGuard
 from backend.api.routes import (
     audit,
+    configuration,
     documents,
     health,
     limits,
@@ -76,6 +77,7 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     for module in (health, login, oidc_login, models, tokens, usage, limits, audit, repositories, documents, pipelines):
         app.include_router(module.router)
     app.include_router(users.router)
+    app.include_router(configuration.router)
     return app
 
 

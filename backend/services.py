@@ -20,6 +20,9 @@ from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
 from backend.auth.users import UserStore
 from backend.config import Settings
+from backend.configuration.pins import pins_from
+from backend.configuration.service import ConfigurationService
+from backend.configuration.store import ConfigurationStore
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
 from backend.limits.limiter import Limiter
@@ -64,6 +67,7 @@ class Services:
     rag: RagServices
     egress: EgressGuard
     sessions: SessionStore
+    configuration: ConfigurationService
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -109,6 +113,12 @@ class Services:
         limits = LimitStore(engine, on_commit=feed.dispatch)
         feed.subscribe(limits.on_change)
         limiter = Limiter(engine)
+        configuration = ConfigurationService(
+            ConfigurationStore(engine, on_commit=feed.dispatch),
+            pins_from(settings),
+            feed_connected=feed.connected.is_set,
+        )
+        feed.subscribe(configuration.on_change)
         passthrough = Passthrough(settings.upstream_connect_timeout, settings.upstream_read_timeout)
         rag = RagServices.build(settings, database_url, engine, routes, egress, authenticator.principal_for_user)
         gateway = Gateway(
@@ -129,7 +139,7 @@ class Services:
             oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), oauth,
+            rag, egress, SessionStore(engine), configuration, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:

@@ -343,3 +343,19 @@ key_checks = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# --- configuration -----------------------------------------------------------------------------------------------
+# Every write to /api/configuration adds a version; the highest is in force (backend/configuration/store.py).
+configuration_versions = Table(
+    "configuration_versions",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_by", String(256), nullable=False),
+    Column("created_by_token", String(40)),
+    Column("features", JSONB, nullable=False, server_default="{}"),  # stored toggles only: {name: bool}
+    Column("banner", JSONB, nullable=False, server_default="{}"),
+    Column("default_model_id", String(128)),
+    Column("changes", JSONB, nullable=False, server_default="[]"),  # [{field, before, after}] against the previous
+    Column("restored_from", Integer),
+)

@@ -75,6 +75,12 @@ RULES: dict[tuple[str, str], str] = {
     ("PATCH", "/api/repositories/{repository_id}/pipelines/{pipeline_id}"): RAG_ADMIN,
     ("DELETE", "/api/repositories/{repository_id}/pipelines/{pipeline_id}"): RAG_ADMIN,
     ("POST", "/api/repositories/{repository_id}/pipelines/{pipeline_id}/run"): RAG_ADMIN,
+    ("GET", "/api/configuration"): USER,
+    ("PUT", "/api/configuration"): ADMIN,
+    ("PATCH", "/api/configuration"): ADMIN,  # the matrix's empty body changes nothing (no new version)
+    ("GET", "/api/configuration/history"): ADMIN,
+    ("GET", "/api/configuration/history/{version}"): ADMIN,
+    ("POST", "/api/configuration/history/{version}/restore"): ADMIN,
     ("GET", "/v1/models"): USER,
     ("GET", "/v1/models/{model_id}"): USER,
     ("POST", "/v1/chat/completions"): USER,
@@ -154,6 +160,7 @@ def request_for(method: str, path: str) -> tuple[str, dict | None]:
     url = (
         url.replace("{token_id}", "tok_matrixmissing").replace("{scope}", "user").replace("{subject}", "matrix-nobody")
     ).replace("{name}", "swagger-ui.css")
+    url = url.replace("{version}", "999999")  # a configuration version that does not exist
     if path.startswith("/v1/") and method == "POST":
         field = GATEWAY_BODIES[path.removeprefix("/v1/")]
         return url, {"model": RESTRICTED, field: [{"role": "user", "content": "x"}] if field == "messages" else "x"}
