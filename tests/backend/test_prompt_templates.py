@@ -4,6 +4,7 @@ team-b), revisions and rollback, {{variable}} placeholders, bad inputs, and othe
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -266,3 +267,17 @@ def test_bad_list_parameters(users: dict[str, httpx.Client]) -> None:
     assert bob.get(PT, params={"q": "x" * 201}).status_code == 422
     assert bob.get(PT, params={"cursor": "not a cursor!"}).status_code == 400
     assert bob.get(f"{PT}/pt-0/revisions").status_code == 404
+
+
+def test_concurrent_updates_each_get_their_own_revision(users: dict[str, httpx.Client]) -> None:
+    """Updates of one template are serialised on its row: numbers neither collide (a 500) nor skip."""
+    alice = users["alice"]
+    url = f"{PT}/{make(alice, title='busy')['id']}"
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: alice.patch(url, json={"body": f"edit {i}"}), range(12)))
+    assert sorted(resp.status_code for resp in answers) == [200] * 12
+    assert sorted(resp.json()["revision"] for resp in answers) == list(range(2, 14))
+    history = alice.get(f"{url}/revisions").json()["data"]
+    assert [r["revision"] for r in history] == list(range(13, 0, -1))
+    final = alice.get(url).json()
+    assert final["revision"] == 13 and final["body"] == history[0]["body"]
