@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.assistants.service import AssistantService
 from backend.auth.authenticator import Authenticator
 from backend.auth.oidc import OIDCVerifier, oauth_client
 from backend.auth.roles import Roles
@@ -28,6 +29,7 @@ from backend.db.engine import asyncpg_dsn, create_engine
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
 from backend.net.egress import EgressGuard
+from backend.prompts.service import PromptTemplateService
 from backend.rag.chat import ChatRag
 from backend.rag.documents import DocumentService
 from backend.rag.embedder import Embedder
@@ -68,6 +70,8 @@ class Services:
     egress: EgressGuard
     sessions: SessionStore
     configuration: ConfigurationService
+    prompts: PromptTemplateService  # the prompt library; ``render`` fills a template for the chat endpoint
+    assistants: AssistantService  # assistant stacks; ``resolve`` gives a chat session what it takes from one
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -137,9 +141,11 @@ class Services:
         if settings.oidc_enabled:
             secret = settings.oidc_client_secret.get_secret_value()
             oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
+        prompts = PromptTemplateService(engine)
+        assistants = AssistantService(engine, prompts, registry, rag.repositories)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), configuration, oauth,
+            rag, egress, SessionStore(engine), configuration, prompts, assistants, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:

@@ -81,6 +81,19 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/configuration/history"): ADMIN,
     ("GET", "/api/configuration/history/{version}"): ADMIN,
     ("POST", "/api/configuration/history/{version}/restore"): ADMIN,
+    ("GET", "/api/prompt-templates"): USER,
+    ("POST", "/api/prompt-templates"): USER,
+    ("GET", "/api/prompt-templates/{template_id}"): USER,
+    ("PATCH", "/api/prompt-templates/{template_id}"): USER,  # the owner's only (403 for others who see it)
+    ("DELETE", "/api/prompt-templates/{template_id}"): USER,  # the owner's, or an admin's
+    ("GET", "/api/prompt-templates/{template_id}/revisions"): USER,
+    ("POST", "/api/prompt-templates/{template_id}/revisions/{revision}/restore"): USER,
+    ("POST", "/api/prompt-templates/{template_id}/render"): USER,
+    ("GET", "/api/assistants"): USER,
+    ("POST", "/api/assistants"): ADMIN,
+    ("GET", "/api/assistants/{assistant_id}"): USER,
+    ("PATCH", "/api/assistants/{assistant_id}"): ADMIN,
+    ("DELETE", "/api/assistants/{assistant_id}"): ADMIN,
     ("GET", "/v1/models"): USER,
     ("GET", "/v1/models/{model_id}"): USER,
     ("POST", "/v1/chat/completions"): USER,
@@ -155,6 +168,7 @@ def callers(admin: httpx.Client, lisa: LisaServer, faulty_upstream: Proc) -> Ite
 def request_for(method: str, path: str) -> tuple[str, dict | None]:
     target = RESTRICTED if method == "GET" else "matrix-missing"  # writes aim at nothing, so nothing changes
     url = path.replace("{model_id}", target).replace("{repository_id}", target)
+    url = url.replace("{template_id}", "pt-0").replace("{assistant_id}", "asst-missing").replace("{revision}", "1")
     for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}"):
         url = url.replace(name, "default" if name == "{collection_id}" else "matrix-missing")
     url = (

@@ -201,6 +201,35 @@ def test_toggles_are_enforced_by_the_backend(admin: httpx.Client, user: httpx.Cl
     admin.delete(f"/api/repositories/{REPO}")
 
 
+def test_the_prompt_library_toggles_are_enforced(admin: httpx.Client, user: httpx.Client) -> None:
+    body = {"kind": "persona", "title": "toggle persona", "body": "You are terse."}
+    _toggle_test(
+        admin,
+        "edit_prompt_template",
+        lambda: user.post("/api/prompt-templates", json=body),
+        201,
+        lambda: admin.post("/api/prompt-templates", json=body),
+    )
+    own = user.post("/api/prompt-templates", json=body).json()["id"]
+    set_feature(admin, "edit_prompt_template", False)
+    edit = user.patch(f"/api/prompt-templates/{own}", json={"body": "changed"})
+    assert edit.status_code == 403 and "edit_prompt_template" in edit.json()["detail"]
+    assert user.delete(f"/api/prompt-templates/{own}").status_code == 403
+    set_feature(admin, "edit_prompt_template", None)
+    _toggle_test(
+        admin,
+        "show_prompt_template_library",
+        lambda: user.get("/api/prompt-templates"),
+        200,
+        lambda: admin.get("/api/prompt-templates"),
+    )
+    set_feature(admin, "show_prompt_template_library", False)
+    assert user.get(f"/api/prompt-templates/{own}").status_code == 403
+    set_feature(admin, "show_prompt_template_library", None)
+    assert user.get(f"/api/prompt-templates/{own}").json()["body"] == "You are terse."  # nothing was changed
+    assert user.delete(f"/api/prompt-templates/{own}").status_code == 204
+
+
 def test_a_second_backend_process_sees_a_change_without_restart(
     admin: httpx.Client, lisa_peer: LisaServer, user: httpx.Client
 ) -> None:
