@@ -20,6 +20,7 @@ from backend.api.routes import (
     health,
     limits,
     login,
+    mcp,
     models,
     oidc_login,
     pipelines,
@@ -76,6 +77,7 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     for module in (health, login, oidc_login, models, tokens, usage, limits, audit, repositories, documents, pipelines):
         app.include_router(module.router)
     app.include_router(users.router)
+    app.include_router(mcp.router)
     return app
 
 

@@ -24,6 +24,9 @@ from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
+from backend.mcp.hosted import HostedServers
+from backend.mcp.service import McpService
+from backend.mcp.store import McpServerStore
 from backend.net.egress import EgressGuard
 from backend.rag.chat import ChatRag
 from backend.rag.documents import DocumentService
@@ -64,6 +67,7 @@ class Services:
     rag: RagServices
     egress: EgressGuard
     sessions: SessionStore
+    mcp: McpService
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -123,13 +127,23 @@ class Services:
             default_max_tokens=settings.limit_default_max_tokens,
             rag=rag.chat,
         )
+        mcp = McpService(
+            McpServerStore(engine, SecretBox(settings.encryption_key.get_secret_value()), on_commit=feed.dispatch),
+            egress,
+            HostedServers(settings.data_dir.resolve(), settings.mcp_connect_timeout),
+            connect_timeout=settings.mcp_connect_timeout,
+            call_timeout=settings.mcp_call_timeout,
+            cache_seconds=settings.mcp_tools_cache_seconds,
+            max_output_chars=settings.mcp_max_output_chars,
+        )
+        feed.subscribe(mcp.on_change)
         oauth = None
         if settings.oidc_enabled:
             secret = settings.oidc_client_secret.get_secret_value()
             oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), oauth,
+            rag, egress, SessionStore(engine), mcp, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -144,6 +158,7 @@ class Services:
             await self.passthrough.start(self.egress)
             stack.push_async_callback(self.rag.stop)
             await self.rag.start()
+            stack.push_async_callback(self.mcp.stop)  # the hosted (stdio) MCP servers' processes
             # Started last, so stopped first: its final write (or, with the database away, its spill to disk)
             # waits on no slower stop.
             stack.push_async_callback(self.meter.stop)
