@@ -15,7 +15,7 @@ import httpx2
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import PaginatedRequestParams
+from mcp_types import CONNECTION_CLOSED, PaginatedRequestParams
 
 from backend.mcp.schemas import ToolResult
 from backend.mcp.store import ServerConfig
@@ -46,6 +46,8 @@ def describe(exc: BaseException, status: int | None = None) -> str:
     if isinstance(first, TimeoutError):
         return "no answer in time"
     if isinstance(first, MCPError):
+        if first.code == CONNECTION_CLOSED:
+            return "the connection to the server closed (a stdio server's process ended?)"
         return f"the server answered with an error: {first.message}"
     if isinstance(first, httpx2.ConnectError | ConnectionError):
         return f"cannot connect: {first}" if str(first) else "cannot connect"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,9 @@ log = logging.getLogger(__name__)
 Item = SessionMessage | Exception
 
 
-async def _pump(source: Any, sink: MemoryObjectSendStream[Item], ended: asyncio.Event) -> None:
-    """Passes the server's messages on; when its stdout ends (the process died), says so."""
+async def _pump(source: Any, sink: MemoryObjectSendStream[Item], on_end: Callable[[], None]) -> None:
+    """Passes the server's messages on; when its stdout ends (the process died), says so at once (before the calls
+    in flight learn it, so that none of them is handed the ended session again)."""
     try:
         async with sink:
             async for item in source:
@@ -47,7 +49,7 @@ async def _pump(source: Any, sink: MemoryObjectSendStream[Item], ended: asyncio.
     except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream):
         pass
     finally:
-        ended.set()
+        on_end()
 
 
 async def _first(*events: asyncio.Event) -> None:
@@ -78,6 +80,7 @@ class HostedServer:
         self._session: ClientSession | None = None
         self._ready = asyncio.Event()
         self._failed = asyncio.Event()  # the latest start failed (cleared when the next one begins)
+        self._served = False  # the latest start succeeded (its end is then a death, not a failed start)
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"lisa-mcp-{config.id}")
 
@@ -105,11 +108,13 @@ class HostedServer:
         while not self._stop.is_set():
             self._failed.clear()
             began = asyncio.get_running_loop().time()
+            self._served = False
             try:
                 await self._serve_once()
             except Exception as exc:
                 self.last_error = describe(exc)
-                self._failed.set()
+                if not self._served:  # a start that failed: callers waiting for it are told at once
+                    self._failed.set()
                 log.warning("MCP server %s (%s): %s", self.name, self.id, self.last_error)
             finally:
                 self._session = None
@@ -134,18 +139,26 @@ class HostedServer:
         await asyncio.to_thread(self._log_path.parent.mkdir, parents=True, exist_ok=True)
         errlog = await asyncio.to_thread(self._log_path.open, "a")
         ended = asyncio.Event()
+
+        def on_end() -> None:
+            self._session = None
+            self._ready.clear()
+            ended.set()
+
         try:
             async with stdio_client(self._params, errlog=errlog) as (read, write):
                 send: MemoryObjectSendStream[Item]
                 receive: MemoryObjectReceiveStream[Item]
                 send, receive = anyio.create_memory_object_stream[Item](0)
                 async with anyio.create_task_group() as pumps:
-                    pumps.start_soon(_pump, read, send, ended)
+                    pumps.start_soon(_pump, read, send, on_end)
                     async with ClientSession(receive, write) as session:
                         with anyio.fail_after(self._start_timeout):
                             await session.initialize()
-                        self._session, self.state = session, "running"
-                        self.started_at, self.last_error = datetime.now(UTC), None
+                        if ended.is_set():
+                            raise ServerFailure("the process ended as it started")
+                        self._session, self.state, self._served = session, "running", True
+                        self.started_at = datetime.now(UTC)  # last_error stays: why it last ended or failed
                         self._ready.set()
                         await _first(ended, self._stop)
                         self._session = None

@@ -147,7 +147,7 @@ class ProcessStatus(BaseModel):
     state: str = Field(description="starting, running, restarting or stopped.")
     restarts: int = Field(description="How often it was started again after it ended.")
     started_at: datetime | None
-    last_error: str | None
+    last_error: str | None = Field(description="Why it last ended or failed to start (kept once it runs again).")
 
 
 class McpServerPublic(BaseModel):
@@ -214,6 +214,9 @@ class ToolCall(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     arguments: dict[str, Any] = Field(default_factory=dict, description="The tool's arguments (its input_schema).")
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, le=3600, description="A shorter time limit than the server's (LISA_MCP_CALL_TIMEOUT)."
+    )
 
 
 class ToolResultPublic(BaseModel):

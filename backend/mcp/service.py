@@ -348,13 +348,23 @@ class McpService:
         return await self._call(row, tool_name, arguments, timeout or self.call_timeout)
 
     async def call_tool_by_hand(
-        self, principal: Principal, server_id: str, tool_name: str, arguments: dict[str, Any], include_personal: bool
+        self,
+        principal: Principal,
+        server_id: str,
+        tool_name: str,
+        arguments: dict[str, Any],
+        *,
+        include_personal: bool,
+        timeout: float | None = None,  # noqa: ASYNC109 - at most mcp_call_timeout
     ) -> ToolResult:
         """A tool called from the API to try it: by admins (global servers) or owners (their personal servers)."""
         row = await self._visible_row(server_id, principal)
         if row["owner"] is None and not principal.is_admin:
             raise Forbidden("trying a global MCP server's tools needs the admin group")
-        return await self.call_tool(principal, server_id, tool_name, arguments, include_personal=include_personal)
+        limit = min(timeout or self.call_timeout, self.call_timeout)
+        return await self.call_tool(
+            principal, server_id, tool_name, arguments, include_personal=include_personal, timeout=limit
+        )
 
     async def _call(self, row: RowMapping, tool_name: str, arguments: dict[str, Any], timeout: float) -> ToolResult:  # noqa: ASYNC109
         name = row["name"]

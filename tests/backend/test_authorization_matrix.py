@@ -75,6 +75,14 @@ RULES: dict[tuple[str, str], str] = {
     ("PATCH", "/api/repositories/{repository_id}/pipelines/{pipeline_id}"): RAG_ADMIN,
     ("DELETE", "/api/repositories/{repository_id}/pipelines/{pipeline_id}"): RAG_ADMIN,
     ("POST", "/api/repositories/{repository_id}/pipelines/{pipeline_id}/run"): RAG_ADMIN,
+    ("GET", "/api/mcp/servers"): USER,
+    ("POST", "/api/mcp/servers"): USER,  # personal servers; global and stdio ones need the admin group (403)
+    ("GET", "/api/mcp/servers/{server_id}"): USER,
+    ("PATCH", "/api/mcp/servers/{server_id}"): USER,  # one's own; global servers: admins
+    ("DELETE", "/api/mcp/servers/{server_id}"): USER,
+    ("GET", "/api/mcp/servers/{server_id}/tools"): USER,
+    ("POST", "/api/mcp/servers/{server_id}/tools/{tool_name}/call"): USER,
+    ("GET", "/api/mcp/tools"): USER,
     ("GET", "/v1/models"): USER,
     ("GET", "/v1/models/{model_id}"): USER,
     ("POST", "/v1/chat/completions"): USER,
@@ -151,6 +159,7 @@ def request_for(method: str, path: str) -> tuple[str, dict | None]:
     url = path.replace("{model_id}", target).replace("{repository_id}", target)
     for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}"):
         url = url.replace(name, "default" if name == "{collection_id}" else "matrix-missing")
+    url = url.replace("{server_id}", "mcp_matrixmissing").replace("{tool_name}", "add")
     url = (
         url.replace("{token_id}", "tok_matrixmissing").replace("{scope}", "user").replace("{subject}", "matrix-nobody")
     ).replace("{name}", "swagger-ui.css")

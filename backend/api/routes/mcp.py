@@ -85,7 +85,9 @@ async def call_tool(
 ) -> ToolResultPublic:
     """Try a tool by hand: admins on global servers, owners on their personal servers."""
     personal = await _personal_servers_allowed(services, user)
-    result = await services.mcp.call_tool_by_hand(user, server_id, tool_name, body.arguments, personal)
+    result = await services.mcp.call_tool_by_hand(
+        user, server_id, tool_name, body.arguments, include_personal=personal, timeout=body.timeout_seconds
+    )
     return ToolResultPublic.model_validate(asdict(result))
 
 
