@@ -71,8 +71,8 @@ def _check_headers(value: dict[str, Any] | None) -> dict[str, Any] | None:
         raise ValueError("a header name is given twice (names are case-insensitive)")
     for name, secret in value.items():
         text = secret.get_secret_value()
-        if any(c in text for c in "\r\n") or len(text) > 8192:
-            raise ValueError(f"header {name!r}: a value must be one line of at most 8192 characters")
+        if len(text) > 8192 or not all(" " <= c <= "~" or c == "\t" for c in text):
+            raise ValueError(f"header {name!r}: a value must be one line of printable ASCII, at most 8192 characters")
     return value
 
 
@@ -208,6 +208,7 @@ class McpServerTool(McpTool):
 
 class McpServerToolList(BaseModel):
     tools: list[McpServerTool]
+    error: str | None = Field(description="Why the server's tools could not be listed (then tools is empty).")
 
 
 class ToolCall(BaseModel):

@@ -304,12 +304,13 @@ class McpService:
         self._check_manage(principal, row)
         outcome = await self._server_tools(row)
         if isinstance(outcome, str):
-            raise UpstreamError(f"MCP server '{row['name']}': {outcome}")
+            return McpServerToolList(tools=[], error=outcome)
         return McpServerToolList(
             tools=[
                 McpServerTool.model_validate({**self._tool(row, t), "allowed": self._allowed(row, t["name"])})
                 for t in outcome
-            ]
+            ],
+            error=None,
         )
 
     async def openai_tools(

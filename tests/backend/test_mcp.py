@@ -181,6 +181,11 @@ def test_only_admins_register_global_or_stdio_servers(users: dict[str, httpx.Cli
             "one line",
         ),
         (
+            {"transport": "streamable_http", "url": "http://127.0.0.1:1/mcp", "headers": {"A": "clé"}},
+            422,
+            "printable ASCII",
+        ),
+        (
             {"transport": "streamable_http", "url": "http://127.0.0.1:1/mcp", "headers": {"bad name": "x"}},
             422,
             "headers",
@@ -370,8 +375,9 @@ def test_the_per_tool_allow_list_is_honoured(
     assert tools_of(users["alice"], server["id"]) == {"add", "echo"}
     assert call(admin, server["id"], "add", a=1, b=2).json()["text"] == "3"
     assert call(admin, server["id"], "fail").status_code == 404
-    every = admin.get(f"/api/mcp/servers/{server['id']}/tools").json()["tools"]
-    assert {t["name"]: t["allowed"] for t in every}["fail"] is False and len(every) == 7
+    listing = admin.get(f"/api/mcp/servers/{server['id']}/tools").json()
+    every = listing["tools"]
+    assert {t["name"]: t["allowed"] for t in every}["fail"] is False and len(every) == 7 and listing["error"] is None
     widened = admin.patch(f"/api/mcp/servers/{server['id']}", json={"tools_allowed": None})
     assert widened.json()["tools_allowed"] is None and len(tools_of(users["alice"], server["id"]) or ()) == 7
 
@@ -392,6 +398,8 @@ def test_a_dead_http_server_is_reported_in_errors(
     assert any(t["server_id"] == http_global["id"] for t in body["tools"])  # the others still answer
     assert time.monotonic() - started < 10
     assert call(admin, dead["id"], "add", a=1, b=2).status_code == 502
+    listing = admin.get(f"/api/mcp/servers/{dead['id']}/tools").json()
+    assert listing["tools"] == [] and "connect" in listing["error"]
 
 
 def test_a_wrong_header_is_reported_with_the_status(

@@ -67,7 +67,10 @@ def test_a_result_within_the_limit_is_kept_whole() -> None:
     image = types.ImageContent(data="aGVsbG8=", mime_type="image/png")
     kept = tool_result(result(types.TextContent(text="one"), image, structured={"a": 1}), 1000)
     assert kept.text == "one\n[image (image/png)]" and not kept.truncated and not kept.is_error
-    assert kept.content == [{"type": "text", "text": "one"}, {"type": "image", "data": "aGVsbG8=", "mimeType": "image/png"}]
+    assert kept.content == [
+        {"type": "text", "text": "one"},
+        {"type": "image", "data": "aGVsbG8=", "mimeType": "image/png"},
+    ]
     assert kept.structured_content == {"a": 1}
 
 

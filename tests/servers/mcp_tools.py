@@ -4,6 +4,7 @@ Run over stdio (what a hosted MCP server of LISA runs): ``python -m tests.server
 Run over streamable HTTP: ``python -m tests.servers.mcp_tools --transport http --host 127.0.0.1 --port N``; the MCP
 endpoint is ``/mcp`` and ``GET /health`` answers 200. With ``--require-header NAME=VALUE`` every MCP request must
 carry that header (401 otherwise), so a test can tell that the headers LISA keeps sealed do reach the server.
+``--tools add,echo`` keeps only the tools named (the contract run's server offers no crash and no slow tool).
 
 Tools: ``add(a, b)``, ``echo(text)``, ``fail(message)`` (fails with that message), ``slow(seconds)`` (sleeps, then answers),
 ``big(chars)`` (a long answer), ``env(name)`` (whether an environment variable is set, and its length — never its
@@ -90,7 +91,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--require-header", default=None, help="NAME=VALUE every MCP request must carry")
+    parser.add_argument("--tools", default=None, help="comma-separated: offer only these tools")
     args = parser.parse_args()
+    if args.tools:
+        keep = set(args.tools.split(","))
+        for name in ("add", "echo", "fail", "slow", "big", "env", "crash"):
+            if name not in keep:
+                server.remove_tool(name)
     if args.transport == "stdio":
         server.run("stdio")
         return

@@ -73,9 +73,10 @@ async def delete_server(server_id: str, user: CurrentUser, services: ServicesDep
     await services.mcp.delete(server_id, user)
 
 
-@router.get("/servers/{server_id}/tools", responses=errors(404, 502))
+@router.get("/servers/{server_id}/tools", responses=errors(404))
 async def list_server_tools(server_id: str, user: CurrentUser, services: ServicesDep) -> McpServerToolList:
-    """All of a server's tools, each marked whether its allow list lets users use it (admins; owners their own)."""
+    """All of a server's tools, each marked whether its allow list lets users use it (admins; owners their own);
+    a server that cannot be reached answers with ``error`` saying why."""
     return await services.mcp.server_tools(server_id, user)
 
 
