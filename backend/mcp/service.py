@@ -1,10 +1,6 @@
-"""MCP servers and their tools, for the API and the chat's tool loop.
+"""MCP servers and their tools, for the API and the chat's tool loop (``services.mcp``).
 
-Registrations: admins register global servers (streamable HTTP, or a stdio command LISA runs: backend/mcp/hosted.py);
-anyone may register personal streamable HTTP servers, which only they see and use. Who sees what is in
-backend/mcp/store.py (``visible``, ``usable``); who may change a registration: admins, and owners their own.
-
-Tools: ``list_tools`` connects to every server the caller may use (at once, each with a time limit), reuses a
+Registrations are ``servers`` (backend/mcp/registrations.py). Tools: ``list_tools`` connects to every server the caller may use (at once, each with a time limit), reuses a
 server's tool list for ``mcp_tools_cache_seconds``, and reports a server that fails in ``errors`` instead of failing
 the whole list. ``call_tool`` checks access again (the server usable by the caller, enabled, the tool allowed and
 offered by the server), then calls it with a time limit and bounds what it returns. ``openai_tools`` turns the tools
@@ -26,51 +22,27 @@ from mcp_types import CONNECTION_CLOSED
 from sqlalchemy.engine import RowMapping
 
 from backend.auth.principal import Principal
-from backend.errors import BadRequest, Conflict, Forbidden, NotFound, UpstreamError, UpstreamTimeout
+from backend.errors import Conflict, Forbidden, NotFound, UpstreamError, UpstreamTimeout
 from backend.mcp import store as rules
 from backend.mcp.client import StatusRecorder, describe, http_session, leaves, list_all_tools, tool_result
 from backend.mcp.hosted import HostedServers
+from backend.mcp.registrations import McpRegistrations
 from backend.mcp.schemas import (
-    McpServerCreate,
     McpServerError,
-    McpServerPage,
-    McpServerPublic,
     McpServerTool,
     McpServerToolList,
-    McpServerUpdate,
     McpTool,
     McpToolList,
-    Scope,
     ToolRef,
     ToolResult,
     Transport,
 )
-from backend.mcp.store import McpServerStore, new_id
+from backend.mcp.store import McpServerStore
 from backend.mcp.tool_names import openai_tools
 from backend.net.egress import EgressGuard
-from backend.paging import PageParams
 
 log = logging.getLogger(__name__)
 FAILURE_CACHE_SECONDS = 5.0  # a failing server is asked again this soon at the latest
-STDIO_FIELDS = ("command", "args", "env")
-
-
-def _check_shape(values: dict[str, Any]) -> None:
-    """The fields a transport needs and the ones it cannot have; a personal server has no groups (400)."""
-    if values["transport"] == Transport.streamable_http:
-        if not values.get("url"):
-            raise BadRequest("a streamable_http MCP server needs url (its MCP endpoint, e.g. https://host/mcp)")
-        given = [f for f in ("command", "args", "env_names") if values.get(f)]
-        if given:
-            raise BadRequest(f"a streamable_http MCP server takes no {', '.join(given).replace('env_names', 'env')}")
-    else:
-        if not values.get("command"):
-            raise BadRequest("a stdio MCP server needs command (the executable LISA runs)")
-        given = [f for f in ("url", "header_names") if values.get(f)]
-        if given:
-            raise BadRequest(f"a stdio MCP server takes no {', '.join(given).replace('header_names', 'headers')}")
-    if values.get("owner") is not None and values.get("allowed_groups"):
-        raise BadRequest("a personal MCP server is only its owner's: allowed_groups applies to global servers")
 
 
 class McpService:
@@ -88,6 +60,7 @@ class McpService:
         self.store = store
         self.egress = egress
         self.hosted = hosted
+        self.servers = McpRegistrations(store, egress, hosted)  # registering, seeing, changing, deleting servers
         self.connect_timeout = connect_timeout
         self.call_timeout = call_timeout
         self.cache_seconds = cache_seconds
@@ -123,123 +96,6 @@ class McpService:
         for task in list(self._background):
             task.cancel()
         await self.hosted.stop()
-
-    # --- registrations ---------------------------------------------------------------------------------------------
-    def _public(self, row: RowMapping, principal: Principal) -> McpServerPublic:
-        admin = principal.is_admin
-        stdio = row["transport"] == Transport.stdio
-        return McpServerPublic.model_validate(
-            {
-                **row,
-                "scope": Scope.global_ if row["owner"] is None else Scope.personal,
-                "has_headers": row["headers_encrypted"] is not None,
-                "has_env": row["env_encrypted"] is not None,
-                "command": row["command"] if admin else None,
-                "args": list(row["args"]) if admin and stdio else None,
-                "process": self.hosted.status(row["id"]) if admin and stdio else None,
-            }
-        )
-
-    async def _visible_row(self, server_id: str, principal: Principal) -> RowMapping:
-        row = await self.store.get(server_id)
-        if row is None or not rules.visible(principal, row):
-            raise NotFound(f"MCP server '{server_id}' not found")
-        return row
-
-    @staticmethod
-    def _check_manage(principal: Principal, row: RowMapping) -> None:
-        if not rules.visible(principal, row):
-            raise NotFound(f"MCP server '{row['id']}' not found")
-        if not principal.is_admin and row["owner"] != principal.username:
-            raise Forbidden("changing a global MCP server needs the admin group")
-
-    async def _check_url(self, name: str, url: object) -> None:
-        if url is not None:
-            await self.egress.check_url(str(url), f"MCP server '{name}': url")
-
-    def _secret_values(self, body: McpServerCreate | McpServerUpdate) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        if "headers" in body.model_fields_set:
-            headers = {k: v.get_secret_value() for k, v in (body.headers or {}).items()}
-            values["headers_encrypted"], values["header_names"] = self.store.seal(headers)
-        if "env" in body.model_fields_set:
-            env = {k: v.get_secret_value() for k, v in (body.env or {}).items()}
-            values["env_encrypted"], values["env_names"] = self.store.seal(env)
-        return values
-
-    @staticmethod
-    def _plain_values(body: McpServerCreate | McpServerUpdate) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for key in ("name", "description", "url", "command", "args", "allowed_groups", "enabled", "tools_allowed"):
-            if key not in body.model_fields_set:
-                continue
-            value = getattr(body, key)
-            if key == "url" and value is not None:
-                value = str(value)
-            elif key == "allowed_groups":
-                value = sorted(set(value or []))
-            elif key == "args":
-                value = list(value or [])
-            elif key == "tools_allowed":
-                value = sorted(set(value)) if value else None
-            elif key == "description":
-                value = value or ""
-            elif key in ("name", "enabled") and value is None:
-                raise BadRequest(f"{key} cannot be null")
-            values[key] = value
-        return values
-
-    async def create(self, body: McpServerCreate, principal: Principal) -> McpServerPublic:
-        if body.scope == Scope.global_ and not principal.is_admin:
-            raise Forbidden("registering a global MCP server needs the admin group")
-        if body.transport == Transport.stdio and not principal.is_admin:
-            raise Forbidden("a stdio MCP server runs a command on the LISA server: admins only")
-        values = {
-            "id": new_id(),
-            "description": "",
-            "args": [],
-            "allowed_groups": [],
-            "enabled": True,
-            "tools_allowed": None,
-            **self._plain_values(body),
-            **self._secret_values(body),
-            "transport": body.transport.value,
-            "owner": principal.username if body.scope == Scope.personal else None,
-            "created_by": principal.username,
-        }
-        _check_shape(values)
-        await self._check_url(body.name, values.get("url"))
-        return self._public(await self.store.insert(values, principal), principal)
-
-    async def get(self, server_id: str, principal: Principal) -> McpServerPublic:
-        return self._public(await self._visible_row(server_id, principal), principal)
-
-    async def page(self, principal: Principal, params: PageParams, all_users: bool = False) -> McpServerPage:
-        if all_users and not principal.is_admin:
-            raise Forbidden("listing every user's MCP servers needs the admin group")
-        rows, next_cursor = await self.store.page(rules.visible_filter(principal, all_users), params)
-        return McpServerPage(data=[self._public(r, principal) for r in rows], next_cursor=next_cursor)
-
-    async def update(self, server_id: str, body: McpServerUpdate, principal: Principal) -> McpServerPublic:
-        if not principal.is_admin and any(f in body.model_fields_set for f in STDIO_FIELDS):
-            raise Forbidden("a stdio MCP server runs a command on the LISA server: admins only")
-        plain, sealed = self._plain_values(body), self._secret_values(body)
-        await self._check_url(server_id, plain.get("url"))
-
-        def changes(current: RowMapping) -> dict[str, Any]:
-            self._check_manage(principal, current)
-            _check_shape({**current, **plain, **sealed})
-            return {**plain, **sealed}
-
-        return self._public(await self.store.update(server_id, changes, principal), principal)
-
-    async def delete(self, server_id: str, principal: Principal) -> None:
-        row = await self.store.get(server_id)
-        if row is None:
-            raise NotFound(f"MCP server '{server_id}' not found")
-        self._check_manage(principal, row)
-        await self.store.delete(server_id, principal)
-        await self.hosted.retire(server_id)
 
     # --- connections -----------------------------------------------------------------------------------------------
     @asynccontextmanager
@@ -300,8 +156,8 @@ class McpService:
 
     async def server_tools(self, server_id: str, principal: Principal) -> McpServerToolList:
         """All of one server's tools, each marked allowed or not: for whoever manages it (to set the allow list)."""
-        row = await self._visible_row(server_id, principal)
-        self._check_manage(principal, row)
+        row = await self.servers.visible_row(server_id, principal)
+        self.servers.check_manage(principal, row)
         outcome = await self._server_tools(row)
         if isinstance(outcome, str):
             return McpServerToolList(tools=[], error=outcome)
@@ -339,7 +195,7 @@ class McpService:
         """Calls a tool the principal may use. 404: no such server or tool for this caller (or not allowed); 409:
         the server is disabled; 502/504: it failed or did not answer in time. A failure the tool itself reports is
         a result with ``is_error`` (so a model can read it)."""
-        row = await self._visible_row(server_id, principal)
+        row = await self.servers.visible_row(server_id, principal)
         if row["owner"] is not None and row["owner"] != principal.username:
             raise NotFound(f"MCP server '{server_id}' not found")  # an admin sees it, but it is not theirs to use
         if row["owner"] is not None and not include_personal:
@@ -359,7 +215,7 @@ class McpService:
         timeout: float | None = None,  # noqa: ASYNC109 - at most mcp_call_timeout
     ) -> ToolResult:
         """A tool called from the API to try it: by admins (global servers) or owners (their personal servers)."""
-        row = await self._visible_row(server_id, principal)
+        row = await self.servers.visible_row(server_id, principal)
         if row["owner"] is None and not principal.is_admin:
             raise Forbidden("trying a global MCP server's tools needs the admin group")
         limit = min(timeout or self.call_timeout, self.call_timeout)

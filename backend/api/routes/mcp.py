@@ -46,31 +46,31 @@ async def list_servers(
     page: Paging,
     all_users: Annotated[bool, Query(description="Admins: every user's personal servers too.")] = False,
 ) -> McpServerPage:
-    return await services.mcp.page(user, page, all_users)
+    return await services.mcp.servers.page(user, page, all_users)
 
 
 @router.post("/servers", status_code=status.HTTP_201_CREATED, responses=errors(400))
 async def create_server(body: McpServerCreate, user: CurrentUser, services: ServicesDep) -> McpServerPublic:
     if body.scope == Scope.personal and not await _personal_servers_allowed(services, user):
         raise Forbidden(PERSONAL_OFF)
-    return await services.mcp.create(body, user)
+    return await services.mcp.servers.create(body, user)
 
 
 @router.get("/servers/{server_id}", responses=errors(404))
 async def get_server(server_id: str, user: CurrentUser, services: ServicesDep) -> McpServerPublic:
-    return await services.mcp.get(server_id, user)
+    return await services.mcp.servers.get(server_id, user)
 
 
 @router.patch("/servers/{server_id}", responses=errors(400, 404))
 async def update_server(
     server_id: str, body: McpServerUpdate, user: CurrentUser, services: ServicesDep
 ) -> McpServerPublic:
-    return await services.mcp.update(server_id, body, user)
+    return await services.mcp.servers.update(server_id, body, user)
 
 
 @router.delete("/servers/{server_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404))
 async def delete_server(server_id: str, user: CurrentUser, services: ServicesDep) -> None:
-    await services.mcp.delete(server_id, user)
+    await services.mcp.servers.delete(server_id, user)
 
 
 @router.get("/servers/{server_id}/tools", responses=errors(404))
