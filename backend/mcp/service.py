@@ -38,7 +38,7 @@ from backend.mcp.schemas import (
     Transport,
 )
 from backend.mcp.store import McpServerStore
-from backend.mcp.tool_names import openai_tools
+from backend.mcp.tool_names import openai_tools, select
 from backend.net.egress import EgressGuard
 
 log = logging.getLogger(__name__)
@@ -176,11 +176,7 @@ class McpService:
         entry a server id (all its tools) or ``<server id>/<tool name>``; entries that match nothing are skipped.
         Returns the definitions and the lookup from function name to (server id, tool)."""
         listing = await self.list_tools(principal, include_personal)
-        tools = listing.tools
-        if selected is not None:
-            wanted = set(selected)
-            tools = [t for t in tools if t.server_id in wanted or f"{t.server_id}/{t.name}" in wanted]
-        return openai_tools(tools)
+        return openai_tools(select(listing.tools, selected))
 
     async def call_tool(
         self,

@@ -48,6 +48,15 @@ def parameters(schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def select(tools: Iterable[McpTool], selected: Iterable[str] | None) -> list[McpTool]:
+    """The tools ``selected`` names: each entry a server id (all its tools) or ``<server id>/<tool name>``; None:
+    all of them. Entries that match nothing are skipped."""
+    if selected is None:
+        return list(tools)
+    wanted = set(selected)
+    return [t for t in tools if t.server_id in wanted or f"{t.server_id}/{t.name}" in wanted]
+
+
 def openai_tools(tools: Iterable[McpTool]) -> tuple[list[dict[str, Any]], dict[str, ToolRef]]:
     """OpenAI ``tools`` entries for these MCP tools, and the lookup from each function name to its tool."""
     definitions: list[dict[str, Any]] = []

@@ -8,7 +8,7 @@ import mcp_types as types
 
 from backend.mcp.client import describe, tool_result
 from backend.mcp.schemas import McpTool, ToolRef
-from backend.mcp.tool_names import function_name, openai_tools
+from backend.mcp.tool_names import function_name, openai_tools, select
 
 OPENAI_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -87,3 +87,11 @@ def test_failures_read_as_one_sentence() -> None:
     assert describe(group) == "cannot connect: refused"
     assert describe(TimeoutError()) == "no answer in time"
     assert describe(RuntimeError("x"), status=401) == "the server answered HTTP 401"
+
+
+def test_a_selection_names_whole_servers_or_single_tools() -> None:
+    tools = [tool("mcp_1", "a", "x"), tool("mcp_1", "a", "y"), tool("mcp_2", "b", "x"), tool("mcp_3", "c", "z")]
+    assert select(tools, None) == tools
+    assert select(tools, []) == []
+    chosen = select(tools, ["mcp_1", "mcp_2/x", "mcp_3/nothing", "mcp_9"])
+    assert [(t.server_id, t.name) for t in chosen] == [("mcp_1", "x"), ("mcp_1", "y"), ("mcp_2", "x")]
