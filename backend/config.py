@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     aws_endpoint_url: str = ""
     aws_region: str = ""  # empty: boto3's own resolution (AWS_REGION, the ECS task's region, ~/.aws)
 
+    # MCP tool servers (backend/mcp): connecting and listing tools, one tool call, how long a server's tool list is
+    # reused, and the most characters of a tool's output kept (beyond it the output is cut and marked so).
+    mcp_connect_timeout: float = Field(default=10.0, gt=0)
+    mcp_call_timeout: float = Field(default=60.0, gt=0)
+    mcp_tools_cache_seconds: float = Field(default=30.0, ge=0)
+    mcp_max_output_chars: int = Field(default=100_000, ge=1000)
+
     # Egress guard (backend/net/egress.py) for model URLs, OpenSearch, external PostgreSQL, the reranker, S3 and MCP:
     # public addresses are allowed; loopback, private, link-local and other special ranges only where these networks
     # (CIDRs; a JSON list or comma-separated) cover them, cloud metadata addresses only by an exact entry.

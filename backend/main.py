@@ -22,6 +22,7 @@ from backend.api.routes import (
     health,
     limits,
     login,
+    mcp,
     models,
     oidc_login,
     pipelines,
@@ -82,6 +83,7 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(configuration.router)
     app.include_router(prompt_templates.router)
     app.include_router(assistants.router)
+    app.include_router(mcp.router)
     return app
 
 

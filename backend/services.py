@@ -28,6 +28,9 @@ from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
+from backend.mcp.hosted import HostedServers
+from backend.mcp.service import McpService
+from backend.mcp.store import McpServerStore
 from backend.net.egress import EgressGuard
 from backend.prompts.service import PromptTemplateService
 from backend.rag.chat import ChatRag
@@ -72,6 +75,7 @@ class Services:
     configuration: ConfigurationService
     prompts: PromptTemplateService  # the prompt library; ``render`` fills a template for the chat endpoint
     assistants: AssistantService  # assistant stacks; ``resolve`` gives a chat session what it takes from one
+    mcp: McpService
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -137,6 +141,16 @@ class Services:
             default_max_tokens=settings.limit_default_max_tokens,
             rag=rag.chat,
         )
+        mcp = McpService(
+            McpServerStore(engine, SecretBox(settings.encryption_key.get_secret_value()), on_commit=feed.dispatch),
+            egress,
+            HostedServers(settings.data_dir.resolve(), settings.mcp_connect_timeout),
+            connect_timeout=settings.mcp_connect_timeout,
+            call_timeout=settings.mcp_call_timeout,
+            cache_seconds=settings.mcp_tools_cache_seconds,
+            max_output_chars=settings.mcp_max_output_chars,
+        )
+        feed.subscribe(mcp.on_change)
         oauth = None
         if settings.oidc_enabled:
             secret = settings.oidc_client_secret.get_secret_value()
@@ -145,7 +159,7 @@ class Services:
         assistants = AssistantService(engine, prompts, registry, rag.repositories)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), configuration, prompts, assistants, oauth,
+            rag, egress, SessionStore(engine), configuration, prompts, assistants, mcp, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -160,6 +174,7 @@ class Services:
             await self.passthrough.start(self.egress)
             stack.push_async_callback(self.rag.stop)
             await self.rag.start()
+            stack.push_async_callback(self.mcp.stop)  # the hosted (stdio) MCP servers' processes
             # Started last, so stopped first: its final write (or, with the database away, its spill to disk)
             # waits on no slower stop.
             stack.push_async_callback(self.meter.stop)
