@@ -64,18 +64,24 @@ class EcsDeployer(Deployer[EcsModelSpec]):
         self.platform = platform
         self.timeout_seconds = timeout_seconds
         self.poll_seconds = poll_seconds
-        self._client = client if client is not None else self._make_client(region, endpoint_url)
+        self._region, self._endpoint_url = region, endpoint_url
+        self._client = client  # made at the first call (boto3 resolves region and credentials then)
 
-    @staticmethod
-    def _make_client(region: str, endpoint_url: str) -> Any:
+    def _make_client(self) -> Any:
         import boto3
         from botocore.config import Config
 
-        kwargs: dict[str, Any] = {"region_name": region} if region else {}
-        if endpoint_url:
-            kwargs["endpoint_url"] = endpoint_url
+        kwargs: dict[str, Any] = {"region_name": self._region} if self._region else {}
+        if self._endpoint_url:
+            kwargs["endpoint_url"] = self._endpoint_url
         config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60)
         return boto3.session.Session().client("cloudformation", config=config, **kwargs)
+
+    def _call_sync(self, operation: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self._client is None:
+            self._client = self._make_client()
+        result: dict[str, Any] = getattr(self._client, operation)(**kwargs)
+        return result
 
     def render(self, spec: EcsModelSpec) -> RenderedStack:
         return render(spec, self.platform, load_template(self.platform.template_path))
@@ -318,14 +324,14 @@ class EcsDeployer(Deployer[EcsModelSpec]):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            result: dict[str, Any] = await asyncio.to_thread(getattr(self._client, operation), **kwargs)
+            result = await asyncio.to_thread(self._call_sync, operation, kwargs)
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code, message = str(error.get("Code", "")), str(error.get("Message", exc))
             if tolerate is not None and tolerate(code, message):
                 return None
             raise DeploymentFailed(step, f"{code}: {message}" if code else message) from exc
-        except BotoCoreError as exc:
+        except BotoCoreError as exc:  # no connection, no credentials, no region
             raise DeploymentFailed(step, f"{type(exc).__name__}: {exc}") from exc
         return result
 
