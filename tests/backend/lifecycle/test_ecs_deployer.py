@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,8 +87,10 @@ def moto(moto_server: Proc) -> Iterator[Moto]:
 
 
 @pytest.fixture(scope="module")
-def deployer(moto: Moto) -> EcsDeployer:
-    return ecs_deployer(moto.settings())
+async def deployer(moto: Moto) -> AsyncIterator[EcsDeployer]:
+    deployer = ecs_deployer(moto.settings())
+    yield deployer
+    await deployer.aclose()
 
 
 SPEC = EcsModelSpec.model_validate(
@@ -335,3 +337,4 @@ async def test_a_stack_that_fails_surfaces_its_reason(moto: Moto, setting: str, 
     finally:
         # moto keeps the half-made stack in CREATE_IN_PROGRESS and cannot describe it (a 500): remove it directly.
         moto.client("cloudformation").delete_stack(StackName=stack_name(PREFIX, spec.model_id))
+        await broken.aclose()
