@@ -150,6 +150,30 @@ class Settings(BaseSettings):
     # AWS (S3 sources, SQS notifications). An endpoint URL points boto3 elsewhere (moto in tests).
     aws_endpoint_url: str = ""
     aws_region: str = ""  # empty: boto3's own resolution (AWS_REGION, the ECS task's region, ~/.aws)
+    # Models on ECS (backend/lifecycle/deployers/ecs.py): the core stack's outputs, which it passes to the backend
+    # task (deploy/cloudformation/README.md), and the model servers' images.
+    aws_model_stack_prefix: str = Field(default="lisa-model", pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+    aws_model_stack_role_arn: str = ""  # the role CloudFormation assumes for model stacks; empty: the caller's own
+    aws_model_role_path: str = Field(default="/lisa-model/", pattern=r"^/([A-Za-z0-9-]+/)+$")
+    aws_model_role_boundary_arn: str = ""
+    aws_model_weights_bucket: str = ""
+    aws_vpc_id: str = ""
+    aws_private_subnet_ids: Annotated[list[str], NoDecode] = []  # comma-separated
+    aws_gateway_security_group_id: str = ""
+    aws_model_template: Path | None = None  # None: deploy/cloudformation/model.yaml beside the backend
+    aws_model_image_vllm: str = ""
+    aws_model_image_tgi: str = ""
+    aws_model_image_tei: str = ""
+    aws_model_stack_timeout_seconds: float = Field(default=3600.0, gt=0)  # per create, update or delete
+    aws_model_stack_poll_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("aws_private_subnet_ids", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
+        return value
 
     # MCP tool servers (backend/mcp): connecting and listing tools, one tool call, how long a server's tool list is
     # reused, and the most characters of a tool's output kept (beyond it the output is cut and marked so).

@@ -1,0 +1,1 @@
+"""Model lifecycle: the deployers that run self-hosted models (``deployers/``), which the lifecycle workflows call."""
