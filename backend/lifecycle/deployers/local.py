@@ -1,0 +1,457 @@
+"""Models on this machine (the embedded default): each one a supervised server process, llama.cpp's for GGUF text
+models and LISA's embedding server for sentence-transformers models, on a port of its own on the loopback address.
+
+The deployment as it should be is a record on disk (:mod:`local_state`), which every backend process reads and
+changes; the process holding the model's owner lock runs the server under its :class:`Supervisor` (restart with
+backoff after a crash; left ``failed`` after ``max_restarts`` crashes in a row) and makes the record true. An
+operation writes the record, then makes it true itself when it can take the lock, or ends the outdated server so
+that its owner starts the new one; then it waits until the server answers (or stops answering). A backend process
+that dies takes its servers with it (they get a parent-death signal) and drops its locks; the reconciler of any
+backend process (``open``: every ``reconcile_seconds``) takes the models over and starts them again on their port.
+
+Servers are started from the event loop's thread or the supervisor's, never a pool thread: the parent-death signal
+fires when the thread that started the process ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import httpx
+
+from backend.errors import BadRequest
+from backend.lifecycle.deployers.base import (
+    Deployer,
+    Deployment,
+    DeploymentEvent,
+    DeploymentFailed,
+    DeploymentState,
+    DeploymentTimeout,
+    Progress,
+)
+from backend.lifecycle.deployers.local_process import alive, answers, new_port, port_free, runs, terminate
+from backend.lifecycle.deployers.local_spec import HOST, LocalModelSpec, command, resolve_model_path
+from backend.lifecycle.deployers.local_state import LocalState, ProcessRecord
+from backend.runtime.supervisor import MAX_BACKOFF, Child, Supervisor, http_ok
+
+if TYPE_CHECKING:
+    from backend.config import Settings
+
+log = logging.getLogger(__name__)
+MAX_LOG_LINES = 10_000
+SERVER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@dataclass
+class _Owned:
+    """A model this process supervises: the owner lock's descriptor, and the generation it runs."""
+
+    fd: int
+    generation: int = 0
+    child: Child | None = None  # None: this generation could not start (the record's failure says why)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "ended"
+    return f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+
+
+def _server(spec: dict[str, object]) -> str:
+    return "llama.cpp" if spec.get("kind") == "gguf" else "embedding-server"
+
+
+class LocalDeployer(Deployer[LocalModelSpec]):
+    kind: ClassVar[str] = "local"
+
+    def __init__(
+        self,
+        root: Path,
+        model_dirs: list[Path],
+        *,
+        ready_seconds: float = 300.0,
+        stop_seconds: float = 20.0,
+        max_restarts: int = 5,
+        restart_delay: float = 1.0,
+        reconcile_seconds: float = 1.0,
+    ) -> None:
+        self.state = LocalState(root)
+        self.model_dirs = [d.resolve() for d in model_dirs]
+        self.ready_seconds, self.stop_seconds = ready_seconds, stop_seconds
+        self.max_restarts, self.restart_delay = max_restarts, restart_delay
+        self.reconcile_seconds = reconcile_seconds
+        self.supervisor = Supervisor()
+        self._owned: dict[str, _Owned] = {}
+        self._operations: dict[str, asyncio.Lock] = {}  # one operation per model at a time in this process
+        self._reconciling: dict[str, asyncio.Lock] = {}
+        self._http = httpx.AsyncClient(trust_env=False)
+        self._reconciler: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalDeployer:
+        return cls(
+            settings.data_dir.resolve() / "local-models",
+            settings.model_dirs,
+            ready_seconds=settings.local_model_ready_seconds,
+            stop_seconds=settings.local_model_stop_seconds,
+            max_restarts=settings.local_model_max_restarts,
+        )
+
+    def check(self, spec: LocalModelSpec) -> Path:
+        """The model's file, or :class:`BadRequest` saying why it may not run (call it to refuse a spec early)."""
+        return resolve_model_path(spec, self.model_dirs)
+
+    # ------------------------------------------------------------------------------------------ service
+    async def open(self) -> None:
+        """Start the reconciler: models whose owner died (a backend restart) are taken over and started again."""
+        if self._reconciler is None:
+            self._reconciler = asyncio.create_task(self._reconcile_forever(), name="local-deployer")
+
+    async def aclose(self) -> None:
+        """Stop this process's servers (their records stay: the next backend process starts them again)."""
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
+            self._reconciler = None
+        for model_id, owned in list(self._owned.items()):
+            if owned.child is not None:
+                await asyncio.to_thread(self.supervisor.remove, owned.child, self.stop_seconds)
+            self._disown(model_id)
+        await self._http.aclose()
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            for model_id in {r.model_id for r in self.state.records()} | set(self._owned):
+                try:
+                    await self._reconcile(model_id)
+                except Exception:
+                    log.exception("local deployer: reconciling %s failed", model_id)
+            await asyncio.sleep(self.reconcile_seconds)
+
+    # ------------------------------------------------------------------------------------------ operations
+    async def deploy(self, spec: LocalModelSpec, progress: Progress | None = None) -> Deployment:
+        return await self._bring_up("create", spec, progress)
+
+    async def update(self, spec: LocalModelSpec, progress: Progress | None = None) -> Deployment:
+        return await self._bring_up("update", spec, progress)
+
+    async def start(self, spec: LocalModelSpec, progress: Progress | None = None) -> Deployment:
+        return await self._bring_up("start", spec, progress)
+
+    async def stop(self, spec: LocalModelSpec, progress: Progress | None = None) -> Deployment:
+        async with self._operation(spec.model_id):
+            record = self.state.update(spec.model_id, partial(self._want, "stopped", None))
+            if record is None:
+                raise DeploymentFailed("stop", f"model {spec.model_id} has no local deployment")
+            await self._settle_stopped("stop", record, progress)
+            return await self._deployment(record)
+
+    async def delete(self, model_id: str, progress: Progress | None = None) -> None:
+        async with self._operation(model_id):
+            record = self.state.update(model_id, partial(self._want, "stopped", None))
+            if record is not None:
+                await self._settle_stopped("delete", record, progress)
+            self.state.remove(model_id)  # the port goes with the record
+
+    async def status(self, model_id: str) -> Deployment | None:
+        record = self.state.read(model_id)
+        return None if record is None else await self._deployment(record)
+
+    async def events(self, model_id: str, limit: int = 100) -> list[DeploymentEvent]:
+        return self.state.events(model_id, limit)
+
+    async def logs(self, model_id: str, lines: int = 100) -> str | None:
+        """The last ``lines`` lines of the model server's output; None when the model has no local deployment."""
+        if not 1 <= lines <= MAX_LOG_LINES:
+            raise BadRequest(f"lines must be from 1 to {MAX_LOG_LINES}", "lines")
+        if self.state.read(model_id) is None:
+            return None
+        return self.state.tail(model_id, lines)
+
+    # ------------------------------------------------------------------------------------------ steps
+    def _operation(self, model_id: str) -> asyncio.Lock:
+        return self._operations.setdefault(model_id, asyncio.Lock())
+
+    def _want(self, desired: str, spec: LocalModelSpec | None, record: ProcessRecord | None) -> ProcessRecord | None:
+        """The record's change for an operation: a new generation when the spec changes, or the model (re)starts
+        after a stop or a failure; the same one when it already runs as asked (the running server is kept)."""
+        if spec is None:  # stop, delete
+            if record is not None:
+                record.desired = "stopped"
+            return record
+        wanted = spec.model_dump(mode="json")
+        if record is None:
+            port = new_port(self.state.ports())
+            return ProcessRecord(
+                model_id=spec.model_id, spec=wanted, port=port, desired="running", generation=1, updated_at=_utc()
+            )
+        if record.spec != wanted or record.desired != "running" or record.failure is not None:
+            record.generation += 1
+            record.failure = None
+        record.spec, record.desired = wanted, "running"
+        return record
+
+    async def _bring_up(self, step: str, spec: LocalModelSpec, progress: Progress | None) -> Deployment:
+        async with self._operation(spec.model_id):
+            try:
+                self.check(spec)
+            except BadRequest as exc:
+                raise DeploymentFailed(step, exc.message, resource="model_path") from None
+            seen = {e.id for e in self.state.events(spec.model_id, 1000)}
+            before = self.state.read(spec.model_id)
+            record = self.state.update(spec.model_id, partial(self._want, "running", spec), create=True)
+            assert record is not None
+            if before is None or before.generation != record.generation:
+                self.state.event(spec.model_id, _server(record.spec), step, f"generation {record.generation}")
+            await self._reconcile(spec.model_id)
+            self._end_outdated(record)
+            return await self._wait_ready(step, spec.model_id, record.generation, seen, progress)
+
+    def _end_outdated(self, record: ProcessRecord) -> None:
+        """Owned by another process: its server of an older generation (or of a stopped model) gets SIGTERM, and
+        its owner's supervisor, reading the record, lets it go and starts what the record says."""
+        if record.model_id in self._owned or record.pid is None:
+            return
+        outdated = record.desired != "running" or record.pid_generation != record.generation
+        if outdated and alive(record.pid) and runs(record.pid, record.model_id, record.port):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, signal.SIGTERM)
+
+    async def _wait_ready(
+        self, step: str, model_id: str, generation: int, seen: set[str], progress: Progress | None
+    ) -> Deployment:
+        deadline = time.monotonic() + self.ready_seconds
+        while True:
+            await self._report(model_id, seen, progress)
+            record = self.state.read(model_id)
+            if record is None:
+                raise DeploymentFailed(step, f"the deployment of {model_id} was deleted meanwhile")
+            if record.desired != "running":
+                raise DeploymentFailed(step, f"{model_id} was stopped meanwhile")
+            generation = max(generation, record.generation)  # a later change overtook this one: wait for it
+            if record.failure is not None and record.generation == generation:
+                raise DeploymentFailed(step, record.failure, resource="process")
+            current = record.pid_generation == generation and record.pid is not None and alive(record.pid)
+            if current and await answers(self._http, record.port, model_id):
+                self._ready(record)
+                await self._report(model_id, seen, progress)
+                return await self._deployment(record)
+            if model_id not in self._owned and not self.state.owned_elsewhere(model_id):
+                await self._reconcile(model_id)  # its owner is gone: this process runs it
+            if time.monotonic() > deadline:
+                tail = self.state.tail(model_id, 20).strip()
+                raise DeploymentTimeout(
+                    step,
+                    f"the server did not answer within {self.ready_seconds:g}s"
+                    + (f"; its last log lines:\n{tail}" if tail else ""),
+                    resource="process",
+                )
+            await asyncio.sleep(0.25)
+
+    def _ready(self, record: ProcessRecord) -> None:
+        def mark(current: ProcessRecord | None) -> ProcessRecord | None:
+            if current is None or current.ready_generation == record.generation:
+                return None
+            current.ready_generation = record.generation
+            return current
+
+        if self.state.update(record.model_id, mark) is not None:
+            where = f"http://{HOST}:{record.port}/v1"
+            self.state.event(record.model_id, _server(record.spec), "ready", f"pid {record.pid} serves at {where}")
+
+    async def _settle_stopped(self, step: str, record: ProcessRecord, progress: Progress | None) -> None:
+        """After the record says stopped: the server ends (here, or by its owner), and the port stops answering."""
+        model_id = record.model_id
+        seen = {e.id for e in self.state.events(model_id, 1000)}
+        self.state.event(model_id, _server(record.spec), step, "stop requested")
+        await self._reconcile(model_id)
+        self._end_outdated(record)
+        deadline = time.monotonic() + self.stop_seconds + 10
+        while True:
+            await self._report(model_id, seen, progress)
+            current = self.state.read(model_id) or record
+            running = current.pid is not None and alive(current.pid) and runs(current.pid, model_id, current.port)
+            if not running and not await answers(self._http, current.port, model_id):
+                return
+            if model_id not in self._owned and not self.state.owned_elsewhere(model_id):
+                await self._reconcile(model_id)  # its owner is gone: this process ends it
+            if time.monotonic() > deadline:
+                raise DeploymentTimeout(step, f"pid {current.pid} did not stop", resource="process")
+            await asyncio.sleep(0.2)
+
+    async def _report(self, model_id: str, seen: set[str], progress: Progress | None) -> None:
+        if progress is None:
+            return
+        for event in self.state.events(model_id, 1000):
+            if event.id not in seen:
+                seen.add(event.id)
+                await progress(event)
+
+    async def _deployment(self, record: ProcessRecord) -> Deployment:
+        endpoint = f"http://{HOST}:{record.port}/v1"
+        live = record.pid is not None and alive(record.pid) and runs(record.pid, record.model_id, record.port)
+        reference = f"pid {record.pid}" if live else f"port {record.port}"
+
+        def made(state: DeploymentState, detail: str, reason: str | None = None) -> Deployment:
+            return Deployment(record.model_id, state, endpoint, reference, detail, reason)
+
+        if record.desired == "stopped":
+            return made(DeploymentState.in_progress, "stopping") if live else made(DeploymentState.stopped, "stopped")
+        if record.failure is not None and not live:
+            return made(DeploymentState.failed, "failed", record.failure)
+        if live and record.pid_generation == record.generation:
+            if await answers(self._http, record.port, record.model_id):
+                return made(DeploymentState.ready, "running")
+            return made(DeploymentState.in_progress, "starting")
+        return made(DeploymentState.in_progress, "restarting" if record.ready_generation else "starting")
+
+    # ------------------------------------------------------------------------------------------ the owner's part
+    def _reconciling_lock(self, model_id: str) -> asyncio.Lock:
+        return self._reconciling.setdefault(model_id, asyncio.Lock())
+
+    async def _reconcile(self, model_id: str) -> None:
+        """Make the record true, where this process owns the model or can take it over: start the server of the
+        record's generation, end an older one, or end it when the record says stopped (then let the model go)."""
+        async with self._reconciling_lock(model_id):
+            record = self.state.read(model_id)
+            wanted = record is not None and record.desired == "running"
+            owned = self._owned.get(model_id)
+            if owned is not None:
+                child = owned.child
+                current = record is not None and wanted and owned.generation == record.generation
+                if current and (child is None or child in self.supervisor.children):
+                    return  # running, restarting, given up or refused: as the record says
+                if child is not None:
+                    code = await asyncio.to_thread(self.supervisor.remove, child, self.stop_seconds)
+                    self._ended(model_id, child, code)
+                    owned.child = None
+                if record is None or not wanted:
+                    self._disown(model_id)
+                    return
+            else:
+                if record is None:
+                    return
+                fd = self.state.try_own(model_id)
+                if fd is None:
+                    return  # another process runs it
+                owned = self._owned[model_id] = _Owned(fd)
+                record = self.state.read(model_id)
+                if record is not None and record.pid is not None and runs(record.pid, model_id, record.port):
+                    # Left by a backend process that died without taking it along (normally none: they get
+                    # SIGTERM when their parent dies).
+                    await asyncio.to_thread(terminate, record.pid, self.stop_seconds)
+                    self._ended(model_id, None, None)
+                if record is None or record.desired != "running":
+                    self._disown(model_id)
+                    return
+                log.info("local deployer: taking over model %s (generation %d)", model_id, record.generation)
+            self._spawn(model_id, owned, record)
+
+    def _spawn(self, model_id: str, owned: _Owned, record: ProcessRecord) -> None:
+        owned.generation, owned.child = record.generation, None
+        spec = LocalModelSpec.model_validate(record.spec)
+        try:
+            model = self.check(spec)
+        except BadRequest as exc:
+            self._fail(model_id, record.generation, exc.message)
+            return
+        port = record.port
+        if not port_free(port):
+            port = new_port(self.state.ports())
+            self.state.event(model_id, _server(record.spec), "port", f"port {record.port} is taken; now {port}")
+        self.state.rotate_log(model_id)
+        child = Child(
+            name=f"model {model_id}",
+            argv=command(spec, model, port),
+            healthy=http_ok(f"http://{HOST}:{port}/v1/models"),
+            log_path=self.state.log_path(model_id),
+            env={**SERVER_ENV, "OMP_NUM_THREADS": str(spec.threads)},
+            inherit_env=False,
+            restart_delay=self.restart_delay,
+            max_restarts=self.max_restarts,
+            on_exit=partial(self._on_exit, model_id, record.generation),
+            on_spawn=partial(self._on_spawn, model_id, record.generation, port),
+        )
+        try:
+            self.supervisor.add(child)
+        except OSError as exc:
+            self._fail(model_id, record.generation, f"the server could not start: {exc}")
+            return
+        owned.child = child
+
+    def _on_spawn(self, model_id: str, generation: int, port: int, child: Child) -> None:
+        def started(record: ProcessRecord | None) -> ProcessRecord | None:
+            if record is None:
+                return None
+            record.pid, record.pid_generation, record.port = child.pid, generation, port
+            return record
+
+        self.state.update(model_id, started)
+        self.state.event(model_id, _kind(child), "started", f"pid {child.pid} on port {port}")
+
+    def _on_exit(self, model_id: str, generation: int, child: Child) -> bool:
+        """The supervisor found the server dead (monitor thread): restart it only while the record still wants
+        this generation; record each crash, and the failure once it gives up."""
+        record = self.state.read(model_id)
+        if record is None or record.desired != "running" or record.generation != generation:
+            return False  # stopped, deleted or replaced: the reconciler reaps it
+        assert child.process is not None
+        how = _exit_text(child.process.returncode)
+        if child.max_restarts is not None and child.restarts >= child.max_restarts:
+            tail = self.state.tail(model_id, 20).strip()
+            failure = f"the server {how}, {child.restarts + 1} times in a row" + (
+                f"; its last log lines:\n{tail}" if tail else ""
+            )
+            self._fail(model_id, generation, failure)
+            return True
+        delay = min(child.restart_delay * 2**child.restarts, MAX_BACKOFF)
+        self.state.event(model_id, _kind(child), "exited", f"the server {how}; restarting in {delay:g}s")
+        self.state.rotate_log(model_id)
+        return True
+
+    def _fail(self, model_id: str, generation: int, failure: str) -> None:
+        def failed(record: ProcessRecord | None) -> ProcessRecord | None:
+            if record is None or record.generation != generation:
+                return None
+            record.failure = failure
+            return record
+
+        if self.state.update(model_id, failed) is not None:
+            record = self.state.read(model_id)
+            self.state.event(model_id, _server(record.spec if record else {}), "failed", failure)
+
+    def _ended(self, model_id: str, child: Child | None, code: int | None) -> None:
+        def ended(record: ProcessRecord | None) -> ProcessRecord | None:
+            if record is None or (child is not None and record.pid != child.pid):
+                return None
+            record.pid = record.pid_generation = None
+            return record
+
+        record = self.state.update(model_id, ended)
+        if record is not None:
+            how = "stopped" if code is None or code in (0, -15) else _exit_text(code)
+            self.state.event(model_id, _server(record.spec), "stopped", f"the server {how}")
+
+    def _disown(self, model_id: str) -> None:
+        owned = self._owned.pop(model_id, None)
+        if owned is not None:
+            self.state.release(owned.fd)
+
+
+def _kind(child: Child) -> str:
+    return "llama.cpp" if "llama_cpp.server" in child.argv else "embedding-server"
+
+
+def _utc() -> datetime:
+    return datetime.now(UTC)
