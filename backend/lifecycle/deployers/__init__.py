@@ -59,7 +59,6 @@ def local_deployer(settings: Settings) -> LocalDeployer:
 def ecs_deployer(settings: Settings) -> EcsDeployer:
     """The ECS deployer as the settings describe the platform; refuses to start without the network it needs."""
     from backend.lifecycle.deployers.ecs import EcsDeployer
-    from backend.lifecycle.deployers.local import LocalDeployer
     from backend.lifecycle.deployers.ecs_render import DEFAULT_TEMPLATE, EcsPlatform
 
     missing = [

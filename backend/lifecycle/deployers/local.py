@@ -8,9 +8,6 @@ operation writes the record, then makes it true itself when it can take the lock
 that its owner starts the new one; then it waits until the server answers (or stops answering). A backend process
 that dies takes its servers with it (they get a parent-death signal) and drops its locks; the reconciler of any
 backend process (``open``: every ``reconcile_seconds``) takes the models over and starts them again on their port.
-
-Servers are started from the event loop's thread or the supervisor's, never a pool thread: the parent-death signal
-fires when the thread that started the process ends.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -39,36 +35,16 @@ from backend.lifecycle.deployers.base import (
     DeploymentTimeout,
     Progress,
 )
-from backend.lifecycle.deployers.local_process import alive, answers, new_port, port_free, runs, terminate
-from backend.lifecycle.deployers.local_spec import HOST, LocalModelSpec, command, resolve_model_path
-from backend.lifecycle.deployers.local_state import LocalState, ProcessRecord
-from backend.runtime.supervisor import MAX_BACKOFF, Child, Supervisor, http_ok
+from backend.lifecycle.deployers.local_owner import LocalOwner
+from backend.lifecycle.deployers.local_process import alive, answers, new_port, runs
+from backend.lifecycle.deployers.local_spec import HOST, LocalModelSpec, resolve_model_path
+from backend.lifecycle.deployers.local_state import LocalState, ProcessRecord, server_name
 
 if TYPE_CHECKING:
     from backend.config import Settings
 
 log = logging.getLogger(__name__)
 MAX_LOG_LINES = 10_000
-SERVER_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-@dataclass
-class _Owned:
-    """A model this process supervises: the owner lock's descriptor, and the generation it runs."""
-
-    fd: int
-    generation: int = 0
-    child: Child | None = None  # None: this generation could not start (the record's failure says why)
-
-
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "ended"
-    return f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-
-
-def _server(spec: dict[str, object]) -> str:
-    return "llama.cpp" if spec.get("kind") == "gguf" else "embedding-server"
 
 
 class LocalDeployer(Deployer[LocalModelSpec]):
@@ -88,12 +64,11 @@ class LocalDeployer(Deployer[LocalModelSpec]):
         self.state = LocalState(root)
         self.model_dirs = [d.resolve() for d in model_dirs]
         self.ready_seconds, self.stop_seconds = ready_seconds, stop_seconds
-        self.max_restarts, self.restart_delay = max_restarts, restart_delay
         self.reconcile_seconds = reconcile_seconds
-        self.supervisor = Supervisor()
-        self._owned: dict[str, _Owned] = {}
+        self.owner = LocalOwner(
+            self.state, self.check, stop_seconds=stop_seconds, max_restarts=max_restarts, restart_delay=restart_delay
+        )
         self._operations: dict[str, asyncio.Lock] = {}  # one operation per model at a time in this process
-        self._reconciling: dict[str, asyncio.Lock] = {}
         self._http = httpx.AsyncClient(trust_env=False)
         self._reconciler: asyncio.Task[None] | None = None
 
@@ -124,17 +99,14 @@ class LocalDeployer(Deployer[LocalModelSpec]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reconciler
             self._reconciler = None
-        for model_id, owned in list(self._owned.items()):
-            if owned.child is not None:
-                await asyncio.to_thread(self.supervisor.remove, owned.child, self.stop_seconds)
-            self._disown(model_id)
+        await self.owner.close()
         await self._http.aclose()
 
     async def _reconcile_forever(self) -> None:
         while True:
-            for model_id in {r.model_id for r in self.state.records()} | set(self._owned):
+            for model_id in {r.model_id for r in self.state.records()} | self.owner.owned():
                 try:
-                    await self._reconcile(model_id)
+                    await self.owner.reconcile(model_id)
                 except Exception:
                     log.exception("local deployer: reconciling %s failed", model_id)
             await asyncio.sleep(self.reconcile_seconds)
@@ -213,15 +185,15 @@ class LocalDeployer(Deployer[LocalModelSpec]):
             record = self.state.update(spec.model_id, partial(self._want, "running", spec), create=True)
             assert record is not None
             if before is None or before.generation != record.generation:
-                self.state.event(spec.model_id, _server(record.spec), step, f"generation {record.generation}")
-            await self._reconcile(spec.model_id)
+                self.state.event(spec.model_id, server_name(record.spec), step, f"generation {record.generation}")
+            await self.owner.reconcile(spec.model_id)
             self._end_outdated(record)
             return await self._wait_ready(step, spec.model_id, record.generation, seen, progress)
 
     def _end_outdated(self, record: ProcessRecord) -> None:
         """Owned by another process: its server of an older generation (or of a stopped model) gets SIGTERM, and
         its owner's supervisor, reading the record, lets it go and starts what the record says."""
-        if record.model_id in self._owned or record.pid is None:
+        if self.owner.owns(record.model_id) or record.pid is None:
             return
         outdated = record.desired != "running" or record.pid_generation != record.generation
         if outdated and alive(record.pid) and runs(record.pid, record.model_id, record.port):
@@ -247,8 +219,8 @@ class LocalDeployer(Deployer[LocalModelSpec]):
                 self._ready(record)
                 await self._report(model_id, seen, progress)
                 return await self._deployment(record)
-            if model_id not in self._owned and not self.state.owned_elsewhere(model_id):
-                await self._reconcile(model_id)  # its owner is gone: this process runs it
+            if not self.owner.owns(model_id) and not self.state.owned_elsewhere(model_id):
+                await self.owner.reconcile(model_id)  # its owner is gone: this process runs it
             if time.monotonic() > deadline:
                 tail = self.state.tail(model_id, 20).strip()
                 raise DeploymentTimeout(
@@ -268,14 +240,14 @@ class LocalDeployer(Deployer[LocalModelSpec]):
 
         if self.state.update(record.model_id, mark) is not None:
             where = f"http://{HOST}:{record.port}/v1"
-            self.state.event(record.model_id, _server(record.spec), "ready", f"pid {record.pid} serves at {where}")
+            self.state.event(record.model_id, server_name(record.spec), "ready", f"pid {record.pid} serves at {where}")
 
     async def _settle_stopped(self, step: str, record: ProcessRecord, progress: Progress | None) -> None:
         """After the record says stopped: the server ends (here, or by its owner), and the port stops answering."""
         model_id = record.model_id
         seen = {e.id for e in self.state.events(model_id, 1000)}
-        self.state.event(model_id, _server(record.spec), step, "stop requested")
-        await self._reconcile(model_id)
+        self.state.event(model_id, server_name(record.spec), step, "stop requested")
+        await self.owner.reconcile(model_id)
         self._end_outdated(record)
         deadline = time.monotonic() + self.stop_seconds + 10
         while True:
@@ -284,8 +256,8 @@ class LocalDeployer(Deployer[LocalModelSpec]):
             running = current.pid is not None and alive(current.pid) and runs(current.pid, model_id, current.port)
             if not running and not await answers(self._http, current.port, model_id):
                 return
-            if model_id not in self._owned and not self.state.owned_elsewhere(model_id):
-                await self._reconcile(model_id)  # its owner is gone: this process ends it
+            if not self.owner.owns(model_id) and not self.state.owned_elsewhere(model_id):
+                await self.owner.reconcile(model_id)  # its owner is gone: this process ends it
             if time.monotonic() > deadline:
                 raise DeploymentTimeout(step, f"pid {current.pid} did not stop", resource="process")
             await asyncio.sleep(0.2)
@@ -315,142 +287,6 @@ class LocalDeployer(Deployer[LocalModelSpec]):
                 return made(DeploymentState.ready, "running")
             return made(DeploymentState.in_progress, "starting")
         return made(DeploymentState.in_progress, "restarting" if record.ready_generation else "starting")
-
-    # ------------------------------------------------------------------------------------------ the owner's part
-    def _reconciling_lock(self, model_id: str) -> asyncio.Lock:
-        return self._reconciling.setdefault(model_id, asyncio.Lock())
-
-    async def _reconcile(self, model_id: str) -> None:
-        """Make the record true, where this process owns the model or can take it over: start the server of the
-        record's generation, end an older one, or end it when the record says stopped (then let the model go)."""
-        async with self._reconciling_lock(model_id):
-            record = self.state.read(model_id)
-            wanted = record is not None and record.desired == "running"
-            owned = self._owned.get(model_id)
-            if owned is not None:
-                child = owned.child
-                current = record is not None and wanted and owned.generation == record.generation
-                if current and (child is None or child in self.supervisor.children):
-                    return  # running, restarting, given up or refused: as the record says
-                if child is not None:
-                    code = await asyncio.to_thread(self.supervisor.remove, child, self.stop_seconds)
-                    self._ended(model_id, child, code)
-                    owned.child = None
-                if record is None or not wanted:
-                    self._disown(model_id)
-                    return
-            else:
-                if record is None:
-                    return
-                fd = self.state.try_own(model_id)
-                if fd is None:
-                    return  # another process runs it
-                owned = self._owned[model_id] = _Owned(fd)
-                record = self.state.read(model_id)
-                if record is not None and record.pid is not None and runs(record.pid, model_id, record.port):
-                    # Left by a backend process that died without taking it along (normally none: they get
-                    # SIGTERM when their parent dies).
-                    await asyncio.to_thread(terminate, record.pid, self.stop_seconds)
-                    self._ended(model_id, None, None)
-                if record is None or record.desired != "running":
-                    self._disown(model_id)
-                    return
-                log.info("local deployer: taking over model %s (generation %d)", model_id, record.generation)
-            self._spawn(model_id, owned, record)
-
-    def _spawn(self, model_id: str, owned: _Owned, record: ProcessRecord) -> None:
-        owned.generation, owned.child = record.generation, None
-        spec = LocalModelSpec.model_validate(record.spec)
-        try:
-            model = self.check(spec)
-        except BadRequest as exc:
-            self._fail(model_id, record.generation, exc.message)
-            return
-        port = record.port
-        if not port_free(port):
-            port = new_port(self.state.ports())
-            self.state.event(model_id, _server(record.spec), "port", f"port {record.port} is taken; now {port}")
-        self.state.rotate_log(model_id)
-        child = Child(
-            name=f"model {model_id}",
-            argv=command(spec, model, port),
-            healthy=http_ok(f"http://{HOST}:{port}/v1/models"),
-            log_path=self.state.log_path(model_id),
-            env={**SERVER_ENV, "OMP_NUM_THREADS": str(spec.threads)},
-            inherit_env=False,
-            restart_delay=self.restart_delay,
-            max_restarts=self.max_restarts,
-            on_exit=partial(self._on_exit, model_id, record.generation),
-            on_spawn=partial(self._on_spawn, model_id, record.generation, port),
-        )
-        try:
-            self.supervisor.add(child)
-        except OSError as exc:
-            self._fail(model_id, record.generation, f"the server could not start: {exc}")
-            return
-        owned.child = child
-
-    def _on_spawn(self, model_id: str, generation: int, port: int, child: Child) -> None:
-        def started(record: ProcessRecord | None) -> ProcessRecord | None:
-            if record is None:
-                return None
-            record.pid, record.pid_generation, record.port = child.pid, generation, port
-            return record
-
-        self.state.update(model_id, started)
-        self.state.event(model_id, _kind(child), "started", f"pid {child.pid} on port {port}")
-
-    def _on_exit(self, model_id: str, generation: int, child: Child) -> bool:
-        """The supervisor found the server dead (monitor thread): restart it only while the record still wants
-        this generation; record each crash, and the failure once it gives up."""
-        record = self.state.read(model_id)
-        if record is None or record.desired != "running" or record.generation != generation:
-            return False  # stopped, deleted or replaced: the reconciler reaps it
-        assert child.process is not None
-        how = _exit_text(child.process.returncode)
-        if child.max_restarts is not None and child.restarts >= child.max_restarts:
-            tail = self.state.tail(model_id, 20).strip()
-            failure = f"the server {how}, {child.restarts + 1} times in a row" + (
-                f"; its last log lines:\n{tail}" if tail else ""
-            )
-            self._fail(model_id, generation, failure)
-            return True
-        delay = min(child.restart_delay * 2**child.restarts, MAX_BACKOFF)
-        self.state.event(model_id, _kind(child), "exited", f"the server {how}; restarting in {delay:g}s")
-        self.state.rotate_log(model_id)
-        return True
-
-    def _fail(self, model_id: str, generation: int, failure: str) -> None:
-        def failed(record: ProcessRecord | None) -> ProcessRecord | None:
-            if record is None or record.generation != generation:
-                return None
-            record.failure = failure
-            return record
-
-        if self.state.update(model_id, failed) is not None:
-            record = self.state.read(model_id)
-            self.state.event(model_id, _server(record.spec if record else {}), "failed", failure)
-
-    def _ended(self, model_id: str, child: Child | None, code: int | None) -> None:
-        def ended(record: ProcessRecord | None) -> ProcessRecord | None:
-            if record is None or (child is not None and record.pid != child.pid):
-                return None
-            record.pid = record.pid_generation = None
-            return record
-
-        record = self.state.update(model_id, ended)
-        if record is not None:
-            how = "stopped" if code is None or code in (0, -15) else _exit_text(code)
-            self.state.event(model_id, _server(record.spec), "stopped", f"the server {how}")
-
-    def _disown(self, model_id: str) -> None:
-        owned = self._owned.pop(model_id, None)
-        if owned is not None:
-            self.state.release(owned.fd)
-
-
-def _kind(child: Child) -> str:
-    return "llama.cpp" if "llama_cpp.server" in child.argv else "embedding-server"
 
 
 def _utc() -> datetime:

@@ -44,6 +44,11 @@ class ProcessRecord(BaseModel):
     updated_at: datetime
 
 
+def server_name(spec: dict[str, Any]) -> str:
+    """What runs a model of this spec (the events' resource type)."""
+    return "llama.cpp" if spec.get("kind") == "gguf" else "embedding-server"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
