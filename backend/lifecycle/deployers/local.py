@@ -107,9 +107,20 @@ class LocalDeployer(Deployer[LocalModelSpec]):
             for model_id in {r.model_id for r in self.state.records()} | self.owner.owned():
                 try:
                     await self.owner.reconcile(model_id)
+                    if self.owner.owns(model_id):
+                        await self._note_ready(model_id)
                 except Exception:
                     log.exception("local deployer: reconciling %s failed", model_id)
             await asyncio.sleep(self.reconcile_seconds)
+
+    async def _note_ready(self, model_id: str) -> None:
+        """A server this process runs that answers for the first time (a restart after a crash) is recorded."""
+        record = self.state.read(model_id)
+        if record is None or record.pid is None or record.ready_pid == record.pid:
+            return
+        current = record.pid_generation == record.generation and alive(record.pid)
+        if current and await answers(self._http, record.port, model_id):
+            self._ready(record)
 
     # ------------------------------------------------------------------------------------------ operations
     async def deploy(self, spec: LocalModelSpec, progress: Progress | None = None) -> Deployment:
@@ -232,10 +243,12 @@ class LocalDeployer(Deployer[LocalModelSpec]):
             await asyncio.sleep(0.25)
 
     def _ready(self, record: ProcessRecord) -> None:
+        """Record that the server serves (once per server process: after a start, and after each restart)."""
+
         def mark(current: ProcessRecord | None) -> ProcessRecord | None:
-            if current is None or current.ready_generation == record.generation:
+            if current is None or current.pid != record.pid or current.ready_pid == record.pid:
                 return None
-            current.ready_generation = record.generation
+            current.ready_pid = record.pid
             return current
 
         if self.state.update(record.model_id, mark) is not None:
@@ -286,7 +299,7 @@ class LocalDeployer(Deployer[LocalModelSpec]):
             if await answers(self._http, record.port, record.model_id):
                 return made(DeploymentState.ready, "running")
             return made(DeploymentState.in_progress, "starting")
-        return made(DeploymentState.in_progress, "restarting" if record.ready_generation else "starting")
+        return made(DeploymentState.in_progress, "restarting" if record.ready_pid else "starting")
 
 
 def _utc() -> datetime:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, field_validator, model_validator
 
 from backend.errors import BadRequest
 from backend.lifecycle.deployers.base import ModelSpec
@@ -66,20 +66,25 @@ class LocalModelSpec(ModelSpec):
     chat_format: ChatFormat | None = Field(
         default=None, description="gguf: llama-cpp-python's chat format (gemma3 needs 'gemma'); None: the model's."
     )
-    extra_args: dict[str, bool | int | float] = Field(
+    extra_args: dict[str, StrictBool | StrictInt | StrictFloat] = Field(
         default_factory=dict,
         max_length=len(LLAMA_EXTRA_ARGS),
         description=f"gguf: further llama.cpp options, only these: {', '.join(sorted(LLAMA_EXTRA_ARGS))}.",
     )
 
+    @field_validator("extra_args", mode="before")
+    @classmethod
+    def _allowlisted_names(cls, value: object) -> object:
+        for name in value if isinstance(value, dict) else ():
+            if name not in LLAMA_EXTRA_ARGS:
+                allowed = ", ".join(sorted(LLAMA_EXTRA_ARGS))
+                raise ValueError(f"extra_args: '{name}' is not allowed (allowed: {allowed})")
+        return value
+
     @field_validator("extra_args")
     @classmethod
-    def _allowlisted(cls, value: dict[str, bool | int | float]) -> dict[str, bool | int | float]:
+    def _typed_and_bounded(cls, value: dict[str, bool | int | float]) -> dict[str, bool | int | float]:
         for name, given in value.items():
-            if name not in LLAMA_EXTRA_ARGS:
-                raise ValueError(
-                    f"extra_args: '{name}' is not allowed (allowed: {', '.join(sorted(LLAMA_EXTRA_ARGS))})"
-                )
             kind, low, high = LLAMA_EXTRA_ARGS[name]
             if kind is bool:
                 if not isinstance(given, bool):

@@ -39,7 +39,7 @@ class ProcessRecord(BaseModel):
     generation: int  # a new one for each change of spec and each start: older processes are replaced
     pid: int | None = None  # the server process, when one was started
     pid_generation: int | None = None  # the generation that process runs
-    ready_generation: int | None = None  # the last generation that answered (its "ready" event was recorded)
+    ready_pid: int | None = None  # the last server process that answered (its "ready" event is recorded)
     failure: str | None = None  # why the current generation is down for good (refused, kept crashing)
     updated_at: datetime
 
