@@ -152,7 +152,7 @@ class LocalDeployer(Deployer[LocalModelSpec]):
         return None if record is None else await self._deployment(record)
 
     async def events(self, model_id: str, limit: int = 100) -> list[DeploymentEvent]:
-        return self.state.events(model_id, limit)
+        return await asyncio.to_thread(self.state.events, model_id, limit)
 
     async def logs(self, model_id: str, lines: int = 100) -> str | None:
         """The last ``lines`` lines of the model server's output; None when the model has no local deployment."""
@@ -160,7 +160,7 @@ class LocalDeployer(Deployer[LocalModelSpec]):
             raise BadRequest(f"lines must be from 1 to {MAX_LOG_LINES}", "lines")
         if self.state.read(model_id) is None:
             return None
-        return self.state.tail(model_id, lines)
+        return await asyncio.to_thread(self.state.tail, model_id, lines)
 
     # ------------------------------------------------------------------------------------------ steps
     def _operation(self, model_id: str) -> asyncio.Lock:

