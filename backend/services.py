@@ -22,6 +22,8 @@ from backend.auth.users import UserStore
 from backend.config import Settings
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
+from backend.lifecycle.deployers.local import LocalDeployer
+from backend.lifecycle.schedules import Scheduler, ScheduleStore
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
 from backend.net.egress import EgressGuard
@@ -64,6 +66,9 @@ class Services:
     rag: RagServices
     egress: EgressGuard
     sessions: SessionStore
+    local_models: LocalDeployer  # models run as processes here (backend/lifecycle/deployers/local.py)
+    schedules: ScheduleStore
+    scheduler: Scheduler  # its ``actions`` are the lifecycle's (None: schedules are stored, not acted on)
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -127,9 +132,12 @@ class Services:
         if settings.oidc_enabled:
             secret = settings.oidc_client_secret.get_secret_value()
             oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
+        scheduler = Scheduler(engine)
+        rag.worker.on_tick.append(scheduler.run_tick)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), oauth,
+            rag, egress, SessionStore(engine), LocalDeployer.from_settings(settings), ScheduleStore(engine), scheduler,
+            oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -144,6 +152,9 @@ class Services:
             await self.passthrough.start(self.egress)
             stack.push_async_callback(self.rag.stop)
             await self.rag.start()
+            # Its servers stop with this process (their records stay): the next backend process starts them again.
+            stack.push_async_callback(self.local_models.aclose)
+            await self.local_models.open()
             # Started last, so stopped first: its final write (or, with the database away, its spill to disk)
             # waits on no slower stop.
             stack.push_async_callback(self.meter.stop)
