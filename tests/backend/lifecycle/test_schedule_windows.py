@@ -79,7 +79,7 @@ def test_a_model_enabled_by_hand_over_the_weekend_stays_until_the_next_change() 
         ModelStatus.stopping,
         ModelStatus.updating,
         ModelStatus.deleting,
-    ],  # fmt: skip
+    ],
 )
 def test_nothing_is_settled_while_a_workflow_changes_the_model(status: ModelStatus) -> None:
     decision = decide(OFFICE, at(BERLIN, 2026, 3, 2, 9, 0), status, at(BERLIN, 2026, 2, 27, 18, 0))
