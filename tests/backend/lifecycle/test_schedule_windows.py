@@ -3,7 +3,7 @@ changes) + the model's status + the last change acted on -> enable, disable or n
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,8 +31,8 @@ def window(**fields: Any) -> ScheduleWindow:
     return ScheduleWindow.model_validate(base | fields)
 
 
-def at(tz: ZoneInfo, *parts: int) -> datetime:
-    return datetime(*parts, tzinfo=tz)  # type: ignore[misc]
+def at(tz: tzinfo, year: int, month: int, day: int, hour: int, minute: int, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=tz)
 
 
 OFFICE = window()  # weekdays 08:00-18:00 Berlin; 2026-03-02 is a Monday

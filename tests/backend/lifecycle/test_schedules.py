@@ -145,11 +145,11 @@ class RecordingLifecycle:
         async with self.engine.begin() as conn:
             status = await conn.scalar(sa.select(tables.models.c.status).where(tables.models.c.id == model_id))
         done = {ModelStatus.starting: ModelStatus.in_service, ModelStatus.stopping: ModelStatus.stopped}
-        await self._status(model_id, done[ModelStatus(status)])
+        await self._status(model_id, done[ModelStatus(str(status))])
 
 
-def berlin(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=BERLIN).astimezone(UTC)  # type: ignore[misc]
+def berlin(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=BERLIN).astimezone(UTC)
 
 
 async def test_the_scheduler_enables_and_disables_as_windows_open_and_close(
