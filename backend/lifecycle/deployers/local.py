@@ -88,7 +88,8 @@ class LocalDeployer(Deployer[LocalModelSpec]):
 
     # ------------------------------------------------------------------------------------------ service
     async def open(self) -> None:
-        """Start the reconciler: models whose owner died (a backend restart) are taken over and started again."""
+        """Start the reconciler: models whose owner died (a backend restart) are taken over and started again.
+        Call it at start-up; the first operation starts it too."""
         if self._reconciler is None:
             self._reconciler = asyncio.create_task(self._reconcile_forever(), name="local-deployer")
 
@@ -164,6 +165,8 @@ class LocalDeployer(Deployer[LocalModelSpec]):
 
     # ------------------------------------------------------------------------------------------ steps
     def _operation(self, model_id: str) -> asyncio.Lock:
+        if self._reconciler is None:  # opened by its first operation (a deployer made on first use)
+            self._reconciler = asyncio.create_task(self._reconcile_forever(), name="local-deployer")
         return self._operations.setdefault(model_id, asyncio.Lock())
 
     def _want(self, desired: str, spec: LocalModelSpec | None, record: ProcessRecord | None) -> ProcessRecord | None:
