@@ -69,7 +69,7 @@ class LocalDeployer(Deployer[LocalModelSpec]):
             self.state, self.check, stop_seconds=stop_seconds, max_restarts=max_restarts, restart_delay=restart_delay
         )
         self._operations: dict[str, asyncio.Lock] = {}  # one operation per model at a time in this process
-        self._http = httpx.AsyncClient(trust_env=False)
+        self._client: httpx.AsyncClient | None = None  # made at the first health check
         self._reconciler: asyncio.Task[None] | None = None
 
     @classmethod
@@ -86,6 +86,11 @@ class LocalDeployer(Deployer[LocalModelSpec]):
         """The model's file, or :class:`BadRequest` saying why it may not run (call it to refuse a spec early)."""
         return resolve_model_path(spec, self.model_dirs)
 
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(trust_env=False)
+        return self._client
+
     # ------------------------------------------------------------------------------------------ service
     async def open(self) -> None:
         """Start the reconciler: models whose owner died (a backend restart) are taken over and started again.
@@ -101,7 +106,9 @@ class LocalDeployer(Deployer[LocalModelSpec]):
                 await self._reconciler
             self._reconciler = None
         await self.owner.close()
-        await self._http.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     async def _reconcile_forever(self) -> None:
         while True:
@@ -120,7 +127,7 @@ class LocalDeployer(Deployer[LocalModelSpec]):
         if record is None or record.pid is None or record.ready_pid == record.pid:
             return
         current = record.pid_generation == record.generation and alive(record.pid)
-        if current and await answers(self._http, record.port, model_id):
+        if current and await answers(self._http(), record.port, model_id):
             self._ready(record)
 
     # ------------------------------------------------------------------------------------------ operations
@@ -229,7 +236,7 @@ class LocalDeployer(Deployer[LocalModelSpec]):
             if record.failure is not None and record.generation == generation:
                 raise DeploymentFailed(step, record.failure, resource="process")
             current = record.pid_generation == generation and record.pid is not None and alive(record.pid)
-            if current and await answers(self._http, record.port, model_id):
+            if current and await answers(self._http(), record.port, model_id):
                 self._ready(record)
                 await self._report(model_id, seen, progress)
                 return await self._deployment(record)
@@ -270,7 +277,7 @@ class LocalDeployer(Deployer[LocalModelSpec]):
             await self._report(model_id, seen, progress)
             current = self.state.read(model_id) or record
             running = current.pid is not None and alive(current.pid) and runs(current.pid, model_id, current.port)
-            if not running and not await answers(self._http, current.port, model_id):
+            if not running and not await answers(self._http(), current.port, model_id):
                 return
             if not self.owner.owns(model_id) and not self.state.owned_elsewhere(model_id):
                 await self.owner.reconcile(model_id)  # its owner is gone: this process ends it
@@ -299,7 +306,8 @@ class LocalDeployer(Deployer[LocalModelSpec]):
         if record.failure is not None and not live:
             return made(DeploymentState.failed, "failed", record.failure)
         if live and record.pid_generation == record.generation:
-            if await answers(self._http, record.port, record.model_id):
+            if await answers(self._http(), record.port, record.model_id):
+                self._ready(record)
                 return made(DeploymentState.ready, "running")
             return made(DeploymentState.in_progress, "starting")
         return made(DeploymentState.in_progress, "restarting" if record.ready_pid else "starting")
