@@ -23,6 +23,7 @@ from backend.api.routes import (
     limits,
     login,
     mcp,
+    model_schedules,
     models,
     oidc_login,
     pipelines,
@@ -77,7 +78,10 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     )
     app.add_middleware(RequestGuard, api=app)  # outermost: nothing reads a body before it has had its say
     install_error_handlers(app)
-    for module in (health, login, oidc_login, models, tokens, usage, limits, audit, repositories, documents, pipelines):
+    # model_schedules before models: its /api/models/{id}/schedule paths would match models' /{model_id:path}.
+    routers = (health, login, oidc_login, model_schedules, models, tokens, usage, limits, audit, repositories,
+               documents, pipelines)  # fmt: skip
+    for module in routers:
         app.include_router(module.router)
     app.include_router(users.router)
     app.include_router(configuration.router)

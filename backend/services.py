@@ -26,6 +26,8 @@ from backend.configuration.service import ConfigurationService
 from backend.configuration.store import ConfigurationStore
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
+from backend.lifecycle.deployers.local import LocalDeployer
+from backend.lifecycle.schedules import Scheduler, ScheduleStore
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
 from backend.mcp.hosted import HostedServers
@@ -76,6 +78,9 @@ class Services:
     prompts: PromptTemplateService  # the prompt library; ``render`` fills a template for the chat endpoint
     assistants: AssistantService  # assistant stacks; ``resolve`` gives a chat session what it takes from one
     mcp: McpService
+    local_models: LocalDeployer  # models run as processes here (backend/lifecycle/deployers/local.py)
+    schedules: ScheduleStore
+    scheduler: Scheduler  # its ``actions`` are the lifecycle's (None: schedules are stored, not acted on)
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -157,9 +162,12 @@ class Services:
             oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
         prompts = PromptTemplateService(engine)
         assistants = AssistantService(engine, prompts, registry, rag.repositories)
+        scheduler = Scheduler(engine)
+        rag.worker.on_tick.append(scheduler.run_tick)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), configuration, prompts, assistants, mcp, oauth,
+            rag, egress, SessionStore(engine), configuration, prompts, assistants, mcp,
+            LocalDeployer.from_settings(settings), ScheduleStore(engine), scheduler, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -175,6 +183,9 @@ class Services:
             stack.push_async_callback(self.rag.stop)
             await self.rag.start()
             stack.push_async_callback(self.mcp.stop)  # the hosted (stdio) MCP servers' processes
+            # Its servers stop with this process (their records stay): the next backend process starts them again.
+            stack.push_async_callback(self.local_models.aclose)
+            await self.local_models.open()
             # Started last, so stopped first: its final write (or, with the database away, its spill to disk)
             # waits on no slower stop.
             stack.push_async_callback(self.meter.stop)

@@ -438,3 +438,23 @@ mcp_servers = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_mcp_servers_owner", "owner"),
 )
+
+# --- model lifecycle ---------------------------------------------------------------------------------------------
+# When an expensive model runs: a daily window per model (backend/lifecycle/schedules.py). "acted_through" is the
+# latest opening or closing of the window already acted on, so each is acted on once, by one backend process.
+model_schedules = Table(
+    "model_schedules",
+    metadata,
+    Column("model_id", String(128), ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    Column("timezone", String(64), nullable=False),
+    Column("days", JSONB, nullable=False),  # ["mon", "tue", ...]
+    Column("start", String(5), nullable=False),  # "HH:MM", local time
+    Column("end", String(5), nullable=False),
+    Column("acted_through", DateTime(timezone=True)),
+    Column("last_action", String(16)),  # enable | disable
+    Column("last_action_at", DateTime(timezone=True)),
+    Column("last_reason", Text),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
