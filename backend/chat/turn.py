@@ -82,14 +82,18 @@ class RunningTurn:
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.cancelled = asyncio.Event()
+        self.cancelled = asyncio.Event()  # given to the gateway: set, it closes the upstream call
+        self.left = False  # the client went away before the end
 
     async def events(self) -> AsyncIterator[bytes]:
+        item: bytes | None = b""
         try:
             while (item := await self.queue.get()) is not None:
                 yield item
-        finally:  # the client left (or the stream ended): the turn stops and saves what it has, on its own task
-            self.cancelled.set()
+        finally:  # reached without the end: the client left; the turn stops and saves what it has, on its own task
+            if item is not None:
+                self.left = True
+                self.cancelled.set()
 
 
 class ChatTurns:
@@ -221,9 +225,9 @@ class ChatTurns:
                 self._take(first, answer, writer, plan, put)
             async for chunk in stream:
                 self._take(chunk, answer, writer, plan, put)
-                if running.cancelled.is_set():
+                if running.left:
                     break
-            if running.cancelled.is_set():
+            if running.left:
                 status = "incomplete"
         except GatewayCallError as exc:
             status, error = "error", exc.message
