@@ -30,7 +30,9 @@ def models(admin: httpx.Client, faulty_upstream: Proc, capture: Proc) -> Iterato
     """Model ids by behaviour, on the scripted upstreams (internal: the gateway's byte pass-through)."""
     tag = secrets.token_hex(3)
     found = {b: f"chat-{b}-{tag}" for b in ("ok", "long", "error-500", "stall-mid-stream")}
-    bodies = [{"id": m, "base_url": faulty_upstream.url + "/v1", "upstream_model": b} for b, m in found.items()]
+    bodies: list[dict[str, Any]] = [
+        {"id": m, "base_url": faulty_upstream.url + "/v1", "upstream_model": b} for b, m in found.items()
+    ]
     found["capture"] = f"chat-capture-{tag}"
     found["hidden"] = f"chat-hidden-{tag}"
     bodies += [
@@ -178,6 +180,9 @@ def test_usage_per_session_sums_the_answers(user: httpx.Client, models: dict[str
     }
     listed = next(s for s in user.get("/api/sessions").json()["data"] if s["id"] == sid)
     assert listed["usage"] == session["usage"]
+    # Questions and answers are searchable once written.
+    for words in ("question 2", "hello world"):
+        assert [s["id"] for s in user.get("/api/sessions", params={"q": words}).json()["data"]] == [sid]
     assert usage_requests(user, models["ok"], 3) == 3
 
 

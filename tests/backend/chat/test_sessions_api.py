@@ -30,8 +30,8 @@ def bob(admin: httpx.Client, lisa: LisaServer) -> Iterator[httpx.Client]:
 
 def export_doc(title: str, contents: list[tuple[str, str]], **session: Any) -> dict[str, Any]:
     """A JSON export with one branch of messages (role, content)."""
-    messages = []
-    parent = None
+    messages: list[dict[str, Any]] = []
+    parent: str | None = None
     for n, (role, content) in enumerate(contents):
         messages.append({"id": f"m{n}", "parent_id": parent, "role": role, "content": content, "metadata": {},
                          "status": "complete", "error": None, "created_at": f"2026-01-01T00:00:{n:02d}Z"})  # fmt: skip
@@ -126,6 +126,12 @@ def test_search_by_title_and_content(admin: httpx.Client, lisa: LisaServer) -> N
 
         assert search("zebra") == {"Zebra crossing rules"}
         assert search("QUOKKA") == {"Plain title"}
+        assert search("quok") == {"Plain title"}  # words match as prefixes
+        assert search("leaves quokkas") == {"Plain title"}  # every word, in any message
+        assert search("leaves zebra") == set()
+        assert search("ssing rul") == {"Zebra crossing rules"}  # a part of a title
+        user.patch(f"/api/sessions/{by_title}", json={"title": "Giraffe facts"})
+        assert search("zebra") == set() and search("giraffe") == {"Giraffe facts"}
         assert search("100%") == {"100% sure"}  # a wildcard taken literally
         assert search("%") == {"100% sure"}
         assert search("_") == set()
