@@ -284,7 +284,7 @@ def render(args: argparse.Namespace, ttft: dict[str, list[float]], lists: dict[s
         f"| `POST /api/sessions/{{id}}/messages` (question saved, history read, answer saved) | {chat:.2f} |",
         f"| added by the chat endpoint | {added:.2f} ({chat / v1:.2f}x) |",
         "",
-        "10,000 sessions of one user (40,000 messages), `GET /api/sessions`, "
+        f"{args.sessions:,} sessions of one user ({args.sessions * 4:,} messages), `GET /api/sessions`, "
         f"{args.list_requests} sequential requests each:",
         "",
         "| request | p50 ms | p99 ms | sessions on the page |",

@@ -46,6 +46,7 @@ def _after_session(params: PageParams) -> sa.ColumnElement[bool] | None:
 class ChatStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.fast = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # --- sessions --------------------------------------------------------------------------------------------
     async def create_session(self, owner: str, values: dict[str, Any]) -> RowMapping:
@@ -157,20 +158,23 @@ class ChatStore:
         async with self.engine.connect() as conn:
             return [r._mapping for r in (await conn.execute(query)).all()]
 
-    async def path(self, session_id: str, leaf_id: str) -> list[RowMapping]:
-        """The messages from the session's first message down to ``leaf_id``, first first (empty: no such one)."""
-        top = sa.select(M).where(M.c.id == leaf_id, M.c.session_id == session_id).cte("path", recursive=True)
-        step = sa.select(M).join(top, M.c.id == top.c.parent_id)
-        path = top.union_all(step)
-        async with self.engine.connect() as conn:
+    async def turn_context(
+        self, owner: str, session_id: str, parent_id: str | None, *, explicit: bool
+    ) -> tuple[RowMapping, list[RowMapping]]:
+        """What a turn starts from, on one connection: the session, and the path from its first message down to
+        ``parent_id`` (``explicit``) or to its active leaf; first first (empty: no such message)."""
+        async with self.fast.connect() as conn:
+            session = await self.session(owner, session_id, conn)
+            leaf = parent_id if explicit else session["active_leaf_id"]
+            if leaf is None:
+                return session, []
+            top = sa.select(M).where(M.c.id == leaf, M.c.session_id == session_id).cte("path", recursive=True)
+            path = top.union_all(sa.select(M).join(top, M.c.id == top.c.parent_id))
             rows = [r._mapping for r in (await conn.execute(sa.select(path))).all()]
-        return rows[::-1]
+        return session, rows[::-1]
 
-    async def message(self, session_id: str, message_id: str) -> RowMapping | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(M).where(M.c.id == message_id, M.c.session_id == session_id))).first()
-        return row._mapping if row else None
-
+    # Writes during a turn are single statements without a transaction around them (``fast``: autocommit, one
+    # round trip each; a data-modifying WITH keeps the message and its session in step).
     async def add_message(self, session_id: str, values: dict[str, Any], *, searchable: bool = True) -> None:
         """Inserts a message (``values`` holds its id) as the session's active leaf; a ``searchable`` one's words
         join the session's search vector (an answer's join when it is finished)."""
@@ -178,12 +182,12 @@ class ChatStore:
         session: dict[str, Any] = {"active_leaf_id": values["id"], "updated_at": now}
         if searchable:
             session["search"] = fts.appended(values["content"])
-        async with self.engine.begin() as conn:
-            await conn.execute(M.insert().values(session_id=session_id, created_at=now, updated_at=now, **values))
-            await conn.execute(S.update().where(S.c.id == session_id).values(**session))
+        insert = M.insert().values(session_id=session_id, created_at=now, updated_at=now, **values).cte("added")
+        async with self.fast.connect() as conn:
+            await conn.execute(S.update().where(S.c.id == session_id).values(**session).add_cte(insert))
 
     async def update_message(self, message_id: str, values: dict[str, Any]) -> None:
-        async with self.engine.begin() as conn:
+        async with self.fast.connect() as conn:
             await conn.execute(M.update().where(M.c.id == message_id).values(updated_at=datetime.now(UTC), **values))
 
     async def finish_message(
@@ -191,18 +195,19 @@ class ChatStore:
     ) -> None:
         """The answer's last write: its content, status and metadata, and the session's token sums, in one go."""
         now = datetime.now(UTC)
-        async with self.engine.begin() as conn:
-            await conn.execute(M.update().where(M.c.id == message_id).values(updated_at=now, **values))
-            await conn.execute(
-                S.update()
-                .where(S.c.id == session_id)
-                .values(
-                    prompt_tokens=S.c.prompt_tokens + prompt_tokens,
-                    completion_tokens=S.c.completion_tokens + completion_tokens,
-                    search=fts.appended(values["content"]),
-                    updated_at=now,
-                )
+        message = M.update().where(M.c.id == message_id).values(updated_at=now, **values).cte("finished")
+        session = (
+            S.update()
+            .where(S.c.id == session_id)
+            .values(
+                prompt_tokens=S.c.prompt_tokens + prompt_tokens,
+                completion_tokens=S.c.completion_tokens + completion_tokens,
+                search=fts.appended(values["content"]),
+                updated_at=now,
             )
+        )
+        async with self.fast.connect() as conn:
+            await conn.execute(session.add_cte(message))
 
     async def remove_message(self, session_id: str, message_id: str, restore_leaf: str | None) -> None:
         """Takes back a message no answer followed (the call failed before it began); the previous leaf returns."""

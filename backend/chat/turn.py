@@ -127,10 +127,11 @@ class ChatTurns:
         return [*head, *earlier, {"role": "user", "content": question}]
 
     async def plan(self, principal: Principal, session_id: str, turn: ChatTurn) -> TurnPlan:
-        session = await self.store.session(principal.username, session_id)
+        session, path = await self.store.turn_context(
+            principal.username, session_id, turn.parent_id, explicit=turn.has_parent
+        )
         settings = session["settings"]
         parent_id = turn.parent_id if turn.has_parent else session["active_leaf_id"]
-        path = await self.store.path(session_id, parent_id) if parent_id is not None else []
         if parent_id is not None and not path:
             raise NotFound(f"message '{parent_id}' not found in session '{session_id}'")
         if turn.content is None:  # regenerate the answer to parent_id
@@ -269,6 +270,7 @@ class ChatTurns:
         if isinstance(chunk.get("usage"), dict):
             usage = chunk["usage"]
             answer.usage = {k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
+        put(sse(None, chunk))  # first: the client's token before anything else is scheduled
         if choices:
             if answer.ttft_ms is None:
                 answer.ttft_ms = (time.perf_counter() - answer.started) * 1000
@@ -282,7 +284,6 @@ class ChatTurns:
                 _merge_tool_call(answer.tool_calls, call)
             if choice.get("finish_reason"):
                 answer.finish_reason = choice["finish_reason"]
-        put(sse(None, chunk))
 
     def _final(
         self, plan: TurnPlan, answer: Answer, writer: AnswerWriter, status: str, error: str | None
