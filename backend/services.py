@@ -22,6 +22,7 @@ from backend.auth.users import UserStore
 from backend.chat.sessions import ChatSessions
 from backend.chat.store import ChatStore
 from backend.chat.turn import ChatTurns
+from backend.chat.turn_sql import TurnDatabase
 from backend.config import Settings
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
@@ -138,6 +139,7 @@ class Services:
         chat_store = ChatStore(engine)
         chat_turns = ChatTurns(
             chat_store,
+            TurnDatabase(asyncpg_dsn(database_url), settings.db_pool_size, settings.db_connect_timeout),
             chat_gateway,
             history_buffer=settings.chat_history_buffer,
             flush_seconds=settings.chat_flush_seconds,
@@ -166,6 +168,7 @@ class Services:
             stack.push_async_callback(self.meter.stop)
             self.meter.start()
             stack.push_async_callback(self.chat_turns.stop)  # first out: answers in flight are saved, then metered
+            await self.chat_turns.start_pool()
             self._running = stack.pop_all()
 
     async def stop(self) -> None:

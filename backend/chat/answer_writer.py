@@ -1,7 +1,8 @@
 """Persists one streaming answer off the hot path.
 
 The stream only appends text to a list; a task of the writer's own does every database write: the insert when the
-first token arrives (started then, so the token goes out without waiting for it), the text so far every
+first token arrives (started then, and run once the token has gone out: it never waits for, nor delays, the token),
+the text so far every
 ``flush_seconds`` (not per token), and the last write with the status, metadata and the session's token sums.
 Because the writes run in their own task, a client that disconnects (its request task is cancelled) or a server
 that stops still gets its partial answer saved, marked ``incomplete``.
@@ -31,13 +32,20 @@ class FinalState:
 
 class AnswerWriter:
     def __init__(
-        self, store: ChatStore, session_id: str, message_id: str, parent_id: str, flush_seconds: float
+        self,
+        store: ChatStore,
+        session_id: str,
+        message_id: str,
+        parent_id: str,
+        flush_seconds: float,
+        delivered: asyncio.Event | None = None,
     ) -> None:
         self.store = store
         self.session_id = session_id
         self.message_id = message_id
         self.parent_id = parent_id
         self.flush_seconds = flush_seconds
+        self.delivered = delivered  # set once the first token went out: the insert waits for it (bounded)
         self.parts: list[str] = []
         self._final: FinalState | None = None
         self._wake = asyncio.Event()
@@ -68,6 +76,9 @@ class AnswerWriter:
 
     async def _run(self, metadata: dict[str, Any]) -> None:
         try:
+            if self.delivered is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.delivered.wait(), self.flush_seconds)
             written = len(self.parts)
             await self.store.add_message(
                 self.session_id,

@@ -158,21 +158,6 @@ class ChatStore:
         async with self.engine.connect() as conn:
             return [r._mapping for r in (await conn.execute(query)).all()]
 
-    async def turn_context(
-        self, owner: str, session_id: str, parent_id: str | None, *, explicit: bool
-    ) -> tuple[RowMapping, list[RowMapping]]:
-        """What a turn starts from, on one connection: the session, and the path from its first message down to
-        ``parent_id`` (``explicit``) or to its active leaf; first first (empty: no such message)."""
-        async with self.fast.connect() as conn:
-            session = await self.session(owner, session_id, conn)
-            leaf = parent_id if explicit else session["active_leaf_id"]
-            if leaf is None:
-                return session, []
-            top = sa.select(M).where(M.c.id == leaf, M.c.session_id == session_id).cte("path", recursive=True)
-            path = top.union_all(sa.select(M).join(top, M.c.id == top.c.parent_id))
-            rows = [r._mapping for r in (await conn.execute(sa.select(path))).all()]
-        return session, rows[::-1]
-
     # Writes during a turn are single statements without a transaction around them (``fast``: autocommit, one
     # round trip each; a data-modifying WITH keeps the message and its session in step).
     async def add_message(self, session_id: str, values: dict[str, Any], *, searchable: bool = True) -> None:

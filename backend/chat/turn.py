@@ -40,6 +40,7 @@ from backend.chat.answer_writer import AnswerWriter, FinalState
 from backend.chat.schemas import ChatTurn
 from backend.chat.store import ChatStore, new_id
 from backend.chat.tree import history
+from backend.chat.turn_sql import TurnDatabase, add_question
 from backend.errors import BadRequest, NotFound, RateLimited
 from backend.serve.internal import GatewayCallError, GatewayClient
 
@@ -78,19 +79,34 @@ class Answer:
 
 
 class RunningTurn:
-    """The client's side of a running turn: a queue of SSE bytes, and the switch a disconnect flips."""
+    """The client's side of a running turn: a queue of SSE bytes, the switch a disconnect flips, and the signal
+    that the first token went out (the answer's first write waits for it, so that it never delays the token)."""
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.cancelled = asyncio.Event()  # given to the gateway: set, it closes the upstream call
         self.left = False  # the client went away before the end
+        self.delivered = asyncio.Event()  # the first token was handed to the server to send (or never will be)
+        self._queued = 0
+        self._token_item: int | None = None  # which item of the queue holds the first token
+
+    def put(self, item: bytes | None, *, token: bool = False) -> None:
+        if token and self._token_item is None:
+            self._token_item = self._queued
+        self._queued += 1
+        self.queue.put_nowait(item)
 
     async def events(self) -> AsyncIterator[bytes]:
         item: bytes | None = b""
+        sent = 0
         try:
             while (item := await self.queue.get()) is not None:
-                yield item
+                yield item  # resumed once the server has taken it: then the first token is out
+                if self._token_item is not None and sent >= self._token_item:
+                    self.delivered.set()
+                sent += 1
         finally:  # reached without the end: the client left; the turn stops and saves what it has, on its own task
+            self.delivered.set()
             if item is not None:
                 self.left = True
                 self.cancelled.set()
@@ -100,6 +116,7 @@ class ChatTurns:
     def __init__(
         self,
         store: ChatStore,
+        db: TurnDatabase,
         gateway: GatewayClient,
         *,
         history_buffer: int,
@@ -107,6 +124,7 @@ class ChatTurns:
         default_model: Callable[[], str | None],
     ) -> None:
         self.store = store
+        self.db = db
         self.gateway = gateway
         self.history_buffer = history_buffer
         self.flush_seconds = flush_seconds
@@ -126,10 +144,8 @@ class ChatTurns:
         head = [{"role": "system", "content": system_prompt}] if system_prompt else []
         return [*head, *earlier, {"role": "user", "content": question}]
 
-    async def plan(self, principal: Principal, session_id: str, turn: ChatTurn) -> TurnPlan:
-        session, path = await self.store.turn_context(
-            principal.username, session_id, turn.parent_id, explicit=turn.has_parent
-        )
+    def plan(self, session_id: str, turn: ChatTurn, session: Mapping[Any, Any], path: list[dict[str, Any]]) -> TurnPlan:
+        """The turn's prompt and what it saves, from the session and the path to where the turn goes."""
         settings = session["settings"]
         parent_id = turn.parent_id if turn.has_parent else session["active_leaf_id"]
         if parent_id is not None and not path:
@@ -164,32 +180,38 @@ class ChatTurns:
 
     # --- 2. persist the question, call -------------------------------------------------------------------------
     async def start(self, principal: Principal, session_id: str, turn: ChatTurn) -> RunningTurn:
-        plan = await self.plan(principal, session_id, turn)
         running = RunningTurn()
-        answer = Answer(started=time.perf_counter())
-        stream = cast(  # an async generator (closed when the turn ends)
-            AsyncGenerator[dict[str, Any], None],
-            self.gateway.stream(principal, "chat/completions", plan.payload, running.cancelled),
+        where = self.db.context(principal.username, session_id, turn.parent_id, turn.has_parent)
+        async with where as (db, context):  # one connection: the context, then the question
+            if context is None:
+                raise NotFound(f"session '{session_id}' not found")
+            plan = self.plan(session_id, turn, *context)
+            answer = Answer(started=time.perf_counter())
+            stream = cast(  # an async generator (closed when the turn ends)
+                AsyncGenerator[dict[str, Any], None],
+                self.gateway.stream(principal, "chat/completions", plan.payload, running.cancelled),
+            )
+            saving = None
+            if (q := plan.question) is not None:
+                saving = asyncio.create_task(add_question(db, plan.session_id, q["id"], q["parent_id"], q["content"]))
+            try:  # the question is written while the call goes out; both must succeed before anything is shown
+                first: dict[str, Any] | None = await anext(stream, None)
+                if saving is not None:
+                    await saving
+            except BaseException as exc:
+                running.cancelled.set()
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
+                await self._take_back(plan, saving)
+                if isinstance(exc, GatewayCallError) and exc.status_code == 429:
+                    raise RateLimited(exc.message, 1.0) from exc
+                raise
+        writer = AnswerWriter(
+            self.store, plan.session_id, plan.assistant_id, plan.question_id, self.flush_seconds, running.delivered
         )
-        saving = asyncio.create_task(self.store.add_message(plan.session_id, plan.question)) if plan.question else None
-        try:  # the question is written while the call goes out; both must succeed before anything is shown
-            first: dict[str, Any] | None = await anext(stream, None)
-            if saving is not None:
-                await saving
-        except BaseException as exc:
-            running.cancelled.set()
-            with contextlib.suppress(Exception):
-                await stream.aclose()
-            await self._take_back(plan, saving)
-            if isinstance(exc, GatewayCallError) and exc.status_code == 429:
-                raise RateLimited(exc.message, 1.0) from exc
-            raise
-        writer = AnswerWriter(self.store, plan.session_id, plan.assistant_id, plan.question_id, self.flush_seconds)
         head = sse("user_message", {"id": plan.question_id, "parent_id": self._question_parent(plan),
                                     "session_id": plan.session_id})  # fmt: skip
-        running.queue.put_nowait(
-            head + sse("assistant_message", {"id": plan.assistant_id, "parent_id": plan.question_id})
-        )
+        running.put(head + sse("assistant_message", {"id": plan.assistant_id, "parent_id": plan.question_id}))
         task = asyncio.create_task(self._pump(plan, stream, first, answer, writer, running))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -220,12 +242,12 @@ class ChatTurns:
         running: RunningTurn,
     ) -> None:
         status, error = "complete", None
-        put = running.queue.put_nowait
+        put = running.put
         try:
             if first is not None:
-                self._take(first, answer, writer, plan, put)
+                self._take(first, answer, writer, plan, running)
             async for chunk in stream:
-                self._take(chunk, answer, writer, plan, put)
+                self._take(chunk, answer, writer, plan, running)
                 if running.left:
                     break
             if running.left:
@@ -259,18 +281,18 @@ class ChatTurns:
         answer: Answer,
         writer: AnswerWriter,
         plan: TurnPlan,
-        put: Callable[[bytes], None],
+        running: RunningTurn,
     ) -> None:
         """One chunk of the gateway's stream: to the client, and its text to the writer."""
         choices = chunk.get("choices")
         if "sources" in chunk and not choices:
             answer.sources = chunk["sources"]
-            put(sse("sources", {"sources": chunk["sources"]}))
+            running.put(sse("sources", {"sources": chunk["sources"]}))
             return
         if isinstance(chunk.get("usage"), dict):
             usage = chunk["usage"]
             answer.usage = {k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
-        put(sse(None, chunk))  # first: the client's token before anything else is scheduled
+        running.put(sse(None, chunk), token=bool(choices))
         if choices:
             if answer.ttft_ms is None:
                 answer.ttft_ms = (time.perf_counter() - answer.started) * 1000
@@ -306,13 +328,17 @@ class ChatTurns:
             metadata["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion, "estimated": True}
         return FinalState(status, error, metadata, prompt, completion)
 
+    async def start_pool(self) -> None:
+        await self.db.start()
+
     async def stop(self) -> None:
-        """At shutdown: running turns stop and save what they have (``incomplete``)."""
+        """At shutdown: running turns stop and save what they have (``incomplete``); then the pool closes."""
         tasks = list(self._running)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=10)
+        await self.db.stop()
 
 
 def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: Any) -> None:
