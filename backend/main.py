@@ -17,6 +17,7 @@ from backend.api.request_guard import RequestGuard
 from backend.api.routes import (
     assistants,
     audit,
+    chat,
     configuration,
     documents,
     health,
@@ -27,8 +28,11 @@ from backend.api.routes import (
     models,
     oidc_login,
     pipelines,
+    projects,
     prompt_templates,
     repositories,
+    sessions,
+    shared,
     tokens,
     usage,
     users,
@@ -88,6 +92,8 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(prompt_templates.router)
     app.include_router(assistants.router)
     app.include_router(mcp.router)
+    for module in (sessions, chat, projects, shared):
+        app.include_router(module.router)
     return app
 
 

@@ -20,6 +20,10 @@ from backend.auth.oidc import OIDCVerifier, oauth_client
 from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
 from backend.auth.users import UserStore
+from backend.chat.sessions import ChatSessions
+from backend.chat.store import ChatStore
+from backend.chat.turn import ChatTurns
+from backend.chat.turn_sql import TurnDatabase
 from backend.config import Settings
 from backend.configuration.pins import pins_from
 from backend.configuration.service import ConfigurationService
@@ -50,6 +54,7 @@ from backend.registry.route_table import RouteTable
 from backend.registry.secrets import SecretBox
 from backend.registry.service import ModelRegistry
 from backend.serve.gateway import Gateway
+from backend.serve.internal import GatewayClient
 from backend.serve.litellm_backend import LiteLLMBackend
 from backend.serve.passthrough import Passthrough
 from backend.sessions.store import SessionStore
@@ -73,7 +78,7 @@ class Services:
     limiter: Limiter
     rag: RagServices
     egress: EgressGuard
-    sessions: SessionStore
+    sessions: SessionStore  # browser sign-in sessions (chat sessions are ``chat``)
     configuration: ConfigurationService
     prompts: PromptTemplateService  # the prompt library; ``render`` fills a template for the chat endpoint
     assistants: AssistantService  # assistant stacks; ``resolve`` gives a chat session what it takes from one
@@ -81,6 +86,9 @@ class Services:
     local_models: LocalDeployer  # models run as processes here (backend/lifecycle/deployers/local.py)
     schedules: ScheduleStore
     scheduler: Scheduler  # its ``actions`` are the lifecycle's (None: schedules are stored, not acted on)
+    chat_gateway: GatewayClient  # model calls from inside the backend, through the gateway's own path
+    chat: ChatSessions
+    chat_turns: ChatTurns
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -164,10 +172,21 @@ class Services:
         assistants = AssistantService(engine, prompts, registry, rag.repositories)
         scheduler = Scheduler(engine)
         rag.worker.on_tick.append(scheduler.run_tick)
+        chat_gateway = GatewayClient(gateway)
+        chat_store = ChatStore(engine)
+        chat_turns = ChatTurns(
+            chat_store,
+            TurnDatabase(asyncpg_dsn(database_url), settings.db_pool_size, settings.db_connect_timeout),
+            chat_gateway,
+            history_buffer=settings.chat_history_buffer,
+            flush_seconds=settings.chat_flush_seconds,
+            default_model=lambda: settings.textgen_model_id if settings.local_models else None,
+        )
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
             rag, egress, SessionStore(engine), configuration, prompts, assistants, mcp,
-            LocalDeployer.from_settings(settings), ScheduleStore(engine), scheduler, oauth,
+            LocalDeployer.from_settings(settings), ScheduleStore(engine), scheduler,
+            chat_gateway, ChatSessions(chat_store, routes, rag.repositories), chat_turns, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -190,6 +209,8 @@ class Services:
             # waits on no slower stop.
             stack.push_async_callback(self.meter.stop)
             self.meter.start()
+            stack.push_async_callback(self.chat_turns.stop)  # first out: answers in flight are saved, then metered
+            await self.chat_turns.start_pool()
             self._running = stack.pop_all()
 
     async def stop(self) -> None:

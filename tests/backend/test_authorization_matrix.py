@@ -105,6 +105,23 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/mcp/servers/{server_id}/tools"): USER,
     ("POST", "/api/mcp/servers/{server_id}/tools/{tool_name}/call"): USER,
     ("GET", "/api/mcp/tools"): USER,
+    ("GET", "/api/sessions"): USER,
+    ("POST", "/api/sessions"): USER,
+    ("DELETE", "/api/sessions"): USER,  # every session of the caller's own
+    ("POST", "/api/sessions/import"): USER,
+    ("GET", "/api/sessions/{session_id}"): USER,
+    ("PATCH", "/api/sessions/{session_id}"): USER,
+    ("DELETE", "/api/sessions/{session_id}"): USER,
+    ("GET", "/api/sessions/{session_id}/export"): USER,
+    ("POST", "/api/sessions/{session_id}/share"): USER,
+    ("DELETE", "/api/sessions/{session_id}/share"): USER,
+    ("POST", "/api/sessions/{session_id}/messages"): USER,
+    ("GET", "/api/shared/{token}"): USER,  # and only when the reader may see every model and repository it used
+    ("GET", "/api/projects"): USER,
+    ("POST", "/api/projects"): USER,
+    ("GET", "/api/projects/{project_id}"): USER,
+    ("PATCH", "/api/projects/{project_id}"): USER,
+    ("DELETE", "/api/projects/{project_id}"): USER,
     ("GET", "/v1/models"): USER,
     ("GET", "/v1/models/{model_id}"): USER,
     ("POST", "/v1/chat/completions"): USER,
@@ -180,7 +197,8 @@ def request_for(method: str, path: str) -> tuple[str, dict | None]:
     target = RESTRICTED if method == "GET" else "matrix-missing"  # writes aim at nothing, so nothing changes
     url = path.replace("{model_id}", target).replace("{repository_id}", target)
     url = url.replace("{template_id}", "pt-0").replace("{assistant_id}", "asst-missing").replace("{revision}", "1")
-    for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}"):
+    for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}", "{session_id}", "{project_id}",
+                 "{token}"):  # fmt: skip
         url = url.replace(name, "default" if name == "{collection_id}" else "matrix-missing")
     url = url.replace("{server_id}", "mcp_matrixmissing").replace("{tool_name}", "add")
     url = (

@@ -1,0 +1,1 @@
+"""Chat: projects, sessions, their message trees, and the chat turn through the gateway."""

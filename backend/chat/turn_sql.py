@@ -1,0 +1,119 @@
+"""The two statements before a chat turn's first token, in plain SQL on a small asyncpg pool of their own.
+
+Measured reason (embedded PostgreSQL, 2 cores; docs/benchmarks.md "Chat"): reading the session and the path to
+the parent took 2.5 ms through SQLAlchemy Core (two statements and their row processing), 0.5 ms as this one
+statement through asyncpg; saving the question 2.0 ms and 1.1 ms; and a checkout from the engine's pool costs
+0.8 ms in the server (its ``pool_pre_ping`` round trip), an asyncpg pool's acquire a few microseconds. All of it
+sits between the request and the first token, where the chat endpoint's budget is 2 ms over ``/v1``.
+
+Without the ping, a connection the server dropped (a restart, a failover) is found dead on use: the read is
+retried once on a fresh connection (it changes nothing), so a turn fails only when the database is really away
+(503, as everywhere). Each statement runs on its own (no BEGIN/COMMIT round trips), atomic by itself; the insert's
+data-modifying WITH keeps the message and its session in step. backend/chat/search.py describes the search vector
+the insert extends (the same bounds are written here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import orjson
+
+from backend.chat.search import TEXT_CHARS, VECTOR_BYTES
+
+CONTEXT = """
+WITH RECURSIVE s AS (
+    SELECT id, model, settings, active_leaf_id FROM chat_sessions WHERE id = $1 AND owner = $2
+), path AS (
+    SELECT m.id, m.parent_id, m.role, m.content, m.status, 0 AS depth FROM chat_messages m, s
+    WHERE m.id = (CASE WHEN $4 THEN $3 ELSE s.active_leaf_id END) AND m.session_id = s.id
+    UNION ALL
+    SELECT m.id, m.parent_id, m.role, m.content, m.status, p.depth + 1
+    FROM chat_messages m JOIN path p ON m.id = p.parent_id
+)
+SELECT s.model, s.settings, s.active_leaf_id, path.id, path.parent_id, path.role, path.content, path.status
+FROM s LEFT JOIN path ON true ORDER BY path.depth DESC
+"""
+
+ADD_QUESTION = f"""
+WITH added AS (
+    INSERT INTO chat_messages (id, session_id, parent_id, role, content, status, created_at, updated_at)
+    VALUES ($1, $2, $3, 'user', $4, 'complete', clock_timestamp(), clock_timestamp())
+)
+UPDATE chat_sessions SET active_leaf_id = $1, updated_at = clock_timestamp(),
+    search = CASE WHEN pg_column_size(search) < {VECTOR_BYTES}
+        THEN strip(search || to_tsvector('simple', left($4, {TEXT_CHARS}))) ELSE search END
+WHERE id = $2
+"""
+
+PATH_COLUMNS = ("id", "parent_id", "role", "content", "status")
+
+
+DEAD = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)
+
+
+class TurnDatabase:
+    """The pool (``size`` connections at most, opened on use) and the turn's two statements."""
+
+    def __init__(self, dsn: str, size: int, connect_timeout: float) -> None:
+        self.dsn = dsn
+        self.size = size
+        self.connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+
+    async def start(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=0, max_size=self.size, timeout=self.connect_timeout, command_timeout=30
+        )
+
+    async def stop(self) -> None:
+        if self._pool is not None:
+            await asyncio.wait_for(self._pool.close(), 10)
+            self._pool = None
+
+    @asynccontextmanager
+    async def context(
+        self, owner: str, session_id: str, leaf_id: str | None, explicit: bool
+    ) -> AsyncIterator[tuple[Any, tuple[dict[str, Any], list[dict[str, Any]]] | None]]:
+        """A connection, and what the turn starts from: the session (model, settings, active_leaf_id) and the path
+        to ``leaf_id`` (``explicit``) or to its active leaf, first message first (None: the owner has no such
+        session). The connection stays the turn's until its question is saved."""
+        if self._pool is None:
+            raise RuntimeError("the chat database pool is not started")
+        for attempt in (1, 2):
+            conn = await self._pool.acquire(timeout=self.connect_timeout)
+            try:
+                rows = await conn.fetch(CONTEXT, session_id, owner, leaf_id, explicit)
+            except DEAD:
+                await self._pool.release(conn)  # a broken connection is closed, not pooled again
+                if attempt == 2:
+                    raise
+                continue
+            try:
+                yield conn, _context(rows)
+            finally:
+                await self._pool.release(conn)
+            return
+
+
+def _context(rows: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    if not rows:
+        return None
+    first = rows[0]
+    settings = first["settings"]
+    session = {
+        "model": first["model"],
+        "settings": orjson.loads(settings) if isinstance(settings, str | bytes) else settings,
+        "active_leaf_id": first["active_leaf_id"],
+    }
+    path = [{k: r[i + 3] for i, k in enumerate(PATH_COLUMNS)} for r in rows if r[3] is not None]
+    return session, path
+
+
+async def add_question(db: Any, session_id: str, message_id: str, parent_id: str | None, text: str) -> None:
+    """The question, as the session's active leaf, its words added to the session's search."""
+    await db.execute(ADD_QUESTION, message_id, session_id, parent_id, text)
