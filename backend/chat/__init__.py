@@ -1,0 +1,1 @@
+"""The chat application's backend: sessions, the chat endpoint, and what joins a conversation."""
