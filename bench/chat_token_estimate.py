@@ -30,7 +30,9 @@ GERMAN = (
     "Wenn sich die Unterhaltung der Grenze des Kontextfensters nähert, werden ältere Nachrichten zusammengefasst. "
     "Hochgeladene Dokumente werden gekürzt, damit sie hineinpassen, und der Benutzer erfährt, was entfernt wurde. "
 )
-CHINESE = "当对话接近模型的上下文窗口时，较早的轮次会被压缩成摘要。会话中上传的文档会被截断以适应窗口，并告知用户删减了什么。"
+CHINESE = (
+    "当对话接近模型的上下文窗口时，较早的轮次会被压缩成摘要。会话中上传的文档会被截断以适应窗口，并告知用户删减了什么。"  # noqa: RUF001
+)
 
 
 def samples() -> dict[str, str]:

@@ -16,12 +16,13 @@ from ingestion.loaders.text import load_text
 
 # Source code and configuration read as plain text when a file's whole text is wanted (not for RAG, whose loaders
 # decide what a collection takes). Types with a loader of their own (.json, .yaml, .xml, .html, .csv) keep it.
-CODE_SUFFIXES = frozenset(
-    ".py .pyi .ipynb .js .mjs .cjs .jsx .ts .tsx .java .kt .kts .scala .groovy .c .h .cc .cpp .cxx .hpp .hh .cs .go "
-    ".rs .rb .php .swift .m .mm .r .jl .lua .pl .pm .sh .bash .zsh .ps1 .bat .sql .css .scss .less .vue .svelte "
-    ".toml .ini .cfg .conf .properties .env .gradle .tf .hcl .proto .graphql .dockerfile .mk .cmake .rst .tex "
-    ".diff .patch".split()
-)
+CODE_SUFFIXES = frozenset({
+    ".py", ".pyi", ".ipynb", ".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".java", ".kt", ".kts", ".scala", ".groovy",
+    ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".cs", ".go", ".rs", ".rb", ".php", ".swift", ".m", ".mm", ".r",
+    ".jl", ".lua", ".pl", ".pm", ".sh", ".bash", ".zsh", ".ps1", ".bat", ".sql", ".css", ".scss", ".less", ".vue",
+    ".svelte", ".toml", ".ini", ".cfg", ".conf", ".properties", ".env", ".gradle", ".tf", ".hcl", ".proto", ".graphql",
+    ".dockerfile", ".mk", ".cmake", ".rst", ".tex", ".diff", ".patch",
+})  # fmt: skip
 
 
 def parse(

@@ -113,7 +113,9 @@ async def test_map_reduce_never_overflows_the_window_and_ends_with_one_summary()
 
     events = [e async for e in map_reduce.run(pieces, budget, PROMPTS, ask)]
     progress = [e for e in events if isinstance(e, map_reduce.Progress)]
-    assert [(p.step, p.of) for p in progress if p.stage == "map"] == [(i, len(pieces)) for i in range(1, len(pieces) + 1)]
+    assert [(p.step, p.of) for p in progress if p.stage == "map"] == [
+        (i, len(pieces)) for i in range(1, len(pieces) + 1)
+    ]
     assert any(p.stage == "reduce" for p in progress)
     final = events[-1]
     assert isinstance(final, map_reduce.Summary) and final.requests == len(asked)
