@@ -1,1 +1,1 @@
-"""The chat application's backend: sessions, the chat endpoint, and what joins a conversation."""
+"""Chat: projects, sessions, their message trees, and the chat turn through the gateway."""

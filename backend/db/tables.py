@@ -343,3 +343,54 @@ key_checks = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# --- chat -------------------------------------------------------------------------------------------------------
+# Projects are folders of one owner's sessions; a session's messages form a tree (``parent_id``): regenerating an
+# answer or editing a question adds a sibling, and ``active_leaf_id`` says which branch the session shows.
+chat_projects = Table(
+    "chat_projects",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", String(256), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_chat_projects_owner", "owner", "id"),
+)
+
+chat_sessions = Table(
+    "chat_sessions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", String(256), nullable=False),
+    Column("title", String(512), nullable=False),
+    Column("project_id", String(40), ForeignKey("chat_projects.id", ondelete="SET NULL")),
+    Column("model", String(128)),  # the session's model, used when a message names none
+    Column("settings", JSONB, nullable=False, server_default="{}"),  # system_prompt, arguments, history_buffer, rag
+    Column("active_leaf_id", String(40)),  # the last message of the branch the session shows
+    Column("share_token_hash", String(64), unique=True),  # SHA-256 of the read-only share link's token
+    Column("shared_at", DateTime(timezone=True)),
+    Column("prompt_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("completion_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_chat_sessions_owner_updated", "owner", "updated_at", "id"),  # (DESC in the migration)
+    Index("ix_chat_sessions_project", "project_id"),
+)
+
+chat_messages = Table(
+    "chat_messages",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("session_id", String(40), ForeignKey("chat_sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("parent_id", String(40), ForeignKey("chat_messages.id", ondelete="CASCADE")),
+    Column("role", String(16), nullable=False),  # system | user | assistant | tool
+    Column("content", Text, nullable=False, server_default=""),
+    Column("metadata", JSONB, nullable=False, server_default="{}"),  # model, arguments, usage, latency, sources...
+    Column("status", String(16), nullable=False, server_default="complete"),  # complete | incomplete | error
+    Column("error", Text),  # why an answer ended with status "error"
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_chat_messages_session", "session_id", "created_at", "id"),
+    Index("ix_chat_messages_parent", "parent_id"),
+)

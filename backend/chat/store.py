@@ -1,0 +1,256 @@
+"""The SQL of chat: projects, sessions and messages. Every read and write names the owner, so one user's rows are
+never touched by another's request (a row of someone else is "not found")."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from backend.db import tables
+from backend.errors import BadRequest, NotFound
+from backend.paging import PageParams, encode_cursor
+
+P = tables.chat_projects
+S = tables.chat_sessions
+M = tables.chat_messages
+SEARCH_MAX = 200  # characters of a search term
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+def like_pattern(term: str) -> str:
+    """``term`` as a substring pattern for ILIKE, its own wildcards taken literally."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def session_cursor(row: RowMapping) -> str:
+    return encode_cursor(f"{row['updated_at'].isoformat()}|{row['id']}")
+
+
+def _after_session(params: PageParams) -> sa.ColumnElement[bool] | None:
+    after = params.after
+    if after is None:
+        return None
+    try:
+        stamp, _, last_id = after.partition("|")
+        at = datetime.fromisoformat(stamp)
+    except ValueError as exc:
+        raise BadRequest("invalid cursor: pass the next_cursor of the previous page unchanged") from exc
+    return sa.tuple_(S.c.updated_at, S.c.id) < sa.tuple_(sa.literal(at, S.c.updated_at.type), sa.literal(last_id))
+
+
+class ChatStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # --- sessions --------------------------------------------------------------------------------------------
+    async def create_session(self, owner: str, values: dict[str, Any]) -> RowMapping:
+        async with self.engine.begin() as conn:
+            if values.get("project_id") is not None:
+                await self._check_project(conn, owner, values["project_id"])
+            row = (await conn.execute(S.insert().values(id=new_id("ses"), owner=owner, **values).returning(S))).one()
+        return row._mapping
+
+    async def session(self, owner: str, session_id: str, conn: AsyncConnection | None = None) -> RowMapping:
+        query = sa.select(S).where(S.c.id == session_id, S.c.owner == owner)
+        if conn is not None:
+            row = (await conn.execute(query)).first()
+        else:
+            async with self.engine.connect() as own:
+                row = (await own.execute(query)).first()
+        if row is None:
+            raise NotFound(f"session '{session_id}' not found")
+        return row._mapping
+
+    async def session_by_share(self, token_hash: str) -> RowMapping | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(S).where(S.c.share_token_hash == token_hash))).first()
+        return row._mapping if row else None
+
+    async def page(
+        self, owner: str, params: PageParams, search: str | None = None, project_id: str | None = None
+    ) -> tuple[list[RowMapping], str | None]:
+        """A page of the owner's sessions, most recently active first; ``search`` matches the title or the content
+        of any message (case-insensitive substring; trigram indexes keep it fast)."""
+        query = sa.select(S).where(S.c.owner == owner)
+        if project_id is not None:
+            query = query.where(S.c.project_id == project_id)
+        if search:
+            pattern = like_pattern(search)
+            in_messages = sa.exists().where(M.c.session_id == S.c.id, M.c.content.ilike(pattern, escape="\\"))
+            query = query.where(sa.or_(S.c.title.ilike(pattern, escape="\\"), in_messages))
+        if (after := _after_session(params)) is not None:
+            query = query.where(after)
+        query = query.order_by(S.c.updated_at.desc(), S.c.id.desc()).limit(params.limit + 1)
+        async with self.engine.connect() as conn:
+            rows = [r._mapping for r in (await conn.execute(query)).all()]
+        if len(rows) <= params.limit:
+            return rows, None
+        rows = rows[: params.limit]
+        return rows, session_cursor(rows[-1])
+
+    async def update_session(self, owner: str, session_id: str, changes: dict[str, Any]) -> RowMapping:
+        async with self.engine.begin() as conn:
+            if changes.get("project_id") is not None:
+                await self._check_project(conn, owner, changes["project_id"])
+            row = (
+                await conn.execute(
+                    S.update()
+                    .where(S.c.id == session_id, S.c.owner == owner)
+                    .values(**changes, updated_at=datetime.now(UTC))
+                    .returning(S)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"session '{session_id}' not found")
+        return row._mapping
+
+    async def delete_session(self, owner: str, session_id: str) -> None:
+        async with self.engine.begin() as conn:
+            gone = (await conn.execute(S.delete().where(S.c.id == session_id, S.c.owner == owner))).rowcount
+        if not gone:
+            raise NotFound(f"session '{session_id}' not found")
+
+    async def delete_all(self, owner: str) -> int:
+        async with self.engine.begin() as conn:
+            return int((await conn.execute(S.delete().where(S.c.owner == owner))).rowcount)
+
+    async def import_session(self, owner: str, values: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+        """A whole session and its messages (parents before children) in one transaction: all or nothing."""
+        session_id = new_id("ses")
+        async with self.engine.begin() as conn:
+            if values.get("project_id") is not None:
+                await self._check_project(conn, owner, values["project_id"])
+            await conn.execute(S.insert().values(id=session_id, owner=owner, **values))
+            for start in range(0, len(messages), 500):
+                batch = [{**m, "session_id": session_id} for m in messages[start : start + 500]]
+                await conn.execute(M.insert(), batch)
+        return session_id
+
+    async def set_share(self, owner: str, session_id: str, token_hash: str | None) -> RowMapping:
+        shared_at = datetime.now(UTC) if token_hash else None
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    S.update()
+                    .where(S.c.id == session_id, S.c.owner == owner)
+                    .values(share_token_hash=token_hash, shared_at=shared_at)
+                    .returning(S)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"session '{session_id}' not found")
+        return row._mapping
+
+    # --- messages --------------------------------------------------------------------------------------------
+    async def messages(self, session_id: str) -> list[RowMapping]:
+        """Every message of a session (every branch), oldest first."""
+        query = sa.select(M).where(M.c.session_id == session_id).order_by(M.c.created_at, M.c.id)
+        async with self.engine.connect() as conn:
+            return [r._mapping for r in (await conn.execute(query)).all()]
+
+    async def path(self, session_id: str, leaf_id: str) -> list[RowMapping]:
+        """The messages from the session's first message down to ``leaf_id``, first first (empty: no such one)."""
+        top = sa.select(M).where(M.c.id == leaf_id, M.c.session_id == session_id).cte("path", recursive=True)
+        step = sa.select(M).join(top, M.c.id == top.c.parent_id)
+        path = top.union_all(step)
+        async with self.engine.connect() as conn:
+            rows = [r._mapping for r in (await conn.execute(sa.select(path))).all()]
+        return rows[::-1]
+
+    async def message(self, session_id: str, message_id: str) -> RowMapping | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(M).where(M.c.id == message_id, M.c.session_id == session_id))).first()
+        return row._mapping if row else None
+
+    async def add_message(self, session_id: str, values: dict[str, Any], *, active: bool = True) -> None:
+        """Inserts a message (``values`` holds its id) and, when ``active``, makes it the session's active leaf."""
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            await conn.execute(M.insert().values(session_id=session_id, created_at=now, updated_at=now, **values))
+            if active:
+                await conn.execute(
+                    S.update().where(S.c.id == session_id).values(active_leaf_id=values["id"], updated_at=now)
+                )
+
+    async def update_message(self, message_id: str, values: dict[str, Any]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(M.update().where(M.c.id == message_id).values(updated_at=datetime.now(UTC), **values))
+
+    async def finish_message(
+        self, session_id: str, message_id: str, values: dict[str, Any], prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """The answer's last write: its content, status and metadata, and the session's token sums, in one go."""
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            await conn.execute(M.update().where(M.c.id == message_id).values(updated_at=now, **values))
+            await conn.execute(
+                S.update()
+                .where(S.c.id == session_id)
+                .values(
+                    prompt_tokens=S.c.prompt_tokens + prompt_tokens,
+                    completion_tokens=S.c.completion_tokens + completion_tokens,
+                    updated_at=now,
+                )
+            )
+
+    async def remove_message(self, session_id: str, message_id: str, restore_leaf: str | None) -> None:
+        """Takes back a message no answer followed (the call failed before it began); the previous leaf returns."""
+        async with self.engine.begin() as conn:
+            await conn.execute(M.delete().where(M.c.id == message_id, M.c.session_id == session_id))
+            await conn.execute(
+                S.update()
+                .where(S.c.id == session_id, S.c.active_leaf_id == message_id)
+                .values(active_leaf_id=restore_leaf)
+            )
+
+    # --- projects --------------------------------------------------------------------------------------------
+    async def _check_project(self, conn: AsyncConnection, owner: str, project_id: str) -> None:
+        found = (await conn.execute(sa.select(P.c.id).where(P.c.id == project_id, P.c.owner == owner))).first()
+        if found is None:
+            raise NotFound(f"project '{project_id}' not found")
+
+    async def create_project(self, owner: str, name: str) -> RowMapping:
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(P.insert().values(id=new_id("prj"), owner=owner, name=name).returning(P))).one()
+        return row._mapping
+
+    async def project(self, owner: str, project_id: str) -> RowMapping:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(P).where(P.c.id == project_id, P.c.owner == owner))).first()
+        if row is None:
+            raise NotFound(f"project '{project_id}' not found")
+        return row._mapping
+
+    def projects_query(self, owner: str) -> sa.Select[Any]:
+        return sa.select(P).where(P.c.owner == owner)
+
+    async def rename_project(self, owner: str, project_id: str, name: str) -> RowMapping:
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    P.update()
+                    .where(P.c.id == project_id, P.c.owner == owner)
+                    .values(name=name, updated_at=datetime.now(UTC))
+                    .returning(P)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"project '{project_id}' not found")
+        return row._mapping
+
+    async def delete_project(self, owner: str, project_id: str, *, with_sessions: bool) -> None:
+        """Deletes a project; its sessions are deleted with it, or (the default) kept outside any project."""
+        async with self.engine.begin() as conn:
+            await self._check_project(conn, owner, project_id)
+            if with_sessions:
+                await conn.execute(S.delete().where(S.c.project_id == project_id, S.c.owner == owner))
+            await conn.execute(P.delete().where(P.c.id == project_id, P.c.owner == owner))
