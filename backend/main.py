@@ -24,6 +24,9 @@ from backend.api.routes import (
     oidc_login,
     pipelines,
     repositories,
+    session_compaction,
+    session_documents,
+    session_images,
     tokens,
     usage,
     users,
@@ -76,6 +79,8 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     for module in (health, login, oidc_login, models, tokens, usage, limits, audit, repositories, documents, pipelines):
         app.include_router(module.router)
     app.include_router(users.router)
+    for module in (session_documents, session_images, session_compaction):  # chat context (backend/chat)
+        app.include_router(module.router)
     return app
 
 

@@ -19,6 +19,7 @@ from backend.auth.oidc import OIDCVerifier, oauth_client
 from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
 from backend.auth.users import UserStore
+from backend.chat.context_services import ContextServices
 from backend.config import Settings
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
@@ -40,6 +41,7 @@ from backend.registry.route_table import RouteTable
 from backend.registry.secrets import SecretBox
 from backend.registry.service import ModelRegistry
 from backend.serve.gateway import Gateway
+from backend.serve.internal import GatewayClient
 from backend.serve.litellm_backend import LiteLLMBackend
 from backend.serve.passthrough import Passthrough
 from backend.sessions.store import SessionStore
@@ -64,6 +66,7 @@ class Services:
     rag: RagServices
     egress: EgressGuard
     sessions: SessionStore
+    context: ContextServices  # documents in chat context, summaries, images, compaction (backend/chat)
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -127,9 +130,10 @@ class Services:
         if settings.oidc_enabled:
             secret = settings.oidc_client_secret.get_secret_value()
             oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
+        context = ContextServices.build(settings, engine, registry, routes, GatewayClient(gateway), rag.runner.parser)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), oauth,
+            rag, egress, SessionStore(engine), context, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:

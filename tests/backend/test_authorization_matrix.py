@@ -75,6 +75,16 @@ RULES: dict[tuple[str, str], str] = {
     ("PATCH", "/api/repositories/{repository_id}/pipelines/{pipeline_id}"): RAG_ADMIN,
     ("DELETE", "/api/repositories/{repository_id}/pipelines/{pipeline_id}"): RAG_ADMIN,
     ("POST", "/api/repositories/{repository_id}/pipelines/{pipeline_id}/run"): RAG_ADMIN,
+    # chat context: every route acts on the caller's own session only (another's answers 404: test_chat_context*.py)
+    ("POST", "/api/sessions/{session_id}/documents"): USER,
+    ("GET", "/api/sessions/{session_id}/documents"): USER,
+    ("GET", "/api/sessions/{session_id}/documents/{document_id}"): USER,
+    ("DELETE", "/api/sessions/{session_id}/documents/{document_id}"): USER,
+    ("POST", "/api/sessions/{session_id}/documents/{document_id}/summary"): USER,
+    ("POST", "/api/sessions/{session_id}/images"): USER,
+    ("GET", "/api/sessions/{session_id}/images"): USER,
+    ("GET", "/api/sessions/{session_id}/images/{image_id}"): USER,
+    ("POST", "/api/sessions/{session_id}/compact"): USER,
     ("GET", "/v1/models"): USER,
     ("GET", "/v1/models/{model_id}"): USER,
     ("POST", "/v1/chat/completions"): USER,
@@ -149,7 +159,7 @@ def callers(admin: httpx.Client, lisa: LisaServer, faulty_upstream: Proc) -> Ite
 def request_for(method: str, path: str) -> tuple[str, dict | None]:
     target = RESTRICTED if method == "GET" else "matrix-missing"  # writes aim at nothing, so nothing changes
     url = path.replace("{model_id}", target).replace("{repository_id}", target)
-    for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}"):
+    for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}", "{session_id}", "{image_id}"):
         url = url.replace(name, "default" if name == "{collection_id}" else "matrix-missing")
     url = (
         url.replace("{token_id}", "tok_matrixmissing").replace("{scope}", "user").replace("{subject}", "matrix-nobody")
