@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     usage_buffer_records: int = Field(default=50_000, ge=1)
     usage_spill_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
 
+    # Chat (backend/chat): earlier messages sent with each turn when neither the turn nor the session says; how often
+    # a streaming answer's text is written while it arrives (the first token and the end are written at once).
+    chat_history_buffer: int = Field(default=20, ge=0, le=1000)
+    chat_flush_seconds: float = Field(default=0.5, gt=0, le=60)
+
     # RAG.
     rag_max_file_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)  # per uploaded or ingested file
     rag_ingest_roots: list[Path] = []  # server folders bulk ingestion and folder pipelines may read

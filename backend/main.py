@@ -16,6 +16,7 @@ from backend.api.errors import install_error_handlers
 from backend.api.request_guard import RequestGuard
 from backend.api.routes import (
     audit,
+    chat,
     documents,
     health,
     limits,
@@ -23,10 +24,13 @@ from backend.api.routes import (
     models,
     oidc_login,
     pipelines,
+    projects,
     repositories,
     session_compaction,
     session_documents,
     session_images,
+    sessions,
+    shared,
     tokens,
     usage,
     users,
@@ -79,6 +83,8 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     for module in (health, login, oidc_login, models, tokens, usage, limits, audit, repositories, documents, pipelines):
         app.include_router(module.router)
     app.include_router(users.router)
+    for module in (sessions, chat, projects, shared):
+        app.include_router(module.router)
     for module in (session_documents, session_images, session_compaction):  # chat context (backend/chat)
         app.include_router(module.router)
     return app

@@ -20,6 +20,9 @@ from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
 from backend.auth.users import UserStore
 from backend.chat.context_services import ContextServices
+from backend.chat.sessions import ChatSessions
+from backend.chat.store import ChatStore
+from backend.chat.turn import ChatTurns
 from backend.config import Settings
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
@@ -65,7 +68,10 @@ class Services:
     limiter: Limiter
     rag: RagServices
     egress: EgressGuard
-    sessions: SessionStore
+    sessions: SessionStore  # browser sign-in sessions (chat sessions are ``chat``)
+    chat_gateway: GatewayClient  # model calls from inside the backend, through the gateway's own path
+    chat: ChatSessions
+    chat_turns: ChatTurns
     context: ContextServices  # documents in chat context, summaries, images, compaction (backend/chat)
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
@@ -130,10 +136,20 @@ class Services:
         if settings.oidc_enabled:
             secret = settings.oidc_client_secret.get_secret_value()
             oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
-        context = ContextServices.build(settings, engine, registry, routes, GatewayClient(gateway), rag.runner.parser)
+        chat_gateway = GatewayClient(gateway)
+        chat_store = ChatStore(engine)
+        chat_turns = ChatTurns(
+            chat_store,
+            chat_gateway,
+            history_buffer=settings.chat_history_buffer,
+            flush_seconds=settings.chat_flush_seconds,
+            default_model=lambda: settings.textgen_model_id if settings.local_models else None,
+        )
+        context = ContextServices.build(settings, engine, registry, routes, chat_gateway, rag.runner.parser)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), context, oauth,
+            rag, egress, SessionStore(engine), chat_gateway, ChatSessions(chat_store, routes, rag.repositories),
+            chat_turns, context, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -152,6 +168,7 @@ class Services:
             # waits on no slower stop.
             stack.push_async_callback(self.meter.stop)
             self.meter.start()
+            stack.push_async_callback(self.chat_turns.stop)  # first out: answers in flight are saved, then metered
             self._running = stack.pop_all()
 
     async def stop(self) -> None:

@@ -1,0 +1,323 @@
+"""One chat turn: build the prompt -> call the model through the gateway -> persist, streamed to the client as SSE.
+
+Steps, each a method so what others build slots in:
+1. ``plan`` builds the prompt: the question (new, or the one being answered again), the persona
+   (``resolve_system_prompt``: the one place a persona or an assistant stack is resolved), the history buffer
+   (the last N messages of the branch), the model arguments and RAG. Compaction and documents in context
+   (backend/chat/compaction.py, context_docs.py) belong in ``build_messages``.
+2. ``start`` persists the question and calls the gateway as the caller (``GatewayClient``: the same access checks,
+   limits, request-field allowlist and metering as ``/v1``), and waits for the first event: an error before it is
+   an ordinary JSON error (4xx/5xx) and the question is taken back, so a refused turn leaves nothing behind.
+3. A task of its own reads the rest of the stream (``_pump``), hands each chunk to the client's queue and the text
+   to the ``AnswerWriter`` (backend/chat/answer_writer.py), which saves it off the hot path. The MCP tool loop
+   wraps this step.
+
+The client's stream (``RunningTurn.events``), in order::
+
+    event: user_message        {"id", "parent_id", "session_id"}
+    event: assistant_message   {"id", "parent_id"}
+    data: {chat.completion.chunk} ...   OpenAI's chunk deltas, as the gateway sends them
+    event: sources             {"sources": [...]}            with RAG
+    event: error               {"detail"}                    the upstream failed mid-answer
+    event: usage               {"prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "ttft_ms"}
+    event: done                {"assistant_message_id", "status"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+
+from backend.auth.principal import Principal
+from backend.chat.answer_writer import AnswerWriter, FinalState
+from backend.chat.schemas import ChatTurn
+from backend.chat.store import ChatStore, new_id
+from backend.chat.tree import history
+from backend.errors import BadRequest, NotFound, RateLimited
+from backend.serve.internal import GatewayCallError, GatewayClient
+
+log = logging.getLogger(__name__)
+
+
+def sse(event: str | None, data: Any) -> bytes:
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+@dataclass
+class TurnPlan:
+    """What one turn sends and saves."""
+
+    session_id: str
+    question_id: str
+    question: dict[str, Any] | None  # the new user message's values; None: regenerating an answer to question_id
+    previous_leaf: str | None
+    assistant_id: str
+    payload: dict[str, Any]
+    metadata: dict[str, Any]  # of the answer: model, arguments, rag (usage, latency and sources added at the end)
+
+
+@dataclass
+class Answer:
+    """What arrived of the answer, beyond its text."""
+
+    started: float
+    ttft_ms: float | None = None
+    usage: dict[str, int] | None = None
+    sources: list[Any] | None = None
+    finish_reason: str | None = None
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    chunks: int = 0
+
+
+class RunningTurn:
+    """The client's side of a running turn: a queue of SSE bytes, and the switch a disconnect flips."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.cancelled = asyncio.Event()
+
+    async def events(self) -> AsyncIterator[bytes]:
+        try:
+            while (item := await self.queue.get()) is not None:
+                yield item
+        finally:  # the client left (or the stream ended): the turn stops and saves what it has, on its own task
+            self.cancelled.set()
+
+
+class ChatTurns:
+    def __init__(
+        self,
+        store: ChatStore,
+        gateway: GatewayClient,
+        *,
+        history_buffer: int,
+        flush_seconds: float,
+        default_model: Callable[[], str | None],
+    ) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.history_buffer = history_buffer
+        self.flush_seconds = flush_seconds
+        self.default_model = default_model
+        self._running: set[asyncio.Task[None]] = set()
+
+    # --- 1. build the prompt -----------------------------------------------------------------------------------
+    def resolve_system_prompt(self, settings: Mapping[Any, Any], turn: ChatTurn) -> str | None:
+        """The persona of this turn: the turn's own system prompt, else the session's. Prompt templates and
+        assistant stacks resolve here."""
+        return turn.system_prompt if turn.system_prompt is not None else settings.get("system_prompt")
+
+    def build_messages(
+        self, system_prompt: str | None, earlier: list[dict[str, str]], question: str
+    ) -> list[dict[str, str]]:
+        """The messages sent to the model (compaction and documents in context join here)."""
+        head = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        return [*head, *earlier, {"role": "user", "content": question}]
+
+    async def plan(self, principal: Principal, session_id: str, turn: ChatTurn) -> TurnPlan:
+        session = await self.store.session(principal.username, session_id)
+        settings = session["settings"]
+        parent_id = turn.parent_id if turn.has_parent else session["active_leaf_id"]
+        path = await self.store.path(session_id, parent_id) if parent_id is not None else []
+        if parent_id is not None and not path:
+            raise NotFound(f"message '{parent_id}' not found in session '{session_id}'")
+        if turn.content is None:  # regenerate the answer to parent_id
+            if path[-1]["role"] != "user":
+                raise BadRequest("to regenerate, 'parent_id' must name a user message (the question)", "parent_id")
+            question_id, question, text, earlier = str(path[-1]["id"]), None, str(path[-1]["content"]), path[:-1]
+        else:
+            question_id, text, earlier = new_id("msg"), turn.content, path
+            question = {"id": question_id, "parent_id": parent_id, "role": "user", "content": text}
+        model = turn.model or session["model"] or self.default_model()
+        if not model:
+            raise BadRequest("no model: name one in the message or the session", "model")
+        arguments = {
+            **settings.get("arguments", {}),
+            **(turn.arguments.model_dump(exclude_none=True) if turn.arguments else {}),
+        }
+        buffer = next(
+            b for b in (turn.history_buffer, settings.get("history_buffer"), self.history_buffer) if b is not None
+        )
+        messages = self.build_messages(self.resolve_system_prompt(settings, turn), history(earlier, buffer), text)
+        payload: dict[str, Any] = {"model": model, "messages": messages, **arguments}
+        payload["stream_options"] = {"include_usage": True}
+        rag = turn.rag.model_dump(exclude_none=True) if turn.rag else settings.get("rag")
+        if rag:
+            payload["rag"] = rag
+        metadata: dict[str, Any] = {"model": model, "arguments": arguments}
+        if rag:
+            metadata["rag"] = rag
+        return TurnPlan(session_id, question_id, question, session["active_leaf_id"], new_id("msg"), payload, metadata)
+
+    # --- 2. persist the question, call -------------------------------------------------------------------------
+    async def start(self, principal: Principal, session_id: str, turn: ChatTurn) -> RunningTurn:
+        plan = await self.plan(principal, session_id, turn)
+        running = RunningTurn()
+        answer = Answer(started=time.perf_counter())
+        stream = cast(  # an async generator (closed when the turn ends)
+            AsyncGenerator[dict[str, Any], None],
+            self.gateway.stream(principal, "chat/completions", plan.payload, running.cancelled),
+        )
+        saving = asyncio.create_task(self.store.add_message(plan.session_id, plan.question)) if plan.question else None
+        try:  # the question is written while the call goes out; both must succeed before anything is shown
+            first: dict[str, Any] | None = await anext(stream, None)
+            if saving is not None:
+                await saving
+        except BaseException as exc:
+            running.cancelled.set()
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+            await self._take_back(plan, saving)
+            if isinstance(exc, GatewayCallError) and exc.status_code == 429:
+                raise RateLimited(exc.message, 1.0) from exc
+            raise
+        writer = AnswerWriter(self.store, plan.session_id, plan.assistant_id, plan.question_id, self.flush_seconds)
+        head = sse("user_message", {"id": plan.question_id, "parent_id": self._question_parent(plan),
+                                    "session_id": plan.session_id})  # fmt: skip
+        running.queue.put_nowait(
+            head + sse("assistant_message", {"id": plan.assistant_id, "parent_id": plan.question_id})
+        )
+        task = asyncio.create_task(self._pump(plan, stream, first, answer, writer, running))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return running
+
+    def _question_parent(self, plan: TurnPlan) -> str | None:
+        return plan.question["parent_id"] if plan.question else None
+
+    async def _take_back(self, plan: TurnPlan, saving: asyncio.Task[None] | None) -> None:
+        """The call failed before it began: the question just written is removed (the turn leaves nothing)."""
+        if saving is None:
+            return
+        try:
+            await saving
+        except Exception:
+            return  # never written
+        with contextlib.suppress(Exception):
+            await self.store.remove_message(plan.session_id, plan.question_id, plan.previous_leaf)
+
+    # --- 3. stream and persist ---------------------------------------------------------------------------------
+    async def _pump(
+        self,
+        plan: TurnPlan,
+        stream: AsyncGenerator[dict[str, Any], None],
+        first: dict[str, Any] | None,
+        answer: Answer,
+        writer: AnswerWriter,
+        running: RunningTurn,
+    ) -> None:
+        status, error = "complete", None
+        put = running.queue.put_nowait
+        try:
+            if first is not None:
+                self._take(first, answer, writer, plan, put)
+            async for chunk in stream:
+                self._take(chunk, answer, writer, plan, put)
+                if running.cancelled.is_set():
+                    break
+            if running.cancelled.is_set():
+                status = "incomplete"
+        except GatewayCallError as exc:
+            status, error = "error", exc.message
+            put(sse("error", {"detail": exc.message}))
+        except asyncio.CancelledError:  # the server is stopping
+            status = "incomplete"
+            raise
+        except Exception as exc:
+            log.exception("chat turn %s failed", plan.assistant_id)
+            status, error = "error", f"the answer failed: {type(exc).__name__}"
+            put(sse("error", {"detail": error}))
+        finally:
+            running.cancelled.set()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(stream.aclose())
+            final = self._final(plan, answer, writer, status, error)
+            writer.finish(final)
+            await writer.wait()
+            usage = {"prompt_tokens": final.prompt_tokens, "completion_tokens": final.completion_tokens,
+                     "total_tokens": final.prompt_tokens + final.completion_tokens,
+                     "latency_ms": final.metadata["latency_ms"], "ttft_ms": final.metadata.get("ttft_ms")}  # fmt: skip
+            put(sse("usage", usage) + sse("done", {"assistant_message_id": plan.assistant_id, "status": status}))
+            put(None)
+
+    def _take(
+        self,
+        chunk: dict[str, Any],
+        answer: Answer,
+        writer: AnswerWriter,
+        plan: TurnPlan,
+        put: Callable[[bytes], None],
+    ) -> None:
+        """One chunk of the gateway's stream: to the client, and its text to the writer."""
+        choices = chunk.get("choices")
+        if "sources" in chunk and not choices:
+            answer.sources = chunk["sources"]
+            put(sse("sources", {"sources": chunk["sources"]}))
+            return
+        if isinstance(chunk.get("usage"), dict):
+            usage = chunk["usage"]
+            answer.usage = {k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
+        if choices:
+            if answer.ttft_ms is None:
+                answer.ttft_ms = (time.perf_counter() - answer.started) * 1000
+                writer.begin(plan.metadata)
+            answer.chunks += 1
+            choice = choices[0]
+            delta = choice.get("delta") or {}
+            if content := delta.get("content"):
+                writer.add(content)
+            for call in delta.get("tool_calls") or []:
+                _merge_tool_call(answer.tool_calls, call)
+            if choice.get("finish_reason"):
+                answer.finish_reason = choice["finish_reason"]
+        put(sse(None, chunk))
+
+    def _final(
+        self, plan: TurnPlan, answer: Answer, writer: AnswerWriter, status: str, error: str | None
+    ) -> FinalState:
+        metadata = {**plan.metadata, "latency_ms": round((time.perf_counter() - answer.started) * 1000, 3)}
+        if answer.ttft_ms is not None:
+            metadata["ttft_ms"] = round(answer.ttft_ms, 3)
+        if answer.sources is not None:
+            metadata["sources"] = answer.sources
+        if answer.finish_reason:
+            metadata["finish_reason"] = answer.finish_reason
+        if answer.tool_calls:
+            metadata["tool_calls"] = [answer.tool_calls[i] for i in sorted(answer.tool_calls)]
+        if answer.usage is not None:
+            prompt, completion = answer.usage["prompt_tokens"], answer.usage["completion_tokens"]
+            metadata["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion}
+        else:  # cut off before the usage chunk: estimated (the gateway meters its own estimate likewise)
+            prompt = sum(len(str(m.get("content", ""))) for m in plan.payload["messages"]) // 4 + 1
+            completion = answer.chunks
+            metadata["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion, "estimated": True}
+        return FinalState(status, error, metadata, prompt, completion)
+
+    async def stop(self) -> None:
+        """At shutdown: running turns stop and save what they have (``incomplete``)."""
+        tasks = list(self._running)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], delta: Any) -> None:
+    """Tool calls arrive in pieces (OpenAI's deltas by ``index``): one whole call each."""
+    if not isinstance(delta, dict):
+        return
+    call = calls.setdefault(int(delta.get("index") or 0), {"id": None, "type": "function",
+                                                           "function": {"name": "", "arguments": ""}})  # fmt: skip
+    if delta.get("id"):
+        call["id"] = delta["id"]
+    function = delta.get("function") or {}
+    call["function"]["name"] += function.get("name") or ""
+    call["function"]["arguments"] += function.get("arguments") or ""
