@@ -26,7 +26,7 @@ from backend.api.routes import (
     pipelines,
     projects,
     repositories,
-    session_compaction,
+    session_context,
     session_documents,
     session_images,
     sessions,
@@ -85,7 +85,7 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(users.router)
     for module in (sessions, chat, projects, shared):
         app.include_router(module.router)
-    for module in (session_documents, session_images, session_compaction):  # chat context (backend/chat)
+    for module in (session_documents, session_images, session_context):  # chat context (backend/chat)
         app.include_router(module.router)
     return app
 

@@ -115,3 +115,14 @@ class CompactionResult(BaseModel):
     summary: str | None = Field(description="The summary the next prompt starts with (new or earlier), if any.")
     prompt_tokens: int | None = Field(description="The branch's prompt after compaction, counted (when counted).")
     notice: str | None = Field(description="Why the older turns could not be summarised, when they could not.")
+
+
+class ContextPreview(BaseModel):
+    """What the session's documents add to the next prompt for a model: the text, and what had to be cut."""
+
+    model: str
+    context_window: int = Field(description="The model's context window (tokens), or the default when unknown.")
+    budget_tokens: int = Field(description="The share of the window documents may take.")
+    documents_tokens: int = Field(description="Tokens the text below takes.")
+    text: str = Field(description="What joins the question (empty when the session has no documents).")
+    notices: list[ContextNotice]

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from backend.chat.compaction import Compactor
 from backend.chat.context_docs import ContextDocuments
 from backend.chat.images import SessionImages
+from backend.chat.prompt_context import PromptContexts
 from backend.chat.store import ChatStore
 from backend.chat.summarize import DocumentSummaries
 from backend.config import Settings
@@ -25,6 +26,7 @@ class ContextServices:
     summaries: DocumentSummaries
     images: SessionImages
     compactor: Compactor
+    prompt: PromptContexts  # the chat turn's one call: documents and compaction into its messages
 
     @classmethod
     def build(
@@ -52,4 +54,5 @@ class ContextServices:
             target=settings.chat_compaction_target, summary_model=settings.chat_summary_model,
             summary_max_tokens=settings.chat_summary_max_tokens, max_requests=settings.chat_summary_max_requests,
         )  # fmt: skip
-        return cls(documents, summaries, images, compactor)
+        prompt = PromptContexts(documents, compactor, routes, window)
+        return cls(documents, summaries, images, compactor, prompt)

@@ -85,6 +85,7 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/sessions/{session_id}/images"): USER,
     ("GET", "/api/sessions/{session_id}/images/{image_id}"): USER,
     ("POST", "/api/sessions/{session_id}/compact"): USER,
+    ("GET", "/api/sessions/{session_id}/context"): USER,
     ("GET", "/v1/models"): USER,
     ("GET", "/v1/models/{model_id}"): USER,
     ("POST", "/v1/chat/completions"): USER,
