@@ -63,7 +63,7 @@ CONVERSATION_PROMPTS = map_reduce.Prompts(
 class Compacted:
     """What the prompt carries of the branch: ``summary`` (if any) standing for the older turns, then ``kept``."""
 
-    kept: list[Mapping[Any, Any]]  # the branch's messages sent as they are, oldest first (rows as given)
+    kept: Sequence[Mapping[Any, Any]]  # the branch's messages sent as they are, oldest first (rows as given)
     summary: str | None = None  # the text standing for the older turns
     summary_message: dict[str, Any] | None = None  # the summary made by this call (for the stream), else None
     notice: str | None = None  # why an older part could not be summarised (the turn still goes ahead)
@@ -78,7 +78,7 @@ class Compacted:
             if out and out[0]["role"] == "user":
                 out[0]["content"] = head + out[0]["content"]
             else:
-                out.insert(0, {"role": "user", "content": head.rstrip()})
+                out.insert(0, {"role": "user", "content": SUMMARY_PREFIX + self.summary})
         return out
 
 

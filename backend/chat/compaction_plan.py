@@ -94,10 +94,10 @@ def _cut_points(history: Sequence[Turn], keep_last: int) -> list[int]:
 
 
 def apply_summaries(history: Sequence[Turn]) -> list[Turn]:
-    """The history a prompt carries: each summary in place of the messages it covers (the latest summary wins
-    where two cover the same messages; messages before the summary that it does not cover stay)."""
-    covered: set[str] = set()
-    for turn in reversed(history):
-        if turn.kind == SUMMARY and turn.id not in covered:
-            covered.update(turn.covers)
-    return [t for t in history if t.id not in covered]
+    """The history a prompt carries: the branch from its latest summary on (a summary sits in the branch just above
+    the first message it did not cover, so it stands for everything before it). By position rather than by the ids
+    in ``covers``, so a summary keeps working in an imported copy of the session, whose messages have new ids."""
+    for index in range(len(history) - 1, -1, -1):
+        if history[index].kind == SUMMARY:
+            return list(history[index:])
+    return list(history)

@@ -111,7 +111,10 @@ class PromptContexts:
             compacted = Compacted(kept=[r for r in rows if (r.get("metadata") or {}).get("kind") != SUMMARY])
         else:
             compacted = await self.compactor.compact(principal, route, session_id, rows, fixed)
-        messages = [*head, *compacted.messages(), {"role": "user", "content": asked}]
+        earlier_messages = compacted.messages()
+        if compacted.summary and not compacted.kept:  # the summary alone: with the question, not a user turn before it
+            earlier_messages, asked = [], earlier_messages[0]["content"] + QUESTION_SEPARATOR + asked
+        messages = [*head, *earlier_messages, {"role": "user", "content": asked}]
         return PromptContext(messages, notices, compacted, await tokens.count_async(docs) if docs else 0)
 
     async def preview(self, principal: Principal, session_id: str, model: str) -> ContextPreview:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from backend.chat import map_reduce, tokens
+from backend.chat.compaction import SUMMARY_PREFIX, Compacted
 from backend.chat.compaction_plan import SUMMARY, Turn, apply_summaries, plan_compaction
+from backend.chat.prompt_context import chat_rows
 from backend.errors import BadRequest, UpstreamError
 from ingestion.tokens import encoding
 
@@ -62,14 +66,40 @@ def test_nothing_to_gain_is_no_plan() -> None:
     assert plan_compaction(turns(2, size=600), fixed_tokens=0, window=1000, summary_tokens=50) is None
 
 
-def test_apply_summaries_puts_the_summary_in_place_of_what_it_covers() -> None:
+def test_apply_summaries_puts_the_summary_in_place_of_what_came_before_it() -> None:
     history = turns(6)
     summary = Turn("s1", "system", "summary", 50, kind=SUMMARY, covers=("m0", "m1", "m2", "m3"))
     shown = apply_summaries([*history[:4], summary, *history[4:]])
     assert [t.id for t in shown] == ["s1", "m4", "m5"]
-    # a later summary folds the earlier one in (its covers include the earlier summary's): only it is left
+    # the latest summary wins (it folded the earlier one in)
     later = Turn("s2", "system", "summary", 50, kind=SUMMARY, covers=("m0", "m1", "m2", "m3", "s1", "m4", "m5"))
     assert [t.id for t in apply_summaries([*history[:4], summary, *history[4:], later])] == ["s2"]
+    # by position: a summary whose ids were renamed (an imported session) still stands for what precedes it
+    renamed = Turn("x1", "system", "summary", 50, kind=SUMMARY, covers=("old-1", "old-2"))
+    assert [t.id for t in apply_summaries([*history[:4], renamed, *history[4:]])] == ["x1", "m4", "m5"]
+    assert apply_summaries(history) == history
+
+
+def test_compacted_messages_carry_the_summary_in_the_first_user_message() -> None:
+    kept = [{"id": "m4", "role": "user", "content": "Q"}, {"id": "m5", "role": "assistant", "content": "A"}]
+    messages = Compacted(kept=kept, summary="earlier: the user is called Ada").messages()
+    assert messages[0]["role"] == "user" and messages[0]["content"].startswith(SUMMARY_PREFIX)
+    assert "the user is called Ada" in messages[0]["content"] and messages[0]["content"].endswith("Q")
+    assert messages[1] == {"role": "assistant", "content": "A"}
+    assert Compacted(kept=kept).messages() == [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
+    assert Compacted(kept=[], summary="s").messages() == [{"role": "user", "content": SUMMARY_PREFIX + "s"}]
+
+
+def test_the_prompts_history_keeps_the_buffer_and_a_summary() -> None:
+    rows: list[dict[str, Any]] = [{"id": f"m{i}", "role": "user" if i % 2 == 0 else "assistant", "content": f"t{i}", "metadata": {},
+             "status": "complete"} for i in range(8)]  # fmt: skip
+    summary: dict[str, Any] = {"id": "s", "role": "system", "content": "sum", "metadata": {"kind": SUMMARY, "covers": ["m0"]},
+               "status": "complete"}  # fmt: skip
+    failed: dict[str, Any] = {"id": "e", "role": "assistant", "content": "", "metadata": {}, "status": "error"}
+    path = [*rows[:4], summary, *rows[4:], failed]
+    assert [r["id"] for r in chat_rows(path, 2)] == ["s", "m6", "m7"]
+    assert [r["id"] for r in chat_rows(path, 0)] == ["s"]
+    assert [r["id"] for r in chat_rows(rows, 3)] == ["m5", "m6", "m7"]
 
 
 # --- tokens -----------------------------------------------------------------------------------------------------
