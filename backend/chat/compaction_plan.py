@@ -6,7 +6,7 @@ replaced by one summary. Enough turns go that the prompt, with the summary count
 ``target`` (50%) of the window, so compaction happens once in a while rather than on every turn once the window is
 nearly full. The latest turns stay as they are (``keep_last`` messages at least), and the cut falls before a user
 message, so the prompt never starts with an answer whose question was summarised away. A summary made earlier
-that still heads the history is compacted again with the turns after it: the new summary covers all their ids.
+that still heads the history is compacted again with the turns after it: the new summary covers it too.
 """
 
 from __future__ import annotations
@@ -41,11 +41,9 @@ class CompactionPlan:
 
     @property
     def covers(self) -> tuple[str, ...]:
-        """Every message id the new summary stands for: an earlier summary's own, and what it covered."""
-        ids: list[str] = []
-        for turn in self.compact:
-            ids.extend((*turn.covers, turn.id) if turn.kind == SUMMARY else (turn.id,))
-        return tuple(ids)
+        """The ids of the messages the new summary stands for (an earlier summary among them stands, in turn, for
+        what it covered)."""
+        return tuple(turn.id for turn in self.compact)
 
 
 def plan_compaction(

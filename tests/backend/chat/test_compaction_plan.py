@@ -54,7 +54,7 @@ def test_an_earlier_summary_is_folded_into_the_new_one() -> None:
     history = [earlier, *turns(10)[4:]]  # the summary, then m4..m9
     plan = plan_compaction(history, fixed_tokens=300, window=1000, summary_tokens=80)
     assert plan is not None
-    assert plan.covers[:5] == ("m0", "m1", "m2", "m3", "s1")  # the earlier summary is covered too
+    assert plan.covers[0] == "s1" and "m4" in plan.covers  # the earlier summary is covered too
 
 
 def test_nothing_to_gain_is_no_plan() -> None:
