@@ -15,16 +15,15 @@ from tests.backend.chat.context_helpers import import_session, local_gemma, regi
 from tests.backend.chat.helpers import new_session, new_user
 from tests.support import LisaServer
 
-WINDOW = 640
+WINDOW = 320  # small, so that the summarising requests are short (64 tokens each) on a busy machine
 
 
 def turns(n: int) -> list[tuple[str, str]]:
-    """n messages of about 60 tokens each, alternating user and assistant."""
+    """n messages of about 30 tokens each (as counted), alternating user and assistant."""
     out = []
     for i in range(n):
         role = "user" if i % 2 == 0 else "assistant"
-        text = f"Message {i}: " + f"the expedition reached camp {i} after crossing the river near the old mill. " * 4
-        out.append((role, text))
+        out.append((role, f"Message {i}: the expedition reached camp {i} after crossing the river near the mill."))
     return out
 
 
@@ -45,20 +44,20 @@ def compact(client: httpx.Client, session: str, **body: object) -> httpx.Respons
 
 
 def test_older_turns_become_a_summary_in_the_branch(alice: httpx.Client, tiny: str) -> None:
-    session = import_session(alice, turns(8), model=tiny)
+    session = import_session(alice, turns(10), model=tiny)
     ids = [m["id"] for m in session["messages"]]
     done = compact(alice, session["id"])
     assert done.status_code == 200, done.text
     result = done.json()
     assert result["compacted"] and result["notice"] is None, result
-    assert result["covers"] == ids[:6]  # all but the latest exchange
+    assert result["covers"] == ids[:8]  # all but the latest exchange
     assert result["summary"] and result["prompt_tokens"] < 0.75 * WINDOW
     shown = alice.get(f"/api/sessions/{session['id']}").json()["messages"]
     # kept and shown: the summary sits in the branch just above the first message it did not cover
-    assert [m["id"] for m in shown] == [*ids[:6], result["message_id"], *ids[6:]]
-    summary = shown[6]
+    assert [m["id"] for m in shown] == [*ids[:8], result["message_id"], *ids[8:]]
+    summary = shown[8]
     assert summary["role"] == "system" and summary["content"] == result["summary"]
-    assert summary["metadata"]["kind"] == "summary" and summary["metadata"]["covers"] == ids[:6]
+    assert summary["metadata"]["kind"] == "summary" and summary["metadata"]["covers"] == ids[:8]
     assert summary["metadata"]["model"] == tiny and summary["metadata"]["tokens_before"] > 0.75 * WINDOW
     # later prompts carry the summary in place of what it covers: within the window now, nothing more to do
     again = compact(alice, session["id"]).json()
@@ -92,7 +91,7 @@ def test_a_summary_that_fails_is_reported_and_nothing_is_written(
 ) -> None:
     with registered_model(admin, "cmp-dead", type="textgen", hosting="internal", base_url="http://127.0.0.1:9/v1",
                           context_window=WINDOW) as dead:  # fmt: skip
-        session = import_session(alice, turns(8), model=dead)
+        session = import_session(alice, turns(10), model=dead)
         result = compact(alice, session["id"]).json()
     assert not result["compacted"] and "could not be summarised" in result["notice"], result
 
@@ -103,7 +102,7 @@ def test_a_summary_that_fails_is_reported_and_nothing_is_written(
         finally:
             await conn.close()
 
-    assert asyncio.run(count()) == 8
+    assert asyncio.run(count()) == 10
 
 
 def test_refusals(admin: httpx.Client, lisa: LisaServer, alice: httpx.Client, tiny: str) -> None:

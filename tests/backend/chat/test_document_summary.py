@@ -87,7 +87,7 @@ def test_what_cannot_be_summarised_is_refused_before_the_stream(
     assert summarise(alice, session, doc, {"model": summarizer, "temperature": 1})[0] == 422
     assert summarise(alice, session, doc, {"model": summarizer, "max_tokens": 1})[0] == 422
     # A document that would need more requests than allowed (64) with this window: refused, naming the sizes
-    huge = upload(alice, session, ("huge.txt", (long_document() * 12).encode())).json()["data"][0]["id"]
+    huge = upload(alice, session, ("huge.txt", (long_document() * 40).encode())).json()["data"][0]["id"]
     status, _, body = summarise(alice, session, huge, {"model": summarizer})
     assert status == 400 and "over the limit of 64" in body["detail"] and "larger context window" in body["detail"]
     # another user: not found
