@@ -79,6 +79,7 @@ class AnswerWriter:
                     "metadata": metadata,
                     "status": "incomplete",
                 },
+                searchable=False,  # its words join the session's search when it is finished
             )
             while self._final is None:
                 with contextlib.suppress(TimeoutError):

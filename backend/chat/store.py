@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from backend.chat import search as fts
 from backend.db import tables
 from backend.errors import BadRequest, NotFound
 from backend.paging import PageParams, encode_cursor
@@ -18,17 +19,12 @@ from backend.paging import PageParams, encode_cursor
 P = tables.chat_projects
 S = tables.chat_sessions
 M = tables.chat_messages
+SESSION = [c for c in S.c if c.name != "search"]  # the search vector stays in the database
 SEARCH_MAX = 200  # characters of a search term
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(10)}"
-
-
-def like_pattern(term: str) -> str:
-    """``term`` as a substring pattern for ILIKE, its own wildcards taken literally."""
-    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def session_cursor(row: RowMapping) -> str:
@@ -50,17 +46,20 @@ def _after_session(params: PageParams) -> sa.ColumnElement[bool] | None:
 class ChatStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.fast = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # --- sessions --------------------------------------------------------------------------------------------
     async def create_session(self, owner: str, values: dict[str, Any]) -> RowMapping:
         async with self.engine.begin() as conn:
             if values.get("project_id") is not None:
                 await self._check_project(conn, owner, values["project_id"])
-            row = (await conn.execute(S.insert().values(id=new_id("ses"), owner=owner, **values).returning(S))).one()
+            search = sa.func.strip(fts.words_of(values["title"]))
+            insert = S.insert().values(id=new_id("ses"), owner=owner, search=search, **values).returning(*SESSION)
+            row = (await conn.execute(insert)).one()
         return row._mapping
 
     async def session(self, owner: str, session_id: str, conn: AsyncConnection | None = None) -> RowMapping:
-        query = sa.select(S).where(S.c.id == session_id, S.c.owner == owner)
+        query = sa.select(*SESSION).where(S.c.id == session_id, S.c.owner == owner)
         if conn is not None:
             row = (await conn.execute(query)).first()
         else:
@@ -72,21 +71,19 @@ class ChatStore:
 
     async def session_by_share(self, token_hash: str) -> RowMapping | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(S).where(S.c.share_token_hash == token_hash))).first()
+            row = (await conn.execute(sa.select(*SESSION).where(S.c.share_token_hash == token_hash))).first()
         return row._mapping if row else None
 
     async def page(
         self, owner: str, params: PageParams, search: str | None = None, project_id: str | None = None
     ) -> tuple[list[RowMapping], str | None]:
-        """A page of the owner's sessions, most recently active first; ``search`` matches the title or the content
-        of any message (case-insensitive substring; trigram indexes keep it fast)."""
-        query = sa.select(S).where(S.c.owner == owner)
+        """A page of the owner's sessions, most recently active first; ``search`` matches words of the title or of
+        any message, or a part of the title (backend/chat/search.py)."""
+        query = sa.select(*SESSION).where(S.c.owner == owner)
         if project_id is not None:
             query = query.where(S.c.project_id == project_id)
         if search:
-            pattern = like_pattern(search)
-            in_messages = sa.exists().where(M.c.session_id == S.c.id, M.c.content.ilike(pattern, escape="\\"))
-            query = query.where(sa.or_(S.c.title.ilike(pattern, escape="\\"), in_messages))
+            query = query.where(fts.matches(search))
         if (after := _after_session(params)) is not None:
             query = query.where(after)
         query = query.order_by(S.c.updated_at.desc(), S.c.id.desc()).limit(params.limit + 1)
@@ -98,6 +95,9 @@ class ChatStore:
         return rows, session_cursor(rows[-1])
 
     async def update_session(self, owner: str, session_id: str, changes: dict[str, Any]) -> RowMapping:
+        values = dict(changes)
+        if "title" in changes:
+            values["search"] = fts.rebuilt(S.c.id, changes["title"])
         async with self.engine.begin() as conn:
             if changes.get("project_id") is not None:
                 await self._check_project(conn, owner, changes["project_id"])
@@ -105,8 +105,8 @@ class ChatStore:
                 await conn.execute(
                     S.update()
                     .where(S.c.id == session_id, S.c.owner == owner)
-                    .values(**changes, updated_at=datetime.now(UTC))
-                    .returning(S)
+                    .values(**values, updated_at=datetime.now(UTC))
+                    .returning(*SESSION)
                 )
             ).first()
         if row is None:
@@ -133,6 +133,7 @@ class ChatStore:
             for start in range(0, len(messages), 500):
                 batch = [{**m, "session_id": session_id} for m in messages[start : start + 500]]
                 await conn.execute(M.insert(), batch)
+            await conn.execute(S.update().where(S.c.id == session_id).values(search=fts.rebuilt(S.c.id)))
         return session_id
 
     async def set_share(self, owner: str, session_id: str, token_hash: str | None) -> RowMapping:
@@ -143,7 +144,7 @@ class ChatStore:
                     S.update()
                     .where(S.c.id == session_id, S.c.owner == owner)
                     .values(share_token_hash=token_hash, shared_at=shared_at)
-                    .returning(S)
+                    .returning(*SESSION)
                 )
             ).first()
         if row is None:
@@ -157,32 +158,36 @@ class ChatStore:
         async with self.engine.connect() as conn:
             return [r._mapping for r in (await conn.execute(query)).all()]
 
-    async def path(self, session_id: str, leaf_id: str) -> list[RowMapping]:
-        """The messages from the session's first message down to ``leaf_id``, first first (empty: no such one)."""
-        top = sa.select(M).where(M.c.id == leaf_id, M.c.session_id == session_id).cte("path", recursive=True)
-        step = sa.select(M).join(top, M.c.id == top.c.parent_id)
-        path = top.union_all(step)
-        async with self.engine.connect() as conn:
+    async def turn_context(
+        self, owner: str, session_id: str, parent_id: str | None, *, explicit: bool
+    ) -> tuple[RowMapping, list[RowMapping]]:
+        """What a turn starts from, on one connection: the session, and the path from its first message down to
+        ``parent_id`` (``explicit``) or to its active leaf; first first (empty: no such message)."""
+        async with self.fast.connect() as conn:
+            session = await self.session(owner, session_id, conn)
+            leaf = parent_id if explicit else session["active_leaf_id"]
+            if leaf is None:
+                return session, []
+            top = sa.select(M).where(M.c.id == leaf, M.c.session_id == session_id).cte("path", recursive=True)
+            path = top.union_all(sa.select(M).join(top, M.c.id == top.c.parent_id))
             rows = [r._mapping for r in (await conn.execute(sa.select(path))).all()]
-        return rows[::-1]
+        return session, rows[::-1]
 
-    async def message(self, session_id: str, message_id: str) -> RowMapping | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(M).where(M.c.id == message_id, M.c.session_id == session_id))).first()
-        return row._mapping if row else None
-
-    async def add_message(self, session_id: str, values: dict[str, Any], *, active: bool = True) -> None:
-        """Inserts a message (``values`` holds its id) and, when ``active``, makes it the session's active leaf."""
+    # Writes during a turn are single statements without a transaction around them (``fast``: autocommit, one
+    # round trip each; a data-modifying WITH keeps the message and its session in step).
+    async def add_message(self, session_id: str, values: dict[str, Any], *, searchable: bool = True) -> None:
+        """Inserts a message (``values`` holds its id) as the session's active leaf; a ``searchable`` one's words
+        join the session's search vector (an answer's join when it is finished)."""
         now = datetime.now(UTC)
-        async with self.engine.begin() as conn:
-            await conn.execute(M.insert().values(session_id=session_id, created_at=now, updated_at=now, **values))
-            if active:
-                await conn.execute(
-                    S.update().where(S.c.id == session_id).values(active_leaf_id=values["id"], updated_at=now)
-                )
+        session: dict[str, Any] = {"active_leaf_id": values["id"], "updated_at": now}
+        if searchable:
+            session["search"] = fts.appended(values["content"])
+        insert = M.insert().values(session_id=session_id, created_at=now, updated_at=now, **values).cte("added")
+        async with self.fast.connect() as conn:
+            await conn.execute(S.update().where(S.c.id == session_id).values(**session).add_cte(insert))
 
     async def update_message(self, message_id: str, values: dict[str, Any]) -> None:
-        async with self.engine.begin() as conn:
+        async with self.fast.connect() as conn:
             await conn.execute(M.update().where(M.c.id == message_id).values(updated_at=datetime.now(UTC), **values))
 
     async def finish_message(
@@ -190,26 +195,27 @@ class ChatStore:
     ) -> None:
         """The answer's last write: its content, status and metadata, and the session's token sums, in one go."""
         now = datetime.now(UTC)
-        async with self.engine.begin() as conn:
-            await conn.execute(M.update().where(M.c.id == message_id).values(updated_at=now, **values))
-            await conn.execute(
-                S.update()
-                .where(S.c.id == session_id)
-                .values(
-                    prompt_tokens=S.c.prompt_tokens + prompt_tokens,
-                    completion_tokens=S.c.completion_tokens + completion_tokens,
-                    updated_at=now,
-                )
+        message = M.update().where(M.c.id == message_id).values(updated_at=now, **values).cte("finished")
+        session = (
+            S.update()
+            .where(S.c.id == session_id)
+            .values(
+                prompt_tokens=S.c.prompt_tokens + prompt_tokens,
+                completion_tokens=S.c.completion_tokens + completion_tokens,
+                search=fts.appended(values["content"]),
+                updated_at=now,
             )
+        )
+        async with self.fast.connect() as conn:
+            await conn.execute(session.add_cte(message))
 
     async def remove_message(self, session_id: str, message_id: str, restore_leaf: str | None) -> None:
         """Takes back a message no answer followed (the call failed before it began); the previous leaf returns."""
         async with self.engine.begin() as conn:
             await conn.execute(M.delete().where(M.c.id == message_id, M.c.session_id == session_id))
+            leaf = sa.case((S.c.active_leaf_id == message_id, restore_leaf), else_=S.c.active_leaf_id)
             await conn.execute(
-                S.update()
-                .where(S.c.id == session_id, S.c.active_leaf_id == message_id)
-                .values(active_leaf_id=restore_leaf)
+                S.update().where(S.c.id == session_id).values(active_leaf_id=leaf, search=fts.rebuilt(S.c.id))
             )
 
     # --- projects --------------------------------------------------------------------------------------------

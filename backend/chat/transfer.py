@@ -10,11 +10,12 @@ their text, metadata, statuses and times are kept. The body is bounded by the /a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backend.chat.schemas import (
     ID_MAX,
@@ -44,6 +45,8 @@ def _storable(value: Any, depth: int = 0) -> None:
         raise ValueError(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels")
     if isinstance(value, str):
         refuse_unstorable(value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("metadata numbers must be finite (JSON has no NaN or Infinity)")
     elif isinstance(value, dict):
         for key, item in value.items():
             refuse_unstorable(str(key))
@@ -51,6 +54,15 @@ def _storable(value: Any, depth: int = 0) -> None:
     elif isinstance(value, list):
         for item in value:
             _storable(item, depth + 1)
+
+
+def _plausible(value: datetime) -> datetime:
+    if not 1900 <= value.year <= 9000:
+        raise ValueError("must be a time between the years 1900 and 9000")
+    return value
+
+
+Time = Annotated[AwareDatetime, AfterValidator(_plausible)]  # with its UTC offset, as exports write it
 
 
 class ExportedMessage(BaseModel):
@@ -62,8 +74,8 @@ class ExportedMessage(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     status: MessageStatus = MessageStatus.complete
     error: Text | None = Field(default=None, max_length=10_000)
-    created_at: datetime
-    updated_at: datetime | None = None
+    created_at: Time
+    updated_at: Time | None = None
 
     @field_validator("metadata")
     @classmethod
@@ -82,8 +94,8 @@ class ExportedSession(BaseModel):
     history_buffer: int | None = Field(default=None, ge=0, le=1_000)
     rag: ChatRagSpec | None = None
     active_leaf_id: ResourceId | None = None
-    created_at: datetime
-    updated_at: datetime
+    created_at: Time
+    updated_at: Time
 
 
 class SessionExport(BaseModel):
@@ -92,7 +104,7 @@ class SessionExport(BaseModel):
     model_config = ConfigDict(extra="forbid")
     format: Literal["lisa.chat.session"]
     version: Literal[1]
-    exported_at: datetime
+    exported_at: Time
     session: ExportedSession
     messages: list[ExportedMessage] = Field(max_length=MAX_MESSAGES)
 

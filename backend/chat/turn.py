@@ -82,14 +82,18 @@ class RunningTurn:
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.cancelled = asyncio.Event()
+        self.cancelled = asyncio.Event()  # given to the gateway: set, it closes the upstream call
+        self.left = False  # the client went away before the end
 
     async def events(self) -> AsyncIterator[bytes]:
+        item: bytes | None = b""
         try:
             while (item := await self.queue.get()) is not None:
                 yield item
-        finally:  # the client left (or the stream ended): the turn stops and saves what it has, on its own task
-            self.cancelled.set()
+        finally:  # reached without the end: the client left; the turn stops and saves what it has, on its own task
+            if item is not None:
+                self.left = True
+                self.cancelled.set()
 
 
 class ChatTurns:
@@ -123,10 +127,11 @@ class ChatTurns:
         return [*head, *earlier, {"role": "user", "content": question}]
 
     async def plan(self, principal: Principal, session_id: str, turn: ChatTurn) -> TurnPlan:
-        session = await self.store.session(principal.username, session_id)
+        session, path = await self.store.turn_context(
+            principal.username, session_id, turn.parent_id, explicit=turn.has_parent
+        )
         settings = session["settings"]
         parent_id = turn.parent_id if turn.has_parent else session["active_leaf_id"]
-        path = await self.store.path(session_id, parent_id) if parent_id is not None else []
         if parent_id is not None and not path:
             raise NotFound(f"message '{parent_id}' not found in session '{session_id}'")
         if turn.content is None:  # regenerate the answer to parent_id
@@ -221,9 +226,9 @@ class ChatTurns:
                 self._take(first, answer, writer, plan, put)
             async for chunk in stream:
                 self._take(chunk, answer, writer, plan, put)
-                if running.cancelled.is_set():
+                if running.left:
                     break
-            if running.cancelled.is_set():
+            if running.left:
                 status = "incomplete"
         except GatewayCallError as exc:
             status, error = "error", exc.message
@@ -265,6 +270,7 @@ class ChatTurns:
         if isinstance(chunk.get("usage"), dict):
             usage = chunk["usage"]
             answer.usage = {k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
+        put(sse(None, chunk))  # first: the client's token before anything else is scheduled
         if choices:
             if answer.ttft_ms is None:
                 answer.ttft_ms = (time.perf_counter() - answer.started) * 1000
@@ -278,7 +284,6 @@ class ChatTurns:
                 _merge_tool_call(answer.tool_calls, call)
             if choice.get("finish_reason"):
                 answer.finish_reason = choice["finish_reason"]
-        put(sse(None, chunk))
 
     def _final(
         self, plan: TurnPlan, answer: Answer, writer: AnswerWriter, status: str, error: str | None

@@ -19,7 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 
 metadata = MetaData()
 
@@ -372,6 +372,8 @@ chat_sessions = Table(
     Column("shared_at", DateTime(timezone=True)),
     Column("prompt_tokens", BigInteger, nullable=False, server_default="0"),
     Column("completion_tokens", BigInteger, nullable=False, server_default="0"),
+    # Full-text words of the title and every message (backend/chat/search.py keeps it; GIN index in the migration).
+    Column("search", TSVECTOR, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_chat_sessions_owner_updated", "owner", "updated_at", "id"),  # (DESC in the migration)

@@ -75,6 +75,23 @@ RULES: dict[tuple[str, str], str] = {
     ("PATCH", "/api/repositories/{repository_id}/pipelines/{pipeline_id}"): RAG_ADMIN,
     ("DELETE", "/api/repositories/{repository_id}/pipelines/{pipeline_id}"): RAG_ADMIN,
     ("POST", "/api/repositories/{repository_id}/pipelines/{pipeline_id}/run"): RAG_ADMIN,
+    ("GET", "/api/sessions"): USER,
+    ("POST", "/api/sessions"): USER,
+    ("DELETE", "/api/sessions"): USER,  # every session of the caller's own
+    ("POST", "/api/sessions/import"): USER,
+    ("GET", "/api/sessions/{session_id}"): USER,
+    ("PATCH", "/api/sessions/{session_id}"): USER,
+    ("DELETE", "/api/sessions/{session_id}"): USER,
+    ("GET", "/api/sessions/{session_id}/export"): USER,
+    ("POST", "/api/sessions/{session_id}/share"): USER,
+    ("DELETE", "/api/sessions/{session_id}/share"): USER,
+    ("POST", "/api/sessions/{session_id}/messages"): USER,
+    ("GET", "/api/shared/{token}"): USER,  # and only when the reader may see every model and repository it used
+    ("GET", "/api/projects"): USER,
+    ("POST", "/api/projects"): USER,
+    ("GET", "/api/projects/{project_id}"): USER,
+    ("PATCH", "/api/projects/{project_id}"): USER,
+    ("DELETE", "/api/projects/{project_id}"): USER,
     # chat context: every route acts on the caller's own session only (another's answers 404: test_chat_context*.py)
     ("POST", "/api/sessions/{session_id}/documents"): USER,
     ("GET", "/api/sessions/{session_id}/documents"): USER,
@@ -160,7 +177,8 @@ def callers(admin: httpx.Client, lisa: LisaServer, faulty_upstream: Proc) -> Ite
 def request_for(method: str, path: str) -> tuple[str, dict | None]:
     target = RESTRICTED if method == "GET" else "matrix-missing"  # writes aim at nothing, so nothing changes
     url = path.replace("{model_id}", target).replace("{repository_id}", target)
-    for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}", "{session_id}", "{image_id}"):
+    for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}", "{session_id}", "{project_id}",
+                 "{token}", "{image_id}"):  # fmt: skip
         url = url.replace(name, "default" if name == "{collection_id}" else "matrix-missing")
     url = (
         url.replace("{token_id}", "tok_matrixmissing").replace("{scope}", "user").replace("{subject}", "matrix-nobody")

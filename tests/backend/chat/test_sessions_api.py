@@ -4,6 +4,7 @@ links and their visibility rules, and another user's sessions (404 on every rout
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -29,8 +30,8 @@ def bob(admin: httpx.Client, lisa: LisaServer) -> Iterator[httpx.Client]:
 
 def export_doc(title: str, contents: list[tuple[str, str]], **session: Any) -> dict[str, Any]:
     """A JSON export with one branch of messages (role, content)."""
-    messages = []
-    parent = None
+    messages: list[dict[str, Any]] = []
+    parent: str | None = None
     for n, (role, content) in enumerate(contents):
         messages.append({"id": f"m{n}", "parent_id": parent, "role": role, "content": content, "metadata": {},
                          "status": "complete", "error": None, "created_at": f"2026-01-01T00:00:{n:02d}Z"})  # fmt: skip
@@ -125,6 +126,12 @@ def test_search_by_title_and_content(admin: httpx.Client, lisa: LisaServer) -> N
 
         assert search("zebra") == {"Zebra crossing rules"}
         assert search("QUOKKA") == {"Plain title"}
+        assert search("quok") == {"Plain title"}  # words match as prefixes
+        assert search("leaves quokkas") == {"Plain title"}  # every word, in any message
+        assert search("leaves zebra") == set()
+        assert search("ssing rul") == {"Zebra crossing rules"}  # a part of a title
+        user.patch(f"/api/sessions/{by_title}", json={"title": "Giraffe facts"})
+        assert search("zebra") == set() and search("giraffe") == {"Giraffe facts"}
         assert search("100%") == {"100% sure"}  # a wildcard taken literally
         assert search("%") == {"100% sure"}
         assert search("_") == set()
@@ -193,6 +200,8 @@ BAD_IMPORTS = {
     "no title": lambda d: d["session"].pop("title"),
     "bad arguments": lambda d: d["session"].update(arguments={"temperature": 9}),
     "messages not a list": lambda d: d.update(messages={}),
+    "time without offset": lambda d: d["messages"][0].update(created_at="2026-01-01T00:00:00"),
+    "time out of range": lambda d: d["session"].update(created_at="0001-01-01T00:00:00+01:00"),
 }
 
 
@@ -200,6 +209,15 @@ BAD_IMPORTS = {
 def test_import_refuses_bad_input_and_writes_nothing(admin: httpx.Client, lisa: LisaServer, case: str) -> None:
     with new_user(admin, lisa, "importer") as user:
         resp = user.post("/api/sessions/import", json=_broken(BAD_IMPORTS[case]))
+        assert resp.status_code == 422, resp.text
+        assert isinstance(resp.json()["detail"], str) and resp.json()["detail"]
+        assert user.get("/api/sessions").json()["data"] == []
+
+
+def test_import_refuses_numbers_jsonb_cannot_store(admin: httpx.Client, lisa: LisaServer) -> None:
+    with new_user(admin, lisa, "importer") as user:
+        doc = json.dumps(export_doc("NaN", [("user", "q")])).replace('"metadata": {}', '"metadata": {"x": NaN}')
+        resp = user.post("/api/sessions/import", content=doc, headers={"content-type": "application/json"})
         assert resp.status_code == 422, resp.text
         assert isinstance(resp.json()["detail"], str) and resp.json()["detail"]
         assert user.get("/api/sessions").json()["data"] == []

@@ -1,7 +1,8 @@
 """Chat sessions: projects (folders), sessions, and their messages as a tree (regenerate and edit keep branches).
 
-Search by title and message content uses trigram indexes (``pg_trgm``: the embedded server and RDS both have it;
-without it the indexes are skipped and the same queries still answer, only slower).
+Search: each session keeps a full-text vector of its title and messages (``search``, GIN-indexed: word prefixes),
+and its title a trigram index (``pg_trgm``, for substrings of titles: the embedded server and RDS both have it;
+without it that index is skipped and the same queries still answer, only slower).
 
 Revision ID: 0013
 Revises: 0008
@@ -35,10 +36,12 @@ DDL = [
         shared_at TIMESTAMP WITH TIME ZONE,
         prompt_tokens BIGINT NOT NULL DEFAULT 0,
         completion_tokens BIGINT NOT NULL DEFAULT 0,
+        search TSVECTOR NOT NULL DEFAULT ''::tsvector,
         created_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now(),
         updated_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now())""",
     "CREATE INDEX ix_chat_sessions_owner_updated ON chat_sessions (owner, updated_at DESC, id DESC)",
     "CREATE INDEX ix_chat_sessions_project ON chat_sessions (project_id)",
+    "CREATE INDEX ix_chat_sessions_search ON chat_sessions USING gin (search)",
     """CREATE TABLE chat_messages (
         id VARCHAR(40) PRIMARY KEY,
         session_id VARCHAR(40) NOT NULL REFERENCES chat_sessions (id) ON DELETE CASCADE,
@@ -56,7 +59,6 @@ DDL = [
 
 TRIGRAM = [
     "CREATE INDEX ix_chat_sessions_title_trgm ON chat_sessions USING gin (title gin_trgm_ops)",
-    "CREATE INDEX ix_chat_messages_content_trgm ON chat_messages USING gin (content gin_trgm_ops)",
 ]
 
 
