@@ -145,7 +145,7 @@ class Services:
             flush_seconds=settings.chat_flush_seconds,
             default_model=lambda: settings.textgen_model_id if settings.local_models else None,
         )
-        context = ContextServices.build(settings, engine, registry, routes, chat_gateway, rag.runner.parser)
+        context = ContextServices.build(settings, engine, chat_store, registry, routes, chat_gateway, rag.runner.parser)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
             rag, egress, SessionStore(engine), chat_gateway, ChatSessions(chat_store, routes, rag.repositories),

@@ -180,7 +180,7 @@ class Compactor:
     ) -> CompactionResult:
         """Compaction of a session's active branch on request (``POST /api/sessions/{id}/compact``), as a turn
         would run it; the system prompt counts as the rest of the prompt."""
-        session = await self.store.session(principal.username, session_id)
+        session, path = await self.store.turn_context(principal.username, session_id, None, explicit=False)
         model_id = model or session["model"]
         if not model_id:
             raise BadRequest("name a model: the session has no model of its own", "model")
@@ -189,8 +189,6 @@ class Compactor:
             raise NotFound(f"model '{model_id}' not found")
         if route.type != ModelType.textgen:
             raise BadRequest(f"model '{model_id}' is an {route.type} model: compaction needs a textgen model", "model")
-        leaf = session["active_leaf_id"]
-        path = await self.store.path(session_id, leaf) if leaf else []
         system_prompt = (session["settings"] or {}).get("system_prompt") or ""
         fixed = tokens.REPLY_PRIMING + (tokens.count_message({"content": system_prompt}) if system_prompt else 0)
         done = await self.compact(principal, route, session_id, path, fixed, force=force)

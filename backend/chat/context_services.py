@@ -33,12 +33,12 @@ class ContextServices:
         cls,
         settings: Settings,
         engine: AsyncEngine,
+        store: ChatStore,
         registry: ModelRegistry,
         routes: RouteTable,
         client: GatewayClient,
         parser: ParserPool,  # the RAG parser processes, shared: one pool of untrusted-file parsers per process
     ) -> ContextServices:
-        store = ChatStore(engine)
         window = settings.chat_default_context_window
         documents = ContextDocuments(
             engine, store, parser, max_file_bytes=settings.context_max_file_bytes,

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.auth.principal import Principal
+from backend.chat import search as fts
 from backend.chat.context_schemas import ImageGeneration, ImagePage, ImagePublic, ImageRequest
 from backend.chat.store import ChatStore, new_id
 from backend.db import tables
@@ -124,7 +125,11 @@ class SessionImages:
                 for image_id, (raw, mime, revised_prompt) in zip(ids, images, strict=True)
             ]  # fmt: skip
             inserted = (await conn.execute(I.insert().returning(*_public_columns()), rows)).all()
-            await conn.execute(S.update().where(S.c.id == session_id).values(active_leaf_id=reply, updated_at=now))
+            await conn.execute(
+                S.update()
+                .where(S.c.id == session_id)
+                .values(active_leaf_id=reply, updated_at=now, search=fts.appended(request.prompt))
+            )
         return ImageGeneration(
             user_message_id=question, assistant_message_id=reply, images=[public(r._mapping) for r in inserted]
         )
