@@ -20,7 +20,7 @@ import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -227,20 +227,24 @@ class Compactor:
     async def _keep(
         self, session_id: str, plan: CompactionPlan, text: str, model: str, requests: int
     ) -> dict[str, Any]:
-        """Inserts the summary into the branch just above the first kept message, in one transaction."""
+        """Inserts the summary into the branch just above the first kept message, in one transaction. Its
+        ``created_at`` is a microsecond before that message's, so ordering a session's messages by time still puts
+        every parent before its children (exports rely on it); when it was made is ``metadata.compacted_at``."""
         first_kept = plan.keep[0].id
         now = datetime.now(UTC)
         summary_id = new_id("msg")
         metadata = {"kind": SUMMARY, "covers": list(plan.covers), "model": model, "requests": requests,
-                    "tokens_before": plan.prompt_tokens, "tokens_after": plan.expected_tokens}  # fmt: skip
+                    "tokens_before": plan.prompt_tokens, "tokens_after": plan.expected_tokens,
+                    "compacted_at": now.isoformat()}  # fmt: skip
         async with self.engine.begin() as conn:
-            query = sa.select(M.c.parent_id).where(M.c.id == first_kept, M.c.session_id == session_id)
-            parent = (await conn.execute(query)).scalar_one()
-            values = {"id": summary_id, "session_id": session_id, "parent_id": parent, "role": "system",
-                      "content": text, "metadata": metadata, "created_at": now, "updated_at": now}  # fmt: skip
+            query = sa.select(M.c.parent_id, M.c.created_at).where(M.c.id == first_kept, M.c.session_id == session_id)
+            kept = (await conn.execute(query)).one()
+            created = kept.created_at - timedelta(microseconds=1)
+            values = {"id": summary_id, "session_id": session_id, "parent_id": kept.parent_id, "role": "system",
+                      "content": text, "metadata": metadata, "created_at": created, "updated_at": now}  # fmt: skip
             await conn.execute(M.insert().values(**values))
             await conn.execute(M.update().where(M.c.id == first_kept).values(parent_id=summary_id))
-        return {**values, "created_at": now.isoformat(), "updated_at": now.isoformat()}
+        return {**values, "created_at": created.isoformat(), "updated_at": now.isoformat()}
 
 
 def _summary_of(history: Sequence[Turn]) -> str | None:
