@@ -145,31 +145,27 @@ class Compactor:
         )
         visible = apply_summaries([as_turn(r, 0) for r in path])
         if bound <= threshold * window:
-            return Compacted(kept=[by_id[t.id] for t in visible if t.kind != SUMMARY], summary=_summary_of(visible))
+            return _as_is(visible, by_id, None)
         counts = await asyncio.to_thread(lambda: [tokens.count_message({"content": t.content}) for t in visible])
         history = [Turn(t.id, t.role, t.content, n, t.kind, t.covers) for t, n in zip(visible, counts, strict=True)]
         summarizer = await self._summarizer(principal, route)
-        budget = map_reduce.budget_for(context_window(summarizer, self.default_window), self.summary_max_tokens)
+        total = fixed_tokens + sum(counts)
+        try:
+            budget = map_reduce.budget_for(context_window(summarizer, self.default_window), self.summary_max_tokens)
+        except BadRequest as exc:  # a window too small to summarise with: the turn goes ahead as it is
+            return _as_is(history, by_id, total, exc.message)
         summary_tokens = math.ceil(budget.output_tokens * tokens.MARGIN * 1.25) + tokens.count(SUMMARY_PREFIX)
         plan = plan_compaction(
             history, fixed_tokens=fixed_tokens, window=window, summary_tokens=summary_tokens,
             threshold=threshold, target=self.target, keep_last=KEEP_LAST,
         )  # fmt: skip
-        total = fixed_tokens + sum(counts)
         if plan is None:
-            return Compacted(
-                kept=[by_id[t.id] for t in history if t.kind != SUMMARY], summary=_summary_of(history),
-                prompt_tokens=total,
-            )  # fmt: skip
+            return _as_is(history, by_id, total)
         try:
             text, requests = await self._summarise(principal, summarizer.id, plan, budget)
             message = await self._keep(session_id, plan, text, summarizer.id, requests)
-        except LisaError as exc:
-            return Compacted(
-                kept=[by_id[t.id] for t in history if t.kind != SUMMARY], summary=_summary_of(history),
-                notice=f"the older part of the conversation could not be summarised: {exc.message}",
-                prompt_tokens=total,
-            )  # fmt: skip
+        except LisaError as exc:  # the turn goes ahead uncompacted; the reason is told
+            return _as_is(history, by_id, total, exc.message)
         return Compacted(
             kept=[by_id[t.id] for t in plan.keep], summary=text, summary_message=message,
             prompt_tokens=plan.expected_tokens,
@@ -245,6 +241,17 @@ class Compactor:
             await conn.execute(M.insert().values(**values))
             await conn.execute(M.update().where(M.c.id == first_kept).values(parent_id=summary_id))
         return {**values, "created_at": created.isoformat(), "updated_at": now.isoformat()}
+
+
+def _as_is(
+    history: Sequence[Turn], by_id: Mapping[str, Mapping[Any, Any]], counted: int | None, failure: str | None = None
+) -> Compacted:
+    """The history uncompacted (an earlier summary heading it still in place of what it covers)."""
+    return Compacted(
+        kept=[by_id[t.id] for t in history if t.kind != SUMMARY], summary=_summary_of(history),
+        notice=f"the older part of the conversation could not be summarised: {failure}" if failure else None,
+        prompt_tokens=counted,
+    )  # fmt: skip
 
 
 def _summary_of(history: Sequence[Turn]) -> str | None:

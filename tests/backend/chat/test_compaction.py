@@ -103,6 +103,11 @@ def test_a_summary_that_fails_is_reported_and_nothing_is_written(
             await conn.close()
 
     assert asyncio.run(count()) == 10
+    # a window too small to summarise with: told, and the turn would go ahead as it is
+    with registered_model(admin, "cmp-minute", type="textgen", hosting="internal", base_url="http://127.0.0.1:9/v1",
+                          context_window=70) as minute:  # fmt: skip
+        small = compact(alice, session["id"], model=minute).json()
+    assert not small["compacted"] and "too small to summarise" in small["notice"], small
 
 
 def test_refusals(admin: httpx.Client, lisa: LisaServer, alice: httpx.Client, tiny: str) -> None:

@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
+from backend.chat.context_docs import allocate, storable
 from backend.db.engine import asyncpg_dsn
 from tests.backend.chat.context_helpers import local_gemma, upload
 from tests.backend.chat.helpers import new_session, new_user
@@ -170,3 +171,11 @@ def test_deleting_the_session_deletes_its_documents(alice: httpx.Client, lisa: L
             await conn.close()
 
     assert asyncio.run(remaining()) == 0
+
+
+def test_the_budget_is_shared_fairly_and_text_is_made_storable() -> None:
+    assert allocate([100, 5000, 20], 1000) == [100, 880, 20]  # small ones whole, the rest to the large one
+    assert allocate([900, 900], 1000) == [500, 500]
+    assert allocate([10, 10], 0) == [0, 0] and allocate([], 100) == []
+    assert sum(allocate([7, 300, 301, 302], 500)) <= 500
+    assert storable("a\x00b\ud800c") == "ab?c"
