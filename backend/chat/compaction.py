@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -97,6 +98,33 @@ def transcript(turns: Sequence[Turn]) -> str:
     return "\n\n".join(lines)
 
 
+class TokenCounts:
+    """Token counts of messages counted before, so a long conversation's turn counts only its new messages. A
+    message's text does not change once written, except an answer's while it streams: the key holds its length."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.size = size
+        self._known: OrderedDict[tuple[str, int], int] = OrderedDict()
+
+    async def of(self, turns: Sequence[Turn]) -> list[int]:
+        keys = [(t.id, len(t.content)) for t in turns]
+        missing = {key: turn.content for key, turn in zip(keys, turns, strict=True) if key not in self._known}
+        if missing:
+            chars = sum(len(text) for text in missing.values())
+
+            def count() -> dict[tuple[str, int], int]:
+                return {key: tokens.count_message({"content": text}) for key, text in missing.items()}
+
+            found = await asyncio.to_thread(count) if chars > tokens.OFF_LOOP_CHARS else count()
+            self._known.update(found)
+        for key in keys:
+            self._known.move_to_end(key)
+        counts = [self._known[key] for key in keys]
+        while len(self._known) > self.size:  # the least recently used go
+            self._known.popitem(last=False)
+        return counts
+
+
 class Compactor:
     def __init__(
         self,
@@ -122,6 +150,7 @@ class Compactor:
         self.summary_model = summary_model
         self.summary_max_tokens = summary_max_tokens
         self.max_requests = max_requests
+        self._counts = TokenCounts()
 
     async def compact(
         self,
@@ -146,7 +175,7 @@ class Compactor:
         visible = apply_summaries([as_turn(r, 0) for r in path])
         if bound <= threshold * window:
             return _as_is(visible, by_id, None)
-        counts = await asyncio.to_thread(lambda: [tokens.count_message({"content": t.content}) for t in visible])
+        counts = await self._counts.of(visible)
         history = [Turn(t.id, t.role, t.content, n, t.kind, t.covers) for t, n in zip(visible, counts, strict=True)]
         summarizer = await self._summarizer(principal, route)
         total = fixed_tokens + sum(counts)

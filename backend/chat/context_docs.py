@@ -40,6 +40,7 @@ from ingestion.parser_pool import ParserPool
 from ingestion.parsing import CODE_SUFFIXES
 
 D = tables.chat_context_documents
+S = tables.chat_sessions
 SUPPORTED = frozenset(LOADERS) | CODE_SUFFIXES
 PREAMBLE = (
     "The user added these documents to the conversation; their text follows. "
@@ -151,9 +152,7 @@ class ContextDocuments:
         async with self.engine.begin() as conn:
             await self.store.session(principal.username, session_id, conn)
             # One upload at a time per session: the count below then holds until this one commits.
-            await conn.execute(
-                sa.select(tables.chat_sessions.c.id).where(tables.chat_sessions.c.id == session_id).with_for_update()
-            )
+            await conn.execute(sa.select(S.c.id).where(S.c.id == session_id).with_for_update())
             await conn.execute(D.delete().where(D.c.session_id == session_id, D.c.name.in_(names)))
             held_query = sa.select(sa.func.count()).select_from(D).where(D.c.session_id == session_id)
             held = (await conn.execute(held_query)).scalar_one()
@@ -177,6 +176,7 @@ class ContextDocuments:
                 for staged, text, count in zip(files, texts, counts, strict=True)
             ]
             inserted = (await conn.execute(D.insert().returning(*_public_columns()), rows)).all()
+            await conn.execute(S.update().where(S.c.id == session_id).values(context_documents=held + len(files)))
         return [ContextDocumentPublic.model_validate(r._mapping) for r in inserted]
 
     async def _extract(self, staged: StagedFile) -> str:
@@ -207,14 +207,12 @@ class ContextDocuments:
         return ContextDocumentPublic.model_validate(await self._row(principal, session_id, document_id))
 
     async def delete(self, principal: Principal, session_id: str, document_id: str) -> None:
+        mine = (D.c.id == document_id, D.c.session_id == session_id, D.c.owner == principal.username)
         async with self.engine.begin() as conn:
-            gone = (
-                await conn.execute(
-                    D.delete().where(
-                        D.c.id == document_id, D.c.session_id == session_id, D.c.owner == principal.username
-                    )
-                )
-            ).rowcount
+            gone = (await conn.execute(D.delete().where(*mine))).rowcount
+            if gone:
+                count = sa.select(sa.func.count()).select_from(D).where(D.c.session_id == session_id).scalar_subquery()
+                await conn.execute(S.update().where(S.c.id == session_id).values(context_documents=count))
         if not gone:
             await self.check_session(principal, session_id)
             raise NotFound(f"document '{document_id}' not found in session '{session_id}'")

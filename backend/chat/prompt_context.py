@@ -2,7 +2,7 @@
 notices) and the branch's history (compacted when it nears the context window). One call for the chat service's
 build-prompt step (backend/chat/turn.py ``ChatTurns.plan``):
 
-    ctx = await services.context.prompt.prepare(principal, session_id, model, system_prompt, earlier, question, buffer)
+    ctx = await services.context.prompt.prepare(principal, session, model, system_prompt, earlier, question, buffer)
     payload["messages"] = ctx.messages           # persona, history (summary folded in), documents + question
     metadata.update(ctx.metadata)                # the answer's metadata: context_documents notices, compaction
     for event, data in ctx.events: ...           # SSE before the answer: "context" (notices), "compaction" (summary)
@@ -91,18 +91,23 @@ class PromptContexts:
     async def prepare(
         self,
         principal: Principal,
-        session_id: str,
+        session: Mapping[Any, Any],
         model: str,
         system_prompt: str | None,
         earlier: Sequence[Mapping[Any, Any]],
         question: str,
         buffer: int,
     ) -> PromptContext:
-        """The messages of a turn. ``earlier``: the branch before the question (chat_messages rows, oldest first);
-        ``buffer``: the history buffer (last N messages)."""
+        """The messages of a turn. ``session``: its chat_sessions row (``id``, ``context_documents``: a session
+        without documents is not looked into); ``earlier``: the branch before the question (chat_messages rows,
+        oldest first); ``buffer``: the history buffer (last N messages)."""
+        session_id = str(session["id"])
         route = await self.routes.get(model)
         window = context_window(route, self.default_window)
-        docs, notices = await self.documents.context_for(session_id, principal, route, int(window * DOCUMENTS_SHARE))
+        docs, notices = "", list[ContextNotice]()
+        if session.get("context_documents", 1):
+            budget = int(window * DOCUMENTS_SHARE)
+            docs, notices = await self.documents.context_for(session_id, principal, route, budget)
         asked = docs + QUESTION_SEPARATOR + question if docs else question
         head = [{"role": "system", "content": system_prompt}] if system_prompt else []
         fixed = tokens.count_messages([*head, {"role": "user", "content": asked}])

@@ -372,6 +372,8 @@ chat_sessions = Table(
     Column("shared_at", DateTime(timezone=True)),
     Column("prompt_tokens", BigInteger, nullable=False, server_default="0"),
     Column("completion_tokens", BigInteger, nullable=False, server_default="0"),
+    # documents in the session's context (backend/chat/context_docs.py keeps it): a turn skips looking when 0
+    Column("context_documents", Integer, nullable=False, server_default="0"),
     # Full-text words of the title and every message (backend/chat/search.py keeps it; GIN index in the migration).
     Column("search", TSVECTOR, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from backend.chat import map_reduce, tokens
-from backend.chat.compaction import SUMMARY_PREFIX, Compacted
+from backend.chat.compaction import SUMMARY_PREFIX, Compacted, TokenCounts
 from backend.chat.compaction_plan import SUMMARY, Turn, apply_summaries, plan_compaction
 from backend.chat.prompt_context import chat_rows
 from backend.errors import BadRequest, UpstreamError
@@ -182,3 +182,14 @@ def test_limits_are_refused_with_the_reason() -> None:
         map_reduce.plan(long_text(40), map_reduce.budget_for(512, 100), PROMPTS, max_requests=2)
     with pytest.raises(BadRequest, match="no text"):
         map_reduce.plan("  \n ", map_reduce.budget_for(512, 100), PROMPTS, max_requests=2)
+
+
+async def test_token_counts_are_remembered_per_message() -> None:
+    counts = TokenCounts(size=2)
+    a, b = Turn("a", "user", "hello there", 0), Turn("b", "assistant", "general kenobi", 0)
+    first = await counts.of([a, b])
+    assert first == [tokens.count_message({"content": a.content}), tokens.count_message({"content": b.content})]
+    assert await counts.of([a, b]) == first
+    grown = Turn("b", "assistant", "general kenobi, you are a bold one", 0)  # an answer still streaming grows
+    assert (await counts.of([grown]))[0] > first[1]
+    assert len(counts._known) == 2  # bounded

@@ -40,12 +40,28 @@ def bob(admin: httpx.Client, lisa: LisaServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def test_documents_are_uploaded_listed_and_deleted(alice: httpx.Client) -> None:
+def scalar(lisa: LisaServer, sql: str, *args: object) -> int:
+    async def run() -> int:
+        conn = await asyncpg.connect(asyncpg_dsn(lisa.database_url))
+        try:
+            return int(await conn.fetchval(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def held(lisa: LisaServer, session: str) -> int:
+    """The session's count of documents, which a turn reads to skip sessions without any."""
+    return scalar(lisa, "SELECT context_documents FROM chat_sessions WHERE id = $1", session)
+
+
+def test_documents_are_uploaded_listed_and_deleted(alice: httpx.Client, lisa: LisaServer) -> None:
     session = new_session(alice, title="docs")["id"]
     resp = upload(alice, session, *FILES)
     assert resp.status_code == 201, resp.text
     docs = resp.json()["data"]
-    assert [d["name"] for d in docs] == [name for name, _ in FILES]
+    assert [d["name"] for d in docs] == [name for name, _ in FILES] and held(lisa, session) == len(FILES)
     for doc, (_, data) in zip(docs, FILES, strict=True):
         assert doc["session_id"] == session and doc["size_bytes"] == len(data)
         assert doc["chars"] > 0 and doc["tokens"] > 0 and doc["summary"] is None
@@ -67,15 +83,16 @@ def test_documents_are_uploaded_listed_and_deleted(alice: httpx.Client) -> None:
     assert alice.get(f"/api/sessions/{session}/documents/{pdf['id']}").status_code == 404
     assert alice.delete(f"/api/sessions/{session}/documents/{pdf['id']}").status_code == 404
     assert len(alice.get(f"/api/sessions/{session}/documents").json()["data"]) == len(FILES) - 1
+    assert held(lisa, session) == len(FILES) - 1
 
 
-def test_a_name_already_in_the_session_is_replaced(alice: httpx.Client) -> None:
+def test_a_name_already_in_the_session_is_replaced(alice: httpx.Client, lisa: LisaServer) -> None:
     session = new_session(alice)["id"]
     old = upload(alice, session, ("plan.txt", b"the old plan")).json()["data"][0]
     new = upload(alice, session, ("plan.txt", b"the new plan, longer than before")).json()["data"][0]
     listed = alice.get(f"/api/sessions/{session}/documents").json()["data"]
     assert [d["id"] for d in listed] == [new["id"]] and new["id"] != old["id"]
-    assert new["size_bytes"] == len(b"the new plan, longer than before")
+    assert new["size_bytes"] == len(b"the new plan, longer than before") and held(lisa, session) == 1
 
 
 def test_bad_uploads_are_refused_and_nothing_is_kept(alice: httpx.Client) -> None:

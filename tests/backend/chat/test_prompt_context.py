@@ -13,6 +13,7 @@ from backend.chat.prompt_context import QUESTION_SEPARATOR, PromptContexts
 from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
 
 ALICE = Principal("alice", frozenset(), is_admin=False)
+SESSION = {"id": "ses_1", "context_documents": 1}
 ROUTE = ModelRoute("m", ModelType.textgen, Hosting.internal, None, "http://x/v1", None, None, (), True,
                    ModelStatus.in_service, 0, context_window=1000)  # fmt: skip
 NOTICE = ContextNotice(document_id="cdoc_1", name="big.md", kept_tokens=10, total_tokens=99, omitted=False,
@@ -53,7 +54,7 @@ async def test_documents_go_with_the_question_and_a_summary_heads_the_history() 
     compactor = Compactor(Compacted(kept=earlier[2:], summary="older things", summary_message=made))
     documents = Documents('<document name="big.md">...</document>', [NOTICE])
     prompt = PromptContexts(documents, compactor, Routes(), 8192)  # type: ignore[arg-type]
-    ctx = await prompt.prepare(ALICE, "ses_1", "m", "Be brief.", earlier, "What now?", 20)
+    ctx = await prompt.prepare(ALICE, SESSION, "m", "Be brief.", earlier, "What now?", 20)
     assert documents.budgets == [400]  # 40% of the model's window
     assert ctx.messages[0] == {"role": "system", "content": "Be brief."}
     assert ctx.messages[1]["content"] == SUMMARY_PREFIX + "older things\n\n---\n\nt2"
@@ -70,15 +71,20 @@ async def test_documents_go_with_the_question_and_a_summary_heads_the_history() 
 async def test_without_documents_or_compaction_the_prompt_is_the_plain_one() -> None:
     earlier = [row(0, "user"), row(1, "assistant")]
     prompt = PromptContexts(Documents("", []), Compactor(Compacted(kept=earlier)), Routes(), 8192)  # type: ignore[arg-type]
-    ctx = await prompt.prepare(ALICE, "ses_1", "m", None, earlier, "Q", 20)
+    ctx = await prompt.prepare(ALICE, SESSION, "m", None, earlier, "Q", 20)
     assert ctx.messages == [{"role": "user", "content": "t0"}, {"role": "assistant", "content": "t1"},
                             {"role": "user", "content": "Q"}]  # fmt: skip
     assert ctx.metadata == {} and ctx.events == []
+    # a session without documents is not looked into
+    unlooked = Documents("<document>never</document>", [NOTICE])
+    plain = PromptContexts(unlooked, Compactor(Compacted(kept=earlier)), Routes(), 8192)  # type: ignore[arg-type]
+    ctx = await plain.prepare(ALICE, {"id": "ses_1", "context_documents": 0}, "m", None, earlier, "Q", 20)
+    assert unlooked.budgets == [] and ctx.messages[-1] == {"role": "user", "content": "Q"}
     # a summary with nothing kept after it joins the question rather than making a user turn of its own
     alone = PromptContexts(Documents("", []), Compactor(Compacted(kept=[], summary="S")), Routes(), 8192)  # type: ignore[arg-type]
-    ctx = await alone.prepare(ALICE, "ses_1", "m", None, earlier, "Q", 20)
+    ctx = await alone.prepare(ALICE, SESSION, "m", None, earlier, "Q", 20)
     assert ctx.messages == [{"role": "user", "content": SUMMARY_PREFIX + "S" + QUESTION_SEPARATOR + "Q"}]
     # an unknown model: no compaction (the gateway answers 404), documents within the default window
     unknown = PromptContexts(Documents("", []), Compactor(Compacted(kept=[])), Routes(), 8192)  # type: ignore[arg-type]
-    ctx = await unknown.prepare(ALICE, "ses_1", "nope", None, earlier, "Q", 1)
+    ctx = await unknown.prepare(ALICE, SESSION, "nope", None, earlier, "Q", 1)
     assert ctx.messages == [{"role": "assistant", "content": "t1"}, {"role": "user", "content": "Q"}]

@@ -1,4 +1,5 @@
-"""Chat context: documents put into a session (their extracted text and summary) and images generated in one.
+"""Chat context: documents put into a session (their extracted text and summary, and a count on the session) and
+images generated in one.
 
 Revision ID: 0014
 Revises: 0013
@@ -42,6 +43,8 @@ DDL = [
         created_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT now())""",
     "CREATE INDEX ix_chat_images_session ON chat_images (session_id, id)",
     "CREATE INDEX ix_chat_images_message ON chat_images (message_id)",
+    # kept by backend/chat/context_docs.py, so that a turn in a session without documents does not look for any
+    "ALTER TABLE chat_sessions ADD COLUMN context_documents INTEGER NOT NULL DEFAULT 0",
 ]
 
 
@@ -51,5 +54,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute("ALTER TABLE chat_sessions DROP COLUMN IF EXISTS context_documents")
     op.execute("DROP TABLE IF EXISTS chat_images")
     op.execute("DROP TABLE IF EXISTS chat_context_documents")
