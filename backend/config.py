@@ -201,6 +201,19 @@ class Settings(BaseSettings):
     mcp_tools_cache_seconds: float = Field(default=30.0, ge=0)
     mcp_max_output_chars: int = Field(default=100_000, ge=1000)
 
+    # Chat context (docs/chat-context.md): compaction, documents in a session, summaries, generated images.
+    chat_default_context_window: int = Field(default=8192, ge=256)  # tokens, for a model the registry has none for
+    chat_compaction_threshold: float = Field(default=0.75, gt=0, le=1)  # compact past this share of the window
+    chat_compaction_target: float = Field(default=0.5, gt=0, le=1)  # ... down to this share
+    chat_summary_model: str = ""  # the model that writes compaction summaries; empty: the chat's own model
+    chat_summary_max_tokens: int = Field(default=512, ge=16, le=32_768)  # one summary (map or reduce) at most
+    chat_summary_max_requests: int = Field(default=64, ge=1, le=10_000)  # map requests of one summary at most
+    context_max_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)  # one document put into a session
+    context_max_upload_files: int = Field(default=10, ge=1, le=1000)  # files in one upload
+    context_max_documents: int = Field(default=50, ge=1, le=10_000)  # documents one session holds
+    context_max_chars: int = Field(default=2_000_000, ge=1000)  # extracted text of one document (413 past it)
+    chat_image_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # one generated image kept (502 past it)
+
     # Egress guard (backend/net/egress.py) for model URLs, OpenSearch, external PostgreSQL, the reranker, S3 and MCP:
     # public addresses are allowed; loopback, private, link-local and other special ranges only where these networks
     # (CIDRs; a JSON list or comma-separated) cover them, cloud metadata addresses only by an exact entry.

@@ -31,6 +31,9 @@ from backend.api.routes import (
     projects,
     prompt_templates,
     repositories,
+    session_context,
+    session_documents,
+    session_images,
     sessions,
     shared,
     tokens,
@@ -93,6 +96,8 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     app.include_router(assistants.router)
     app.include_router(mcp.router)
     for module in (sessions, chat, projects, shared):
+        app.include_router(module.router)
+    for module in (session_documents, session_images, session_context):  # chat context (backend/chat)
         app.include_router(module.router)
     return app
 

@@ -20,6 +20,7 @@ from backend.auth.oidc import OIDCVerifier, oauth_client
 from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
 from backend.auth.users import UserStore
+from backend.chat.context_services import ContextServices
 from backend.chat.sessions import ChatSessions
 from backend.chat.store import ChatStore
 from backend.chat.turn import ChatTurns
@@ -89,6 +90,7 @@ class Services:
     chat_gateway: GatewayClient  # model calls from inside the backend, through the gateway's own path
     chat: ChatSessions
     chat_turns: ChatTurns
+    context: ContextServices  # documents in chat context, summaries, images, compaction (backend/chat)
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -182,11 +184,12 @@ class Services:
             flush_seconds=settings.chat_flush_seconds,
             default_model=lambda: settings.textgen_model_id if settings.local_models else None,
         )
+        context = ContextServices.build(settings, engine, chat_store, registry, routes, chat_gateway, rag.runner.parser)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
             rag, egress, SessionStore(engine), configuration, prompts, assistants, mcp,
             LocalDeployer.from_settings(settings), ScheduleStore(engine), scheduler,
-            chat_gateway, ChatSessions(chat_store, routes, rag.repositories), chat_turns, oauth,
+            chat_gateway, ChatSessions(chat_store, routes, rag.repositories), chat_turns, context, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:

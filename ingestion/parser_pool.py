@@ -22,7 +22,7 @@ from typing import Any
 from pebble import ProcessExpired, ProcessPool
 
 from ingestion.document import Chunk, IngestionError
-from ingestion.parsing import parse_file
+from ingestion.parsing import extract_file, parse_file
 
 PRELOAD = ["ingestion.parsing", "ingestion.parser_pool"]
 
@@ -45,7 +45,8 @@ def _context() -> Any:
 
 
 class ParserPool:
-    """``await pool.parse(path, name, chunking, metadata, max_bytes)`` -> chunks, or IngestionError with the reason."""
+    """``await pool.parse(path, name, chunking, metadata, max_bytes)`` -> chunks (``extract``: the whole text), or
+    IngestionError with the reason."""
 
     def __init__(self, workers: int = 2, timeout: float = 120.0, memory_bytes: int = 0) -> None:
         if workers < 1 or timeout <= 0:
@@ -70,11 +71,20 @@ class ParserPool:
     async def parse(
         self, path: str, name: str, chunking: dict[str, Any], metadata: dict[str, Any], max_bytes: int
     ) -> list[Chunk]:
+        chunks: list[Chunk] = await self._run(parse_file, (path, name, chunking, metadata, max_bytes), name)
+        return chunks
+
+    async def extract(self, path: str, name: str, max_bytes: int) -> str:
+        """A file's whole text (``ingestion.parsing.extract_file``), under the same time limit; IngestionError."""
+        text: str = await self._run(extract_file, (path, name, max_bytes), name)
+        return text
+
+    async def _run(self, function: Any, args: tuple[Any, ...], name: str) -> Any:
         # The first call starts the fork server and the workers: off the event loop, like everything that blocks.
         pool = self._pool if self._pool is not None else await asyncio.to_thread(self._started)
-        future = pool.schedule(parse_file, args=(path, name, chunking, metadata, max_bytes), timeout=self.timeout)
+        future = pool.schedule(function, args=args, timeout=self.timeout)
         try:
-            chunks: list[Chunk] = await asyncio.wrap_future(future)
+            return await asyncio.wrap_future(future)
         except TimeoutError as exc:
             raise IngestionError(
                 f"{name}: parsing took longer than the time limit of {self.timeout:g} s per file; "
@@ -87,7 +97,6 @@ class ParserPool:
             ) from exc
         except MemoryError as exc:
             raise IngestionError(f"{name}: parsing needed more memory than it is allowed") from exc
-        return chunks
 
     def close(self) -> None:
         """Stops the workers (a running parse is abandoned) and waits for them; the pool may start again later."""

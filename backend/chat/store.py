@@ -152,6 +152,22 @@ class ChatStore:
         return row._mapping
 
     # --- messages --------------------------------------------------------------------------------------------
+    async def turn_context(
+        self, owner: str, session_id: str, parent_id: str | None, *, explicit: bool
+    ) -> tuple[RowMapping, list[RowMapping]]:
+        """The session and the path from its first message down to ``parent_id`` (``explicit``) or to its active
+        leaf, first first (empty: no such message). Off the chat turn's hot path (compaction on request); the turn
+        itself reads the same through backend/chat/turn_sql.py."""
+        async with self.fast.connect() as conn:
+            session = await self.session(owner, session_id, conn)
+            leaf = parent_id if explicit else session["active_leaf_id"]
+            if leaf is None:
+                return session, []
+            top = sa.select(M).where(M.c.id == leaf, M.c.session_id == session_id).cte("path", recursive=True)
+            path = top.union_all(sa.select(M).join(top, M.c.id == top.c.parent_id))
+            rows = [r._mapping for r in (await conn.execute(sa.select(path))).all()]
+        return session, rows[::-1]
+
     async def messages(self, session_id: str) -> list[RowMapping]:
         """Every message of a session (every branch), oldest first."""
         query = sa.select(M).where(M.c.session_id == session_id).order_by(M.c.created_at, M.c.id)

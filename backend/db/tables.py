@@ -487,6 +487,8 @@ chat_sessions = Table(
     Column("shared_at", DateTime(timezone=True)),
     Column("prompt_tokens", BigInteger, nullable=False, server_default="0"),
     Column("completion_tokens", BigInteger, nullable=False, server_default="0"),
+    # documents in the session's context (backend/chat/context_docs.py keeps it): a turn skips looking when 0
+    Column("context_documents", Integer, nullable=False, server_default="0"),
     # Full-text words of the title and every message (backend/chat/search.py keeps it; GIN index in the migration).
     Column("search", TSVECTOR, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -510,4 +512,43 @@ chat_messages = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_chat_messages_session", "session_id", "created_at", "id"),
     Index("ix_chat_messages_parent", "parent_id"),
+)
+
+# Documents put into a session's context (their extracted text, not the file) and images generated in a session:
+# both go with their session (ON DELETE CASCADE). Ids are time-ordered, so paging by id lists them oldest first.
+chat_context_documents = Table(
+    "chat_context_documents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("session_id", String(40), ForeignKey("chat_sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("owner", String(256), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),  # of the uploaded file
+    Column("sha256", String(64), nullable=False),  # of the uploaded file
+    Column("text", Text, nullable=False),
+    Column("chars", Integer, nullable=False),
+    Column("tokens", Integer, nullable=False),  # backend/chat/tokens.py count of the text
+    Column("summary", Text),
+    Column("summary_model", String(128)),
+    Column("summarized_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("session_id", "name", name="uq_chat_context_documents_session_name"),
+)
+
+chat_images = Table(
+    "chat_images",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("session_id", String(40), ForeignKey("chat_sessions.id", ondelete="CASCADE"), nullable=False),
+    Column("owner", String(256), nullable=False),
+    Column("message_id", String(40), ForeignKey("chat_messages.id", ondelete="SET NULL")),  # the answer showing it
+    Column("model", String(128), nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("revised_prompt", Text),
+    Column("mime", String(64), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_chat_images_session", "session_id", "id"),
+    Index("ix_chat_images_message", "message_id"),
 )

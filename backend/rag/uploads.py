@@ -15,7 +15,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -84,9 +84,12 @@ class ReceivedUpload:
 
 
 class _Receiver:
-    def __init__(self, limits: UploadLimits, allowance: Allowance | None) -> None:
+    def __init__(
+        self, limits: UploadLimits, allowance: Allowance | None, supported: Callable[[str], None] = check_supported
+    ) -> None:
         self.limits = limits
         self.allowance = allowance
+        self.supported = supported
         self.parts: list[_Part] = []
         self.current = _Part()
         self.header_name = bytearray()
@@ -127,7 +130,7 @@ class _Receiver:
             raise BadRequest(f"files go in '{FILES_FIELD}' parts, not '{part.name}'")
         name = _decode(options[b"filename"])
         check_name(name)
-        check_supported(name)
+        self.supported(name)
         if name in self.sizes:
             raise BadRequest(f"{name}: the same file name appears twice in one upload")
         if len(self.sizes) >= self.limits.max_files:
@@ -211,8 +214,11 @@ async def receive_upload(
     body: AsyncIterator[bytes],
     limits: UploadLimits,
     allowance: Allowance | None = None,
+    supported: Callable[[str], None] = check_supported,
 ) -> ReceivedUpload:
     """Streams a multipart/form-data body into temporary files (the caller ``discard``s them when done).
+
+    ``supported`` refuses a file name whose type the receiver does not take (BadRequest); RAG's loaders by default.
 
     When a cap refuses the upload part-way, the rest of the body is read and dropped (at most
     ``limits.max_total_bytes``) so that a client still sending gets the 413 rather than a reset connection.
@@ -220,7 +226,7 @@ async def receive_upload(
     ctype, params = parse_options_header(content_type or "")
     if ctype != b"multipart/form-data" or not params.get(b"boundary"):
         raise BadRequest("send the files as multipart/form-data, one 'files' part per file")
-    receiver = _Receiver(limits, allowance)
+    receiver = _Receiver(limits, allowance, supported)
     try:
         parser = MultipartParser(params[b"boundary"], receiver.callbacks())
         async for block in body:

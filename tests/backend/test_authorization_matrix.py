@@ -122,6 +122,17 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/projects/{project_id}"): USER,
     ("PATCH", "/api/projects/{project_id}"): USER,
     ("DELETE", "/api/projects/{project_id}"): USER,
+    # chat context: every route acts on the caller's own session only (another's answers 404: test_chat_context*.py)
+    ("POST", "/api/sessions/{session_id}/documents"): USER,
+    ("GET", "/api/sessions/{session_id}/documents"): USER,
+    ("GET", "/api/sessions/{session_id}/documents/{document_id}"): USER,
+    ("DELETE", "/api/sessions/{session_id}/documents/{document_id}"): USER,
+    ("POST", "/api/sessions/{session_id}/documents/{document_id}/summary"): USER,
+    ("POST", "/api/sessions/{session_id}/images"): USER,
+    ("GET", "/api/sessions/{session_id}/images"): USER,
+    ("GET", "/api/sessions/{session_id}/images/{image_id}"): USER,
+    ("POST", "/api/sessions/{session_id}/compact"): USER,
+    ("GET", "/api/sessions/{session_id}/context"): USER,
     ("GET", "/v1/models"): USER,
     ("GET", "/v1/models/{model_id}"): USER,
     ("POST", "/v1/chat/completions"): USER,
@@ -198,7 +209,7 @@ def request_for(method: str, path: str) -> tuple[str, dict | None]:
     url = path.replace("{model_id}", target).replace("{repository_id}", target)
     url = url.replace("{template_id}", "pt-0").replace("{assistant_id}", "asst-missing").replace("{revision}", "1")
     for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}", "{session_id}", "{project_id}",
-                 "{token}"):  # fmt: skip
+                 "{token}", "{image_id}"):  # fmt: skip
         url = url.replace(name, "default" if name == "{collection_id}" else "matrix-missing")
     url = url.replace("{server_id}", "mcp_matrixmissing").replace("{tool_name}", "add")
     url = (
