@@ -46,7 +46,8 @@ class YamlFileSource(YamlConfigSettingsSource):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LISA_", extra="ignore")
+    # "__" reaches into a mapping: LISA_FEATURES__UPLOAD_RAG_DOCS=false sets features["upload_rag_docs"].
+    model_config = SettingsConfigDict(env_prefix="LISA_", env_nested_delimiter="__", extra="ignore")
 
     environment: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"
@@ -101,6 +102,10 @@ class Settings(BaseSettings):
     # OIDC users' groups are confirmed at each browser sign-in and each verified provider JWT; groups not
     # re-confirmed within this many hours stop counting for the user's API tokens (fractions allowed).
     group_refresh_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+
+    # Feature toggles pinned by the deployment (docs/configuration.md): a pinned toggle wins over the value admins
+    # store through /api/configuration, which refuses to change it (409). Unnamed toggles are managed there.
+    features: dict[str, bool] = {}
 
     # Request bodies, capped before they are parsed (413 above the cap).
     max_json_bytes: int = Field(default=1024 * 1024, ge=1024)  # any /api body that is not a file upload
@@ -188,6 +193,19 @@ class Settings(BaseSettings):
         if isinstance(value, list):
             value = [str(v).strip() for v in value]
             (parse_networks if info.field_name == "egress_allow" else parse_bucket_patterns)(value)
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, value: dict[str, bool]) -> dict[str, bool]:
+        from backend.configuration.features import Feature
+
+        known = {f.value for f in Feature}
+        if unknown := sorted(set(value) - known):
+            raise ValueError(
+                f"no feature toggle named {', '.join(map(repr, unknown))} (LISA_FEATURES__<NAME>); "
+                f"the toggles are: {', '.join(sorted(known))}"
+            )
         return value
 
     @model_validator(mode="after")

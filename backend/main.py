@@ -15,7 +15,9 @@ from backend.api.deps import refuse_unstorable_parameters
 from backend.api.errors import install_error_handlers
 from backend.api.request_guard import RequestGuard
 from backend.api.routes import (
+    assistants,
     audit,
+    configuration,
     documents,
     health,
     limits,
@@ -23,6 +25,7 @@ from backend.api.routes import (
     models,
     oidc_login,
     pipelines,
+    prompt_templates,
     repositories,
     tokens,
     usage,
@@ -76,6 +79,9 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     for module in (health, login, oidc_login, models, tokens, usage, limits, audit, repositories, documents, pipelines):
         app.include_router(module.router)
     app.include_router(users.router)
+    app.include_router(configuration.router)
+    app.include_router(prompt_templates.router)
+    app.include_router(assistants.router)
     return app
 
 

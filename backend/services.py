@@ -14,17 +14,22 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.assistants.service import AssistantService
 from backend.auth.authenticator import Authenticator
 from backend.auth.oidc import OIDCVerifier, oauth_client
 from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
 from backend.auth.users import UserStore
 from backend.config import Settings
+from backend.configuration.pins import pins_from
+from backend.configuration.service import ConfigurationService
+from backend.configuration.store import ConfigurationStore
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
 from backend.net.egress import EgressGuard
+from backend.prompts.service import PromptTemplateService
 from backend.rag.chat import ChatRag
 from backend.rag.documents import DocumentService
 from backend.rag.embedder import Embedder
@@ -64,6 +69,9 @@ class Services:
     rag: RagServices
     egress: EgressGuard
     sessions: SessionStore
+    configuration: ConfigurationService
+    prompts: PromptTemplateService  # the prompt library; ``render`` fills a template for the chat endpoint
+    assistants: AssistantService  # assistant stacks; ``resolve`` gives a chat session what it takes from one
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -109,6 +117,12 @@ class Services:
         limits = LimitStore(engine, on_commit=feed.dispatch)
         feed.subscribe(limits.on_change)
         limiter = Limiter(engine)
+        configuration = ConfigurationService(
+            ConfigurationStore(engine, on_commit=feed.dispatch),
+            pins_from(settings),
+            feed_connected=feed.connected.is_set,
+        )
+        feed.subscribe(configuration.on_change)
         passthrough = Passthrough(settings.upstream_connect_timeout, settings.upstream_read_timeout)
         rag = RagServices.build(settings, database_url, engine, routes, egress, authenticator.principal_for_user)
         gateway = Gateway(
@@ -127,9 +141,11 @@ class Services:
         if settings.oidc_enabled:
             secret = settings.oidc_client_secret.get_secret_value()
             oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
+        prompts = PromptTemplateService(engine)
+        assistants = AssistantService(engine, prompts, registry, rag.repositories)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), oauth,
+            rag, egress, SessionStore(engine), configuration, prompts, assistants, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:

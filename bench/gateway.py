@@ -2,12 +2,18 @@
 
 One invocation starts the upstream stub (``bench/upstream_stub.py``), then each path in turn (only one
 gateway runs at a time, so they never compete for the CPU), and measures chat completions, streaming and
-not:
+not. The paths: ``direct`` (the stub itself), ``lisa`` (the stub registered in LISA as an internal model:
+the pass-through), ``lisa-router`` (the same stub registered in the same ``lisa serve`` as a ``third_party``
+model, provider ``openai``: LiteLLM's Router in LISA's process) and ``litellm`` (the LiteLLM proxy). Each
+is measured:
 
 * at concurrency 1, a sequential client on one keep-alive connection: latency p50/p99 and, streaming,
   time to first token (TTFT); "added" is the path's figure minus direct's from the same invocation;
 * at every concurrency (default 1, 16, 64), ``wrk`` with one thread: requests/s and its latency percentiles;
-* LISA at the highest concurrency with more workers (``--scale-workers``), to show how it scales.
+* LISA (internal) at the highest concurrency with more workers (``--scale-workers``), to show how it scales.
+
+After each LISA path, the requests LISA's ``GET /api/usage`` metered for that path's models are compared
+with the chat completions the stub received meanwhile (its ``GET /_count``), exactly.
 
 Every cell is run ``--runs`` times for ``--seconds`` each and the median is reported; a run during which
 processes outside the benchmark used more than ``--quiet-pct`` of the CPUs is repeated (the machine may be
@@ -37,20 +43,40 @@ from types import FrameType
 
 from bench import processes, report, servers
 from bench.gateway_doc import DOC, code_version, render, write_doc
-from bench.loadgen import Target
 from bench.measure import Measure, log, measure_path, measure_scaling
-from bench.report import MODES, Results
+from bench.report import LISA_PATHS, MODES, Metering, Results
 
 LOG_DIR = Path(tempfile.gettempdir()) / "lisa-bench-logs"  # the started servers' output, kept after the run
 
 
-def check_metering(target: Target, res: Results) -> None:
-    """LISA meters every /v1 request: compare what its usage API counts with what was sent."""
-    time.sleep(2)  # metering is written in batches off the request path
-    metered = servers.lisa_metered(target)
-    res.metered = None if metered is None else (metered, res.sent["lisa"])
-    counted = "?" if metered is None else f"{metered:,}"
-    log(f"lisa metered {counted} requests; the benchmark sent {res.sent['lisa']:,}")
+METERING_WAIT = 10.0  # seconds at most for LISA's metering (written in batches) and the stub to settle
+METERING_POLL = 0.5
+
+
+def check_metering(targets: servers.Targets, stub: servers.Stub, stub_before: int, res: Results) -> None:
+    """LISA meters every /v1 request it forwards: compare what its usage API counts for the path's models with
+    the chat completions the stub received since ``stub_before`` (everything the path sent went through LISA).
+
+    Metering is written in batches off the request path, so both counts are read until they agree and stay so
+    for one more poll, or until neither has changed for 2 s, at most METERING_WAIT s.
+    """
+    path = targets[0].name
+    started = time.monotonic()
+    last: tuple[int | None, int] | None = None
+    unchanged_since = started
+    while True:
+        reading = (servers.lisa_metered(targets), stub.received() - stub_before)
+        now = time.monotonic()
+        if reading != last:
+            unchanged_since, last = now, reading
+        elif reading[0] == reading[1] or now - unchanged_since >= 2:
+            break
+        if now - started >= METERING_WAIT:
+            break
+        time.sleep(METERING_POLL)
+    check = Metering(*reading)
+    res.metered[path] = check
+    log(f"{path}: {check.sentence()} (after {now - started:.1f} s; the clients counted {res.sent[path]:,})")
 
 
 def run_lisa(
@@ -88,36 +114,73 @@ def run_litellm(
         procs.stop(proxy)
 
 
-def run_lisa_path(
+SKIPPABLE = (RuntimeError, OSError, subprocess.SubprocessError)
+
+
+def skip(res: Results, path: str, exc: BaseException) -> None:
+    why = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    log(f"SKIPPING {path}: {exc}")
+    res.skipped[path] = why
+
+
+def path_done(res: Results, path: str, args: argparse.Namespace, started: float) -> None:
+    worst = max(res.background.get(path, [0.0]))
+    if worst > args.quiet_pct:
+        log(f"WARNING: in some {path} runs other processes used up to {worst:.0f}% of the CPUs")
+    log(f"{path} done in {time.monotonic() - started:.0f} s (logs in {LOG_DIR})")
+
+
+def run_lisa_paths(
     procs: processes.Processes,
     stub: servers.Stub,
     res: Results,
     args: argparse.Namespace,
+    paths: list[str],
 ) -> None:
-    why = servers.lisa_unavailable()
-    if why:
-        raise RuntimeError(why)
-    work = Path(args.work)
-    m = Measure(res, "lisa", args, procs)
-    server, targets = run_lisa(procs, stub, args.workers, work)
+    """The LISA paths (internal, third_party) one after the other in one `lisa serve`, then the scaling run."""
+    started = time.monotonic()
     try:
-        measure_path(targets, res, args, m)
-        check_metering(targets[0], res)
-        for stream in MODES:  # the main measurement doubles as the scaling baseline
-            res.scaling[(args.workers, stream)] = res.wrk[("lisa", stream, max(args.concurrency))]
+        why = servers.lisa_unavailable()
+        if why:
+            raise RuntimeError(why)
+        server, targets = run_lisa(procs, stub, args.workers, Path(args.work))
+    except SKIPPABLE as exc:
+        for path in paths:
+            skip(res, path, exc)
+        return
+    try:
+        for path in paths:
+            path_targets = targets if path == "lisa" else servers.router_targets(targets)
+            try:
+                stub_before = stub.received()
+                measure_path(path_targets, res, args, Measure(res, path, args, procs))
+                check_metering(path_targets, stub, stub_before, res)
+            except SKIPPABLE as exc:
+                skip(res, path, exc)
+            else:
+                path_done(res, path, args, started)
+            started = time.monotonic()
     finally:
-        stop_lisa(procs, server, work)
+        stop_lisa(procs, server, Path(args.work))
+    if "lisa" not in paths or "lisa" in res.skipped:
+        return
+    for stream in MODES:  # the main measurement doubles as the scaling baseline
+        res.scaling[(args.workers, stream)] = res.wrk[("lisa", stream, max(args.concurrency))]
     if args.scale_workers and args.scale_workers != args.workers:
-        server, targets = run_lisa(procs, stub, args.scale_workers, work)
         try:
-            measure_scaling(targets, args.scale_workers, res, args, m)
-        finally:
-            stop_lisa(procs, server, work)
+            server, targets = run_lisa(procs, stub, args.scale_workers, Path(args.work))
+            try:
+                measure_scaling(targets, args.scale_workers, res, args, Measure(res, "lisa", args, procs))
+            finally:
+                stop_lisa(procs, server, Path(args.work))
+        except SKIPPABLE as exc:
+            log(f"SKIPPING LISA with {args.scale_workers} workers: {exc}")
 
 
 def run_all(args: argparse.Namespace) -> Results:
     res = Results()
     LOG_DIR.mkdir(exist_ok=True)
+    lisa_paths = [p for p in args.paths if p in LISA_PATHS]
     with processes.Processes(LOG_DIR) as procs:
         stub, direct = servers.start_stub(procs, args.stub)
         log(f"{args.stub} stub on port {stub.port}, pausing stub on {stub.slow_port}")
@@ -125,24 +188,27 @@ def run_all(args: argparse.Namespace) -> Results:
             started = time.monotonic()
             if path == "direct":
                 measure_path(direct, res, args, Measure(res, "direct", args, procs))
+            elif path in LISA_PATHS:
+                if path == lisa_paths[0]:  # the others run in the same `lisa serve`
+                    run_lisa_paths(procs, stub, res, args, lisa_paths)
+                continue
             else:
                 try:
-                    (run_litellm if path == "litellm" else run_lisa_path)(procs, stub, res, args)
-                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-                    why = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                    log(f"SKIPPING {path}: {exc}")
-                    res.skipped[path] = why
+                    run_litellm(procs, stub, res, args)
+                except SKIPPABLE as exc:
+                    skip(res, path, exc)
                     continue
-            worst = max(res.background.get(path, [0.0]))
-            if worst > args.quiet_pct:
-                log(f"WARNING: in some {path} runs other processes used up to {worst:.0f}% of the CPUs")
-            log(f"{path} done in {time.monotonic() - started:.0f} s (logs in {LOG_DIR})")
+            path_done(res, path, args, started)
     return res
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--paths", default="direct,lisa,litellm", help="comma-separated: direct,lisa,litellm")
+    parser.add_argument(
+        "--paths",
+        default="direct,lisa,lisa-router,litellm",
+        help="comma-separated: direct,lisa (internal: pass-through),lisa-router (third_party: LiteLLM Router),litellm",
+    )
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated wrk connection counts")
     parser.add_argument("--runs", type=int, default=3, help="runs per cell; the median is reported")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of one run")

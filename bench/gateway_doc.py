@@ -71,6 +71,26 @@ def _background(res: Results, args: argparse.Namespace) -> str:
     )
 
 
+def _litellm_versions(args: argparse.Namespace) -> str:
+    """The LiteLLM in LISA's venv (its third_party Router) and in the proxy's venv, each where measured."""
+    lisa = f"{servers.lisa_litellm_version()} in LISA's venv (its third_party Router)"
+    proxy = f"{servers.litellm_version()} in the LiteLLM proxy's venv" if "litellm" in args.paths else "no proxy run"
+    return f"{lisa}, {proxy}"
+
+
+def _metering(res: Results) -> list[str]:
+    """One line per LISA path: its usage API against what the stub received through it, the verdict computed."""
+    lines = []
+    for path, check in res.metered.items():
+        lines.append(f"- metering, {report.PATH_LABEL[path]}: {check.sentence()}")
+    if lines:
+        lines.append(
+            "  (every request of the path, warm-ups and checks included, read from the stub's `GET /_count` before"
+        )
+        lines.append("  and after the path, and from `GET /api/usage` once LISA's batched metering has flushed)")
+    return lines
+
+
 def render_raw(res: Results, args: argparse.Namespace, command: str, elapsed: float) -> str:
     """The short context section: the same gateway against a stub many times faster than FastAPI."""
     direct16 = res.rps("direct", False, 16)
@@ -112,17 +132,15 @@ def render(res: Results, args: argparse.Namespace, command: str, elapsed: float)
         SECTION,
         "",
         *_header(command, elapsed, res.waited),
-        *report.machine_facts(servers.litellm_version() if "litellm" in args.paths else "not measured"),
+        *report.machine_facts(_litellm_versions(args)),
         f"- upstream: `bench/upstream_stub.py --impl {args.stub}`, {STUB_KIND[args.stub]}, one process:",
         "  a canned `chat.completion`, or 9 SSE chunks + a usage chunk + `[DONE]`; all paths use this stub",
         f"- {_code(args)}",
         f"- LISA: `lisa serve --no-local-models --workers {args.workers}`, embedded PostgreSQL,",
-        "  auth (admin Bearer token) and usage metering on"
-        + (
-            f"; its `GET /api/usage` counted {res.metered[0]:,} requests of the {res.metered[1]:,} sent"
-            if res.metered is not None
-            else ""
-        ),
+        "  auth (admin Bearer token) and usage metering on; one `lisa serve` has the stub registered twice:",
+        "  LISA internal: `hosting: internal` models, the pass-through; LISA third_party: `hosting: third_party`",
+        "  models (`provider_model: openai/bench`, `base_url` the stub, an API key), LiteLLM's Router in-process",
+        *_metering(res),
         "- LiteLLM proxy: `litellm --config` with `openai/bench` + `api_base`, master key,",
         "  `--num_workers 1`, no database",
         f"- every cell: median of {args.runs} runs of {args.seconds:g} s after a {args.warmup:g} s warm-up;",
@@ -161,6 +179,8 @@ def render(res: Results, args: argparse.Namespace, command: str, elapsed: float)
             "worker, every ratio against figures from this invocation; and the gateway scales with workers",
             f"(here: ≥ {report.SCALING_MIN:g}x with more workers; on 2 cores the stub, wrk and every worker share"
             " the CPUs).",
+            "Judged on LISA internal (the pass-through an OpenAI-compatible upstream takes); LISA third_party is",
+            "in the tables above for comparison.",
             "",
             *report.bar_table(checks),
             "",

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from bench.loadgen import SequentialResult, WrkResult
 
-PATH_LABEL = {"direct": "direct", "lisa": "LISA", "litellm": "LiteLLM proxy"}
+PATH_LABEL = {
+    "direct": "direct",
+    "lisa": "LISA internal",  # pass-through
+    "lisa-router": "LISA third_party",  # LiteLLM Router in LISA's process
+    "litellm": "LiteLLM proxy",
+}
+LISA_PATHS = ("lisa", "lisa-router")  # measured in one `lisa serve`, one after the other
 MODES = (False, True)
 
 
@@ -37,6 +43,26 @@ def ratio(num: float, den: float) -> str:
     return "-" if math.isnan(num) or math.isnan(den) or den == 0 else f"{num / den:.2f}x"
 
 
+@dataclass(frozen=True)
+class Metering:
+    """What LISA's usage API counted for one path's models against what the stub received through that path."""
+
+    metered: int | None  # None: GET /api/usage could not be read
+    received: int  # chat completion requests the stub received while the path was measured
+
+    def verdict(self) -> str:
+        if self.metered is None:
+            return "LISA's `GET /api/usage` could not be read"
+        if self.metered == self.received:
+            return "equal"
+        diff = self.metered - self.received
+        return f"**LISA metered {abs(diff):,} {'more' if diff > 0 else 'fewer'}**"
+
+    def sentence(self) -> str:
+        counted = "?" if self.metered is None else f"{self.metered:,}"
+        return f"LISA metered {counted} requests; the stub received {self.received:,} through LISA: {self.verdict()}"
+
+
 @dataclass
 class Results:
     """Every run, keyed by path and mode (and concurrency for wrk); figures are medians over runs."""
@@ -47,8 +73,8 @@ class Results:
     scaling: dict[tuple[int, bool], list[WrkResult]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     waited: float = 0.0  # seconds spent waiting for a quiet machine
-    sent: dict[str, int] = field(default_factory=dict)  # path -> requests sent, warm-ups included
-    metered: tuple[int, int] | None = None  # (requests LISA's usage API counted, requests sent), w1 run
+    sent: dict[str, int] = field(default_factory=dict)  # path -> requests the clients counted, warm-ups included
+    metered: dict[str, Metering] = field(default_factory=dict)  # LISA path -> its metering check, w1 run
     background: dict[str, list[float]] = field(default_factory=dict)  # path -> others' CPU %, per run
 
     def rps(self, path: str, stream: bool, conc: int) -> float:
@@ -69,7 +95,7 @@ class Results:
 
     def paths(self) -> list[str]:
         measured = {k[0] for k in self.wrk} | {k[0] for k in self.seq}
-        return [p for p in ("direct", "lisa", "litellm") if p in measured]
+        return [p for p in PATH_LABEL if p in measured]
 
 
 def latency_table(res: Results) -> list[str]:
@@ -188,7 +214,7 @@ def bar_checks(res: Results, concurrencies: list[int]) -> list[tuple[str, str, b
 def bar_table(checks: list[tuple[str, str, bool | None]]) -> list[str]:
     if not checks:
         return []
-    rows = ["| bar | LISA | verdict |", "|---|--:|---|"]
+    rows = ["| bar | LISA internal | verdict |", "|---|--:|---|"]
     for name, shown, ok in checks:
         rows.append(f"| {name} | {shown} | {'pass' if ok else 'n/a' if ok is None else '**FAIL**'} |")
     return rows
@@ -208,7 +234,7 @@ def cpu_busy(seconds: float = 2.0) -> float:
     return 100.0 * (busy1 - busy0) / max(total1 - total0, 1)
 
 
-def machine_facts(litellm_version: str) -> list[str]:
+def machine_facts(litellm_versions: str) -> list[str]:
     cpu = "?"
     mem = "?"
     try:
@@ -227,5 +253,5 @@ def machine_facts(litellm_version: str) -> list[str]:
     return [
         f"- CPU: {cpu}, {os.cpu_count()} cores (`nproc` = {len(os.sched_getaffinity(0))}); memory {mem}",
         f"- {platform.system()} {platform.release()}, Python {platform.python_version()}, {wrk}, "
-        f"LiteLLM {litellm_version}",
+        f"LiteLLM {litellm_versions}",
     ]

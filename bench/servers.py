@@ -1,7 +1,8 @@
-"""The three paths under test: the upstream stub (direct), the LiteLLM proxy and LISA."""
+"""The paths under test: the upstream stub (direct), LISA (internal and third_party) and the LiteLLM proxy."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import signal
@@ -19,6 +20,9 @@ LITELLM_MASTER_KEY = "sk-bench-master-key"
 MODEL = "bench"  # the stub answers at once
 SLOW_MODEL = "bench-slow"  # the stub pauses SLOW_DELAY_MS after a stream's first event (for TTFT)
 SLOW_DELAY_MS = 10
+# LISA registers the stub's two models twice: as internal models (pass-through) under their own names, and as
+# third_party models (LiteLLM Router in-process, provider "openai") under these names.
+ROUTER_MODELS = {MODEL: "bench-router", SLOW_MODEL: "bench-slow-router"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,13 @@ class Stub:
             MODEL: f"http://127.0.0.1:{self.port}/v1",
             SLOW_MODEL: f"http://127.0.0.1:{self.slow_port}/v1",
         }
+
+    def received(self) -> int:
+        """Chat completion requests the stub has received so far, on both ports (its ``GET /_count``)."""
+        status, text = http("GET", f"http://127.0.0.1:{self.port}/_count")
+        if status != 200:
+            raise RuntimeError(f"the stub's GET /_count gave {status}: {text[:200]}")
+        return sum(int(n) for n in json.loads(text)["chat_completions"].values())
 
 
 Targets = tuple[Target, Target]  # (answers at once, pauses after the first event)
@@ -71,13 +82,24 @@ def ensure_litellm_venv() -> Path:
 
 
 def litellm_version() -> str:
+    """The LiteLLM installed in the proxy's venv."""
     python = LITELLM_VENV / "bin" / "python"
+    if not python.exists():
+        return "?"
     out = subprocess.run(
         [python, "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
         capture_output=True,
         text=True,
     )
     return out.stdout.strip() or "?"
+
+
+def lisa_litellm_version() -> str:
+    """The LiteLLM in LISA's venv (the one running the benchmark and ``lisa serve``): its third_party Router."""
+    try:
+        return importlib.metadata.version("litellm")
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 def start_litellm(procs: Processes, stub: Stub, work: Path) -> tuple[Managed, Targets]:
@@ -99,7 +121,8 @@ def start_litellm(procs: Processes, stub: Stub, work: Path) -> tuple[Managed, Ta
 
 
 def lisa_exe() -> Path:
-    return REPO / ".venv" / "bin" / "lisa"
+    """``lisa`` from the venv running the benchmark (``.venv/bin/python -m bench.gateway``: the repo's)."""
+    return Path(sys.executable).parent / "lisa"
 
 
 def lisa_unavailable() -> str:
@@ -134,24 +157,43 @@ def start_lisa(procs: Processes, stub: Stub, workers: int, data_dir: Path) -> tu
         time.sleep(0.2)
     token = token_file.read_text().strip()
     for name, url in stub.upstreams().items():
-        model = {"id": name, "type": "textgen", "hosting": "internal", "base_url": url, "streaming": True}
-        status, text = http("POST", f"{base}/api/models", model, token)
-        if status == 409:  # a data dir reused from an earlier start: replace the entry
-            http("DELETE", f"{base}/api/models/{name}", token=token)
+        internal = {"id": name, "type": "textgen", "hosting": "internal", "base_url": url, "streaming": True}
+        third_party = {
+            "id": ROUTER_MODELS[name],
+            "type": "textgen",
+            "hosting": "third_party",
+            "provider_model": f"openai/{name}",
+            "base_url": url,
+            "api_key": "sk-stub",
+            "streaming": True,
+        }
+        for model in (internal, third_party):
             status, text = http("POST", f"{base}/api/models", model, token)
-        if status != 201:
-            raise RuntimeError(f"registering the stub in LISA gave {status}: {text[:500]}")
+            if status == 409:  # a data dir reused from an earlier start: replace the entry
+                http("DELETE", f"{base}/api/models/{model['id']}", token=token)
+                status, text = http("POST", f"{base}/api/models", model, token)
+            if status != 201:
+                raise RuntimeError(f"registering the stub in LISA gave {status}: {text[:500]}")
     fast = Target("lisa", base, MODEL, token)
     return server, (fast, replace(fast, model=SLOW_MODEL))
 
 
-def lisa_metered(target: Target) -> int | None:
-    """Requests LISA's ``GET /api/usage`` counts for the benchmark's models (last day), or None."""
+def router_targets(targets: Targets) -> Targets:
+    """The same LISA, through the stub's third_party registrations (path ``lisa-router``)."""
+    return (
+        replace(targets[0], name="lisa-router", model=ROUTER_MODELS[targets[0].model]),
+        replace(targets[1], name="lisa-router", model=ROUTER_MODELS[targets[1].model]),
+    )
+
+
+def lisa_metered(targets: Targets) -> int | None:
+    """Requests LISA's ``GET /api/usage`` counts (last day) for the targets' models, or None."""
+    models = {t.model for t in targets}
     try:
-        status, text = http("GET", f"{target.base_url}/api/usage?group_by=model", token=target.api_key)
+        status, text = http("GET", f"{targets[0].base_url}/api/usage?group_by=model", token=targets[0].api_key)
         rows = json.loads(text).get("rows", []) if status == 200 else None
     except (OSError, ValueError):
         return None
     if rows is None:
         return None
-    return sum(int(r.get("requests", 0)) for r in rows if r.get("model") in (MODEL, SLOW_MODEL))
+    return sum(int(r.get("requests", 0)) for r in rows if r.get("model") in models)

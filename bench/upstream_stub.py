@@ -13,7 +13,9 @@ than the FastAPI stub, so measuring against it shows a gateway's own ceiling on 
 Both answer ``POST /v1/chat/completions`` with a fixed small ``chat.completion`` with usage; with
 ``"stream": true`` with a few ``chat.completion.chunk`` SSE events (plus a usage chunk when
 ``stream_options.include_usage`` is set, as vLLM and OpenAI do) and ``data: [DONE]``. ``GET /v1/models``
-and ``GET /health`` answer too. Everything else is 404.
+and ``GET /health`` answer too, and ``GET /_count``: the chat completion requests received so far (on
+either port), per the ``model`` their body names, e.g. ``{"chat_completions": {"bench": 120}}``; the
+benchmark compares it with what a gateway meters. Everything else is 404.
 
 With ``--slow-port``, the same process also listens there (same implementation) and sends each stream's
 first event at once and the rest ``--slow-delay-ms`` later, so that time to first token differs from the
@@ -30,6 +32,7 @@ import contextlib
 import json
 import socket
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import cast
 
@@ -119,6 +122,18 @@ HEALTH_RESPONSE = _response(b"200 OK", b"text/plain", b"ok")
 NOT_FOUND = _response(b"404 Not Found", JSON, b"{}")
 BAD_REQUEST = _response(b"400 Bad Request", JSON, b"{}")
 
+# Chat completion requests received, per the model their body names ("?": no readable model), both ports.
+RECEIVED: Counter[str] = Counter()
+
+
+def count_request(request: object) -> None:
+    model = request.get("model") if isinstance(request, dict) else None
+    RECEIVED[model if isinstance(model, str) else "?"] += 1
+
+
+def count_body() -> bytes:
+    return _json({"chat_completions": dict(RECEIVED)})
+
 
 class StubProtocol(asyncio.Protocol):
     """One connection: parse with httptools, answer each complete request from the canned bytes.
@@ -180,7 +195,8 @@ class StubProtocol(asyncio.Protocol):
             try:
                 request = json.loads(b"".join(self.body))
             except ValueError:
-                return BAD_REQUEST
+                request = None
+            count_request(request)
             if not isinstance(request, dict):
                 return BAD_REQUEST
             if request.get("stream"):
@@ -192,6 +208,8 @@ class StubProtocol(asyncio.Protocol):
             return MODELS_RESPONSE
         if method == b"GET" and path == b"/health":
             return HEALTH_RESPONSE
+        if method == b"GET" and path == b"/_count":
+            return _response(b"200 OK", JSON, count_body())
         return NOT_FOUND
 
 
@@ -215,7 +233,13 @@ def fastapi_app(slow_port: int = 0, delay_ms: float = 0.0) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        count_request(body)
+        if not isinstance(body, dict):
+            return Response(b"{}", status_code=400, media_type="application/json")
         if not body.get("stream"):
             return Response(plain, media_type="application/json")
         chunks = events[bool((body.get("stream_options") or {}).get("include_usage"))]
@@ -238,6 +262,10 @@ def fastapi_app(slow_port: int = 0, delay_ms: float = 0.0) -> FastAPI:
     @app.get("/health")
     async def health() -> Response:
         return Response(b"ok", media_type="text/plain")
+
+    @app.get("/_count")
+    async def count() -> Response:
+        return Response(count_body(), media_type="application/json")
 
     return app
 

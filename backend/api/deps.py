@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from backend.api.authentication import PRINCIPAL_STATE_KEY, authenticate
 from backend.auth.principal import Principal
+from backend.configuration.features import Feature
 from backend.errors import Forbidden
 from backend.paging import DEFAULT_LIMIT, MAX_LIMIT, PageParams
 from backend.services import Services
@@ -58,6 +59,22 @@ async def get_rag_admin_user(user: CurrentUser) -> Principal:
 
 
 RagAdminUser = Annotated[Principal, Depends(get_rag_admin_user)]
+
+
+def requires(feature: Feature) -> Any:
+    """A dependency refusing (403, naming the toggle) callers the feature toggle ``feature`` turns away; admins are
+    exempt (backend/configuration/features.py). It yields the caller, so it serves both ways::
+
+        @router.post("/...", dependencies=[requires(Feature.upload_rag_docs)])
+        async def route(user: Annotated[Principal, requires(Feature.upload_rag_docs)], ...) -> ...
+    """
+
+    async def feature_allowed(user: CurrentUser, services: ServicesDep) -> Principal:
+        await services.configuration.require(feature, user)
+        return user
+
+    feature_allowed.__name__ = f"requires_{feature.value}"
+    return Depends(feature_allowed)
 
 
 def page_params(

@@ -343,3 +343,72 @@ key_checks = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+# --- configuration -----------------------------------------------------------------------------------------------
+# Every write to /api/configuration adds a version; the highest is in force (backend/configuration/store.py).
+configuration_versions = Table(
+    "configuration_versions",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_by", String(256), nullable=False),
+    Column("created_by_token", String(40)),
+    Column("features", JSONB, nullable=False, server_default="{}"),  # stored toggles only: {name: bool}
+    Column("banner", JSONB, nullable=False, server_default="{}"),
+    Column("default_model_id", String(128)),
+    Column("changes", JSONB, nullable=False, server_default="[]"),  # [{field, before, after}] against the previous
+    Column("restored_from", Integer),
+)
+# --- chat: prompt library and assistant stacks ----------------------------------------------------------------
+# A template's current content; every version, the first included, is also a row of prompt_template_revisions.
+prompt_templates = Table(
+    "prompt_templates",
+    metadata,
+    Column("id", String(40), primary_key=True),  # time-ordered ("pt-" + hex), so id order is creation order
+    Column("owner", String(256), nullable=False),
+    Column("kind", String(16), nullable=False),  # persona | directive
+    Column("title", String(256), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("sharing", String(8), nullable=False),  # private | groups | public
+    Column("groups", JSONB, nullable=False, server_default="[]"),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_prompt_templates_owner", "owner", "id"),
+    Index("ix_prompt_templates_sharing", "sharing", "id"),
+)
+
+prompt_template_revisions = Table(
+    "prompt_template_revisions",
+    metadata,
+    Column("template_id", String(40), ForeignKey("prompt_templates.id", ondelete="CASCADE"), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(256), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("sharing", String(8), nullable=False),
+    Column("groups", JSONB, nullable=False, server_default="[]"),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("restored_from", Integer),
+)
+
+assistants = Table(
+    "assistants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("model_id", String(128), nullable=False),
+    Column("model_args", JSONB, nullable=False, server_default="{}"),
+    Column("persona", JSONB),  # {"template_id", "revision"} (a pinned revision) | {"text"} | null
+    Column("directives", JSONB, nullable=False, server_default="[]"),  # [{"template_id", "revision"}]
+    Column("collections", JSONB, nullable=False, server_default="[]"),  # [{"repository_id", "collection_id"}]
+    Column("mcp_tools", JSONB, nullable=False, server_default="[]"),  # ["server_id/tool_name"]
+    Column("allowed_groups", JSONB, nullable=False, server_default="[]"),
+    Column("created_by", String(256), nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("name", name="uq_assistants_name"),
+)

@@ -60,12 +60,24 @@ def seed(api: httpx.Client, ingest_root: Path) -> dict[str, str]:
         json={"name": "folder", "source": {"type": "folder", "path": str(ingest_root)}, "trigger": {"type": "event"}},
     )
     assert pipeline.status_code == 201, pipeline.text
+    template = api.post(
+        "/api/prompt-templates",
+        json={"title": "contract", "body": "Hello {{name}}", "kind": "persona", "sharing": "public"},
+    )
+    assert template.status_code == 201, template.text
+    chat = {"id": "contract-chat", "type": "textgen", "hosting": "internal", "base_url": "http://127.0.0.5:8000/v1"}
+    assert api.post("/api/models", json=chat).status_code == 201
+    assistant = api.post("/api/assistants", json={"name": "contract", "model_id": "contract-chat"})
+    assert assistant.status_code == 201, assistant.text
     return {
         "repository_id": "contract",
         "collection_id": "default",
         "document_id": document["id"],
         "job_id": job["id"],
         "pipeline_id": pipeline.json()["id"],
+        "template_id": template.json()["id"],
+        "revision": "1",
+        "assistant_id": assistant.json()["id"],
     }
 
 

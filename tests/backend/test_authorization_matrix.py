@@ -75,6 +75,25 @@ RULES: dict[tuple[str, str], str] = {
     ("PATCH", "/api/repositories/{repository_id}/pipelines/{pipeline_id}"): RAG_ADMIN,
     ("DELETE", "/api/repositories/{repository_id}/pipelines/{pipeline_id}"): RAG_ADMIN,
     ("POST", "/api/repositories/{repository_id}/pipelines/{pipeline_id}/run"): RAG_ADMIN,
+    ("GET", "/api/configuration"): USER,
+    ("PUT", "/api/configuration"): ADMIN,
+    ("PATCH", "/api/configuration"): ADMIN,  # the matrix's empty body changes nothing (no new version)
+    ("GET", "/api/configuration/history"): ADMIN,
+    ("GET", "/api/configuration/history/{version}"): ADMIN,
+    ("POST", "/api/configuration/history/{version}/restore"): ADMIN,
+    ("GET", "/api/prompt-templates"): USER,
+    ("POST", "/api/prompt-templates"): USER,
+    ("GET", "/api/prompt-templates/{template_id}"): USER,
+    ("PATCH", "/api/prompt-templates/{template_id}"): USER,  # the owner's only (403 for others who see it)
+    ("DELETE", "/api/prompt-templates/{template_id}"): USER,  # the owner's, or an admin's
+    ("GET", "/api/prompt-templates/{template_id}/revisions"): USER,
+    ("POST", "/api/prompt-templates/{template_id}/revisions/{revision}/restore"): USER,
+    ("POST", "/api/prompt-templates/{template_id}/render"): USER,
+    ("GET", "/api/assistants"): USER,
+    ("POST", "/api/assistants"): ADMIN,
+    ("GET", "/api/assistants/{assistant_id}"): USER,
+    ("PATCH", "/api/assistants/{assistant_id}"): ADMIN,
+    ("DELETE", "/api/assistants/{assistant_id}"): ADMIN,
     ("GET", "/v1/models"): USER,
     ("GET", "/v1/models/{model_id}"): USER,
     ("POST", "/v1/chat/completions"): USER,
@@ -149,11 +168,13 @@ def callers(admin: httpx.Client, lisa: LisaServer, faulty_upstream: Proc) -> Ite
 def request_for(method: str, path: str) -> tuple[str, dict | None]:
     target = RESTRICTED if method == "GET" else "matrix-missing"  # writes aim at nothing, so nothing changes
     url = path.replace("{model_id}", target).replace("{repository_id}", target)
+    url = url.replace("{template_id}", "pt-0").replace("{assistant_id}", "asst-missing").replace("{revision}", "1")
     for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}"):
         url = url.replace(name, "default" if name == "{collection_id}" else "matrix-missing")
     url = (
         url.replace("{token_id}", "tok_matrixmissing").replace("{scope}", "user").replace("{subject}", "matrix-nobody")
     ).replace("{name}", "swagger-ui.css")
+    url = url.replace("{version}", "999999")  # a configuration version that does not exist
     if path.startswith("/v1/") and method == "POST":
         field = GATEWAY_BODIES[path.removeprefix("/v1/")]
         return url, {"model": RESTRICTED, field: [{"role": "user", "content": "x"}] if field == "messages" else "x"}

@@ -11,14 +11,18 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from backend.api.deps import CurrentUser, Paging, RagAdminUser, ServicesDep
+from backend.api.deps import CurrentUser, Paging, RagAdminUser, ServicesDep, requires
 from backend.api.openapi import errors
+from backend.configuration.features import Feature
 from backend.errors import BadRequest
 from backend.rag.schemas import Chunking, DocumentPage, DocumentPublic, IngestRequest, JobPage, JobPublic
 from backend.rag.uploads import UploadLimits, receive_upload
 from backend.text import refuse_unstorable
 
 router = APIRouter(prefix="/api/repositories/{repository_id}", tags=["documents"])
+# Feature toggles (docs/configuration.md); admins and RAG admins are exempt from both.
+UPLOADS = [requires(Feature.upload_rag_docs)]
+LIBRARY = [requires(Feature.show_rag_library)]
 
 UPLOAD_BODY: dict[str, Any] = {  # the form the upload route reads itself, as a stream, for the OpenAPI document
     "requestBody": {
@@ -69,6 +73,7 @@ def _parse_tags(raw: str | None) -> list[str]:
     status_code=status.HTTP_202_ACCEPTED,
     openapi_extra=UPLOAD_BODY,
     responses=errors(400, 404, 413),
+    dependencies=UPLOADS,
 )
 async def upload_documents(
     repository_id: str, collection_id: str, request: Request, user: CurrentUser, services: ServicesDep
@@ -111,7 +116,7 @@ async def cancel_job(repository_id: str, job_id: str, user: CurrentUser, service
     return await services.rag.jobs.cancel(user, repository_id, job_id)
 
 
-@router.get("/documents", responses=errors(404))
+@router.get("/documents", responses=errors(404), dependencies=LIBRARY)
 async def list_documents(
     repository_id: str,
     user: CurrentUser,
@@ -123,7 +128,7 @@ async def list_documents(
     return await services.rag.documents.page(user, repository_id, page, collection_id=collection, source=source)
 
 
-@router.get("/documents/{document_id}", responses=errors(404))
+@router.get("/documents/{document_id}", responses=errors(404), dependencies=LIBRARY)
 async def get_document(
     repository_id: str, document_id: str, user: CurrentUser, services: ServicesDep
 ) -> DocumentPublic:
@@ -137,7 +142,7 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='!#$&+-.^_`|~')}"
 
 
-@router.get("/documents/{document_id}/content", response_class=Response, responses=errors(404))
+@router.get("/documents/{document_id}/content", response_class=Response, responses=errors(404), dependencies=LIBRARY)
 async def download_document(repository_id: str, document_id: str, user: CurrentUser, services: ServicesDep) -> Response:
     doc, size, parts = await services.rag.documents.original(user, repository_id, document_id)
     return StreamingResponse(

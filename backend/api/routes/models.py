@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from backend.api.deps import AdminUser, CurrentUser, Paging, ServicesDep
+from backend.api.deps import AdminUser, CurrentUser, Paging, ServicesDep, requires
 from backend.api.openapi import errors
+from backend.configuration.features import Feature
 from backend.registry.schemas import ModelCreate, ModelPage, ModelPublic, ModelUpdate
 
 router = APIRouter(prefix="/api/models", tags=["models"])
+# The model library (the toggle model_library; admins are exempt). /v1/models, which OpenAI clients pick a model
+# from, stays open to everyone.
+LIBRARY = [requires(Feature.model_library)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors(400, 409))
@@ -18,12 +22,12 @@ async def create_model(body: ModelCreate, admin: AdminUser, services: ServicesDe
     return await services.registry.create(body, actor=admin)
 
 
-@router.get("")
+@router.get("", dependencies=LIBRARY)
 async def list_models(user: CurrentUser, services: ServicesDep, page: Paging) -> ModelPage:
     return await services.registry.page(user, page)
 
 
-@router.get("/{model_id:path}", responses=errors(404))
+@router.get("/{model_id:path}", responses=errors(404), dependencies=LIBRARY)
 async def get_model(model_id: str, user: CurrentUser, services: ServicesDep) -> ModelPublic:
     return await services.registry.get(model_id, user)
 

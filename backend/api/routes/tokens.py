@@ -12,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from backend.api.deps import CurrentUser, Paging, ServicesDep
+from backend.api.deps import CurrentUser, Paging, ServicesDep, requires
 from backend.api.openapi import errors
 from backend.auth.principal import Principal
 from backend.auth.users import is_local_name
+from backend.configuration.features import Feature
 from backend.errors import BadRequest, Forbidden, NotFound
 from backend.paging import Page
 from backend.services import Services
@@ -98,7 +99,12 @@ def _expiry(body: TokenCreate, user: Principal, services: Services) -> datetime:
     return expires_at
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(404))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(404),
+    dependencies=[requires(Feature.enable_user_api_tokens)],  # admins are exempt
+)
 async def create_token(body: TokenCreate, user: CurrentUser, services: ServicesDep) -> TokenCreated:
     expires_at = _expiry(body, user, services)
     if not services.authenticator.roles.may_create_own_tokens(user):

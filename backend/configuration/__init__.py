@@ -1,0 +1,1 @@
+"""Versioned feature toggles, the system banner and the default model (``/api/configuration``), and their enforcement."""

@@ -1,0 +1,1 @@
+"""The prompt library: persona and directive templates, their sharing, revisions and ``{{variable}}`` placeholders."""
