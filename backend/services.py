@@ -26,6 +26,7 @@ from backend.configuration.service import ConfigurationService
 from backend.configuration.store import ConfigurationStore
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
+from backend.lifecycle.parts import LifecycleServices
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
 from backend.net.egress import EgressGuard
@@ -72,6 +73,7 @@ class Services:
     configuration: ConfigurationService
     prompts: PromptTemplateService  # the prompt library; ``render`` fills a template for the chat endpoint
     assistants: AssistantService  # assistant stacks; ``resolve`` gives a chat session what it takes from one
+    lifecycle: LifecycleServices  # model workflows (create, update, enable, disable, delete) and health checks
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -143,9 +145,10 @@ class Services:
             oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
         prompts = PromptTemplateService(engine)
         assistants = AssistantService(engine, prompts, registry, rag.repositories)
+        lifecycle = LifecycleServices.build(settings, engine, registry, egress, rag.worker.app, rag.worker.on_tick)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), configuration, prompts, assistants, oauth,
+            rag, egress, SessionStore(engine), configuration, prompts, assistants, lifecycle, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -159,7 +162,9 @@ class Services:
             stack.push_async_callback(self.passthrough.stop)
             await self.passthrough.start(self.egress)
             stack.push_async_callback(self.rag.stop)
-            await self.rag.start()
+            await self.rag.start()  # opens the procrastinate app the lifecycle's worker shares
+            stack.push_async_callback(self.lifecycle.stop)
+            await self.lifecycle.start()
             # Started last, so stopped first: its final write (or, with the database away, its spill to disk)
             # waits on no slower stop.
             stack.push_async_callback(self.meter.stop)
