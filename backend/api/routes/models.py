@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from backend.api.deps import AdminUser, CurrentUser, Paging, ServicesDep
 from backend.api.openapi import errors
@@ -71,6 +71,9 @@ async def update_model(model_id: str, body: ModelUpdate, admin: AdminUser, servi
 
 
 @router.delete("/{model_id:path}", status_code=status.HTTP_204_NO_CONTENT, responses={**errors(404, 409), **STARTED})
-async def delete_model(model_id: str, admin: AdminUser, services: ServicesDep) -> Any:
+async def delete_model(model_id: str, admin: AdminUser, services: ServicesDep) -> Response:
     """409 while a repository, collection, pipeline or assistant uses the model, or while a workflow runs."""
-    return answer(await services.lifecycle.service.delete(model_id, admin))
+    started = await services.lifecycle.service.delete(model_id, admin)
+    if started is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return JSONResponse(started.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
