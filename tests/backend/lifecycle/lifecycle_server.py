@@ -57,6 +57,8 @@ class LifecycleLisa:
         self.faults = root / "faults.json"
         self.faults.write_text("{}")
         self.moto = moto
+        self.ingest_root = root / "ingest"  # pipelines (users of a model) read folders under it
+        self.ingest_root.mkdir(exist_ok=True)
         self.base_env = {
             **AWS,
             **network(moto),
@@ -73,6 +75,7 @@ class LifecycleLisa:
             "LISA_HEALTH_FAILURES": "2",
             "LISA_LIFECYCLE_PROBE_SECONDS": "1",
             "LISA_LIFECYCLE_STEP_SECONDS": "120",
+            "LISA_RAG_INGEST_ROOTS": json.dumps([str(self.ingest_root)]),
         }
         self.server: LisaServer | None = None
 

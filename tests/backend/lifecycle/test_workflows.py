@@ -1,15 +1,31 @@
-"""Lifecycle workflows of models LISA deploys (ECS on moto_server), end to end through `lisa serve`."""
+"""Lifecycle workflows of models LISA deploys (ECS on moto_server), end to end through `lisa serve`: the whole
+lifecycle, a crash of the process at each step (then a restart: the right end state, nothing leaked), deadlines, the
+state rules, deletes refused while a model is used, the events API and the audit."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 
-from tests.backend.lifecycle.lifecycle_server import SPEC, LifecycleLisa, events, wait_status
+from tests.backend.lifecycle.lifecycle_server import (
+    PREFIX,
+    REGION,
+    SPEC,
+    LifecycleLisa,
+    events,
+    wait_for,
+    wait_status,
+)
+from tests.support import Proc, start_module
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1200)
+CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 
 def deployed(model_id: str, **extra: Any) -> dict[str, Any]:
@@ -17,28 +33,216 @@ def deployed(model_id: str, **extra: Any) -> dict[str, Any]:
             **extra}  # fmt: skip
 
 
+def create(api: httpx.Client, model_id: str, **extra: Any) -> dict[str, Any]:
+    api.delete(f"/api/models/{model_id}")
+    wait_status(api, model_id, None)
+    resp = api.post("/api/models", json=deployed(model_id, **extra))
+    assert resp.status_code == 202, resp.text
+    return wait_status(api, model_id, "InService")
+
+
+def stack_parameters(lisa: LifecycleLisa, model_id: str) -> dict[str, str]:
+    cf = boto3.client("cloudformation", endpoint_url=lisa.moto.url, region_name=REGION,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    [stack] = lisa.stacks(model_id)
+    described = cf.describe_stacks(StackName=stack["StackId"])["Stacks"][0]
+    return {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
+
+
+def assert_nothing_left_running(lisa: LifecycleLisa, model_id: str) -> None:
+    """No workflow of the model still running, and no job of one queued or running."""
+    running = lisa.sql("SELECT id FROM model_workflows WHERE model_id = $1 AND state = 'running'", model_id)
+    assert running == []
+    jobs = lisa.sql(
+        "SELECT id, status FROM procrastinate_jobs WHERE task_name = 'lifecycle.workflow' "
+        "AND status IN ('todo', 'doing') AND args->>'workflow_id' IN "
+        "(SELECT id FROM model_workflows WHERE model_id = $1)",
+        model_id,
+    )
+    assert jobs == []
+
+
+# --- the whole lifecycle -----------------------------------------------------------------------------------------
 def test_a_deployed_model_goes_through_its_whole_lifecycle(lifecycle_lisa: LifecycleLisa) -> None:
     with lifecycle_lisa.client() as api:
-        created = api.post("/api/models", json=deployed("wf-whole", context_window=2048))
+        api.delete("/api/models/wf-whole")
+        created = api.post("/api/models", json=deployed("wf-whole", context_window=2048, upstream_model="llama"))
         assert created.status_code == 202, created.text
         body = created.json()
-        assert body["model"]["status"] == "Creating" and body["workflow"]["kind"] == "create"
+        assert body["model"]["status"] == "Creating" and body["model"]["base_url"] is None
+        assert body["workflow"]["kind"] == "create" and body["workflow"]["state"] == "running"
+        assert body["workflow"]["created_by"] == "admin" and body["workflow"]["deployer"] == "ecs"
         assert body["events_url"] == "/api/models/wf-whole/events"
         model = wait_status(api, "wf-whole", "InService")
-        assert model["base_url"].endswith(".elb.amazonaws.com/v1"), model
-        assert len(lifecycle_lisa.stacks("wf-whole")) == 1
-        for action, during, after in (("disable", "Stopping", "Stopped"), ("enable", "Starting", "InService")):
-            resp = api.post(f"/api/models/wf-whole/{action}")
-            assert resp.status_code == 202, resp.text
-            assert resp.json()["model"]["status"] == during
-            wait_status(api, "wf-whole", after)
-        resp = api.patch("/api/models/wf-whole", json={"deployment": {"spec": {"gpu_count": 2}}})
-        assert resp.status_code == 202, resp.text
-        model = wait_status(api, "wf-whole", "InService")
+        [stack] = lifecycle_lisa.stacks("wf-whole")
+        # Registered at the load balancer's address (the stack's output), with the spec it runs.
+        assert model["base_url"].startswith("http://") and model["base_url"].endswith(".elb.amazonaws.com/v1")
+        assert model["deployment"]["deployer"] == "ecs" and model["deployment"]["spec"]["engine"] == "vllm"
+        assert model["context_window"] == 2048 and model["status_reason"] is None  # the server said nothing
+        # moto's load balancer has no address that resolves: registered, and marked as not answering.
+        assert model["health"] == "unreachable" and model["unreachable_since"] and model["health_reason"]
+        assert stack_parameters(lifecycle_lisa, "wf-whole")["DesiredCapacity"] == "1"
+
+        disabled = api.post("/api/models/wf-whole/disable")
+        assert disabled.status_code == 202 and disabled.json()["model"]["status"] == "Stopping"
+        chat = api.post("/v1/chat/completions", json={"model": "wf-whole", **CHAT})
+        assert chat.status_code == 503 and "not in service" in chat.text  # out of the routes at once
+        wait_status(api, "wf-whole", "Stopped")
+        assert stack_parameters(lifecycle_lisa, "wf-whole")["DesiredCapacity"] == "0"  # scaled to none, kept
+        # A stopped model takes a new spec and stays stopped.
+        updated = api.patch("/api/models/wf-whole", json={"deployment": {"spec": {"gpu_count": 2}}, "name": "Llama"})
+        assert updated.status_code == 202, updated.text
+        assert updated.json()["model"]["status"] == "Updating" and updated.json()["model"]["name"] == "Llama"
+        model = wait_status(api, "wf-whole", "Stopped")
         assert model["deployment"]["spec"]["gpu_count"] == 2
-        resp = api.delete("/api/models/wf-whole")
-        assert resp.status_code == 202, resp.text
+        assert {"GpuCount": "2", "DesiredCapacity": "0"}.items() <= stack_parameters(lifecycle_lisa, "wf-whole").items()
+
+        enabled = api.post("/api/models/wf-whole/enable")
+        assert enabled.status_code == 202 and enabled.json()["model"]["status"] == "Starting"
+        wait_status(api, "wf-whole", "InService")
+        assert stack_parameters(lifecycle_lisa, "wf-whole")["DesiredCapacity"] == "1"
+        assert lifecycle_lisa.stacks("wf-whole")[0]["StackId"] == stack["StackId"]  # the same stack all along
+
+        deleted = api.delete("/api/models/wf-whole")
+        assert deleted.status_code == 202 and deleted.json()["model"]["status"] == "Deleting"
         wait_status(api, "wf-whole", None)
         assert lifecycle_lisa.stacks("wf-whole") == []
-        for event in events(api, "wf-whole"):
-            print(event["kind"], event["status"], event["step"], event["message"])
+        assert_nothing_left_running(lifecycle_lisa, "wf-whole")
+
+        # Every change is an event, readable after the model is gone; the stack's own events among them.
+        history = events(api, "wf-whole")
+        statuses = [e["status"] for e in history if e["kind"] == "status"]
+        assert statuses == ["Creating", "InService", "Stopping", "Stopped", "Updating", "Stopped", "Starting",
+                            "InService", "Deleting", None]  # fmt: skip
+        assert history[-1]["message"] == "delete done: model 'wf-whole' and its deployment are gone"
+        stack_events = [e for e in history if e["kind"] == "deployment"]
+        assert {e["detail"]["status"] for e in stack_events} >= {"CREATE_COMPLETE", "UPDATE_COMPLETE", "DELETE_COMPLETE"}
+        assert [int(e["id"]) for e in history] == sorted(int(e["id"]) for e in history)
+        audit = api.get("/api/audit", params={"resource_id": "wf-whole", "limit": 500}).json()["data"]
+        actions = {(a["action"], a["actor"]) for a in audit}
+        assert {("model.create", "admin"), ("model.disable", "admin"), ("model.update", "admin"),
+                ("model.enable", "admin"), ("model.delete", "admin"), ("model.status", "system"),
+                ("model.removed", "system")} <= actions  # fmt: skip
+
+
+# --- a crash at each step ----------------------------------------------------------------------------------------
+# (action, step, phase): the process ends there (backend/lifecycle/faults.py); a restart must finish the workflow.
+CRASHES = [
+    ("create", "deploy", "start"), ("create", "deploy", "during"), ("create", "deploy", "end"),
+    ("create", "probe", "start"), ("create", "register", "start"),
+    ("update", "update", "during"), ("update", "probe", "end"), ("update", "register", "start"),
+    ("disable", "stop", "during"), ("disable", "register", "start"),
+    ("enable", "start", "during"), ("enable", "probe", "start"),
+    ("delete", "delete", "during"), ("delete", "unregister", "start"),
+]  # fmt: skip
+END_STATUS = {"create": "InService", "update": "InService", "disable": "Stopped", "enable": "InService"}
+
+
+def act(api: httpx.Client, action: str, model_id: str) -> httpx.Response:
+    if action == "create":
+        return api.post("/api/models", json=deployed(model_id))
+    if action == "update":
+        return api.patch(f"/api/models/{model_id}", json={"deployment": {"spec": {"shared_memory_mib": 4096}}})
+    if action == "delete":
+        return api.delete(f"/api/models/{model_id}")
+    return api.post(f"/api/models/{model_id}/{action}")
+
+
+@pytest.mark.parametrize(("action", "step", "phase"), CRASHES, ids=[":".join(c) for c in CRASHES])
+def test_a_crash_at_each_step_resumes_to_the_right_state(
+    lifecycle_lisa: LifecycleLisa, action: str, step: str, phase: str
+) -> None:
+    model_id = f"wf-crash-{action}-{step}-{phase}"
+    with lifecycle_lisa.client() as api:
+        if action == "create":
+            api.delete(f"/api/models/{model_id}")
+            wait_status(api, model_id, None)
+        else:
+            create(api, model_id)
+            if action == "enable":
+                assert api.post(f"/api/models/{model_id}/disable").status_code == 202
+                wait_status(api, model_id, "Stopped")
+        lifecycle_lisa.set_faults(crash=f"{action}:{step}:{phase}")
+        try:
+            resp = act(api, action, model_id)
+            assert resp.status_code == 202, resp.text
+        except httpx.TransportError:
+            pass  # the process may end before it answers
+    lifecycle_lisa.wait_crash()
+    lifecycle_lisa.set_faults()
+    lifecycle_lisa.start()
+    with lifecycle_lisa.client() as api:
+        if action == "delete":
+            wait_status(api, model_id, None)
+            assert lifecycle_lisa.stacks(model_id) == []
+        else:
+            model = wait_status(api, model_id, END_STATUS[action])
+            assert model["status_reason"] is None
+            # One stack, the one made at create: a resumed create followed it, never made another.
+            assert len(lifecycle_lisa.stacks(model_id)) == 1
+            assert model["base_url"].endswith(".elb.amazonaws.com/v1")
+        assert_nothing_left_running(lifecycle_lisa, model_id)
+        workflows = lifecycle_lisa.sql(
+            "SELECT kind, state FROM model_workflows WHERE model_id = $1 AND kind = $2", model_id, action
+        )
+        assert workflows == [{"kind": action, "state": "succeeded"}]  # resumed, not started again
+        history = [e for e in events(api, model_id) if e["workflow_id"]]
+        resumed = [e for e in history if e["message"] == f"{action}: step {step} resumed after a restart"]
+        if phase == "end":  # the step was done: the next one starts after the restart, none is resumed
+            assert resumed == [] and [e for e in history if e["message"] == f"{action}: step {step} done"]
+        else:
+            assert len(resumed) == 1, [e["message"] for e in history]
+        deployment_ids = [e["detail"]["time"] + e["message"] for e in history if e["kind"] == "deployment"]
+        assert len(deployment_ids) == len(set(deployment_ids))  # a stack's event is recorded once, even when resumed
+        if action != "delete":
+            api.delete(f"/api/models/{model_id}")
+
+
+# --- deadlines ---------------------------------------------------------------------------------------------------
+def test_a_step_past_its_deadline_ends_failed_with_the_step_and_the_reason(lifecycle_lisa: LifecycleLisa) -> None:
+    lifecycle_lisa.stop()
+    lifecycle_lisa.start(LISA_LIFECYCLE_STEP_SECONDS="4")
+    try:
+        with lifecycle_lisa.client() as api:
+            for model_id in ("wf-stalled", "wf-late"):
+                api.delete(f"/api/models/{model_id}")
+            lifecycle_lisa.set_faults(stall="create:deploy")
+            started = time.monotonic()
+            assert api.post("/api/models", json=deployed("wf-stalled")).status_code == 202
+            model = wait_status(api, "wf-stalled", "Failed", timeout=60)
+            assert time.monotonic() - started >= 4
+            reason = "create failed at step deploy: did not finish within its deadline of 4 s"
+            assert model["status_reason"] == reason
+            assert [e for e in events(api, "wf-stalled") if e["status"] == "Failed"][0]["message"] == reason
+            workflow = lifecycle_lisa.sql("SELECT state, error FROM model_workflows WHERE model_id = 'wf-stalled'")
+            assert workflow == [{"state": "failed", "error": reason}]
+
+            # A step whose process stopped fails at its deadline too, even when LISA comes back only after it.
+            lifecycle_lisa.set_faults(crash="create:deploy:start")
+            try:
+                assert api.post("/api/models", json=deployed("wf-late")).status_code == 202
+            except httpx.TransportError:
+                pass  # the process may end before it answers
+        lifecycle_lisa.wait_crash()
+        lifecycle_lisa.set_faults()
+        lifecycle_lisa.start(LISA_LIFECYCLE_STEP_SECONDS="4")  # LISA takes longer than 4 s to start
+        with lifecycle_lisa.client() as api:
+            model = wait_status(api, "wf-late", "Failed", timeout=60)
+            assert model["status_reason"] == (
+                "create failed at step deploy: did not finish within its deadline of 4 s (LISA stopped while it "
+                "ran and was back only after its deadline)"
+            )
+            assert_nothing_left_running(lifecycle_lisa, "wf-late")
+    finally:
+        lifecycle_lisa.set_faults()
+        lifecycle_lisa.stop()
+        lifecycle_lisa.start()
+    with lifecycle_lisa.client() as api:
+        # Nothing stays Creating; a failed model is deleted (with whatever its deployment holds) and made again.
+        for model_id in ("wf-stalled", "wf-late"):
+            assert api.get(f"/api/models/{model_id}").json()["status"] == "Failed"
+            assert api.delete(f"/api/models/{model_id}").status_code == 202
+            wait_status(api, model_id, None)
+            assert lifecycle_lisa.stacks(model_id) == []
+        create(api, "wf-late")
+        api.delete("/api/models/wf-late")
