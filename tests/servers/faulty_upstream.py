@@ -277,7 +277,9 @@ async def props(request: web.Request) -> web.Response:
     """llama.cpp's server properties, with the context window it runs (``--n-ctx``); 404 without one."""
     if not request.app[N_CTX]:
         raise web.HTTPNotFound()
-    return web.json_response({"n_ctx": request.app[N_CTX], "default_generation_settings": {"n_ctx": request.app[N_CTX]}})
+    return web.json_response(
+        {"n_ctx": request.app[N_CTX], "default_generation_settings": {"n_ctx": request.app[N_CTX]}}
+    )
 
 
 async def aborted(request: web.Request) -> web.Response:

@@ -165,10 +165,11 @@ def events(client: httpx.Client, model_id: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
-        resp = client.get(f"/api/models/{model_id}/events", params={"limit": 500, **({"cursor": cursor} if cursor else {})})
+        resp = client.get(
+            f"/api/models/{model_id}/events", params={"limit": 500, **({"cursor": cursor} if cursor else {})}
+        )
         assert resp.status_code == 200, resp.text
         found += resp.json()["data"]
         cursor = resp.json()["next_cursor"]
         if not cursor:
             return found
-

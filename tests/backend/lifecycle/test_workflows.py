@@ -116,7 +116,11 @@ def test_a_deployed_model_goes_through_its_whole_lifecycle(lifecycle_lisa: Lifec
                             "InService", "Deleting", None]  # fmt: skip
         assert history[-1]["message"] == "delete done: model 'wf-whole' and its deployment are gone"
         stack_events = [e for e in history if e["kind"] == "deployment"]
-        assert {e["detail"]["status"] for e in stack_events} >= {"CREATE_COMPLETE", "UPDATE_COMPLETE", "DELETE_COMPLETE"}
+        assert {e["detail"]["status"] for e in stack_events} >= {
+            "CREATE_COMPLETE",
+            "UPDATE_COMPLETE",
+            "DELETE_COMPLETE",
+        }
         assert [int(e["id"]) for e in history] == sorted(int(e["id"]) for e in history)
         audit = api.get("/api/audit", params={"resource_id": "wf-whole", "limit": 500}).json()["data"]
         actions = {(a["action"], a["actor"]) for a in audit}
@@ -238,11 +242,232 @@ def test_a_step_past_its_deadline_ends_failed_with_the_step_and_the_reason(lifec
         lifecycle_lisa.stop()
         lifecycle_lisa.start()
     with lifecycle_lisa.client() as api:
-        # Nothing stays Creating; a failed model is deleted (with whatever its deployment holds) and made again.
+        # Nothing stays Creating; a failed model can only be deleted (with whatever its deployment holds).
         for model_id in ("wf-stalled", "wf-late"):
             assert api.get(f"/api/models/{model_id}").json()["status"] == "Failed"
+            for resp in (
+                api.post(f"/api/models/{model_id}/enable"),
+                api.post(f"/api/models/{model_id}/disable"),
+                api.patch(f"/api/models/{model_id}", json={"deployment": {"spec": {"gpu_count": 2}}}),
+            ):
+                refused(resp, f"model '{model_id}' is Failed", "a failed model can be deleted")
             assert api.delete(f"/api/models/{model_id}").status_code == 202
             wait_status(api, model_id, None)
             assert lifecycle_lisa.stacks(model_id) == []
         create(api, "wf-late")
         api.delete("/api/models/wf-late")
+
+
+# --- the state rules ---------------------------------------------------------------------------------------------
+def refused(resp: httpx.Response, *fragments: str) -> None:
+    assert resp.status_code == 409, resp.text
+    for fragment in fragments:
+        assert fragment in resp.json()["detail"], resp.json()["detail"]
+
+
+def test_each_action_starts_only_from_its_states_and_409_names_the_current_one(lifecycle_lisa: LifecycleLisa) -> None:
+    with lifecycle_lisa.client() as api:
+        create(api, "wf-rules")
+        refused(api.post("/api/models/wf-rules/enable"), "model 'wf-rules' is InService: enable needs it Stopped")
+        assert api.post("/api/models/wf-rules/disable").status_code == 202
+        # While a workflow runs, nothing else starts.
+        refused(api.post("/api/models/wf-rules/disable"), "is Stopping", "a workflow is running")
+        wait_status(api, "wf-rules", "Stopped")
+        refused(api.post("/api/models/wf-rules/disable"), "is Stopped: disable needs it InService")
+
+        # A workflow held in a step (a stall) keeps the model in its transitional state: every action is refused.
+        lifecycle_lisa.set_faults(stall="enable:start")
+        assert api.post("/api/models/wf-rules/enable").status_code == 202
+        for resp in (
+            api.patch("/api/models/wf-rules", json={"name": "renamed"}),
+            api.patch("/api/models/wf-rules", json={"deployment": {"spec": {"gpu_count": 4}}}),
+            api.post("/api/models/wf-rules/enable"),
+            api.delete("/api/models/wf-rules"),
+        ):
+            refused(resp, "model 'wf-rules' is Starting", "/api/models/wf-rules/events")
+        assert api.get("/api/models/wf-rules").json()["name"] == "wf-rules"  # nothing written
+        # A status is the lifecycle's: requests never set it.
+        assert api.patch("/api/models/wf-rules", json={"status": "InService"}).status_code == 422
+        lifecycle_lisa.set_faults()
+    lifecycle_lisa.stop()  # the stalled workflow is resumed by the next start (and finishes)
+    lifecycle_lisa.start()
+    with lifecycle_lisa.client() as api:
+        wait_status(api, "wf-rules", "InService")
+        kinds = lifecycle_lisa.sql(
+            "SELECT kind, state FROM model_workflows WHERE model_id = 'wf-rules' ORDER BY created_at"
+        )
+        assert kinds == [{"kind": k, "state": "succeeded"} for k in ("create", "disable", "enable")]
+        resumed = [e for e in events(api, "wf-rules") if e["message"] == "enable: step start resumed after a restart"]
+        assert len(resumed) == 1
+        api.delete("/api/models/wf-rules")
+        wait_status(api, "wf-rules", None)
+
+
+def test_models_lisa_does_not_deploy_change_status_at_once_under_the_same_rules(
+    lifecycle_lisa: LifecycleLisa, faulty_upstream: Proc
+) -> None:
+    with lifecycle_lisa.client() as api:
+        api.delete("/api/models/wf-plain")
+        body = {"id": "wf-plain", "type": "textgen", "hosting": "internal", "base_url": faulty_upstream.url + "/v1",
+                "upstream_model": "ok"}  # fmt: skip
+        assert api.post("/api/models", json=body).status_code == 201
+        assert api.post("/v1/chat/completions", json={"model": "wf-plain", **CHAT}).status_code == 200
+        refused(api.post("/api/models/wf-plain/enable"), "is InService: enable needs it Stopped")
+        disabled = api.post("/api/models/wf-plain/disable")
+        assert disabled.status_code == 200 and disabled.json()["status"] == "Stopped"
+        chat = api.post("/v1/chat/completions", json={"model": "wf-plain", **CHAT})
+        assert chat.status_code == 503 and "not in service (status: Stopped)" in chat.text
+        refused(api.post("/api/models/wf-plain/disable"), "is Stopped: disable needs it InService")
+        # Its fields change while it is stopped (the rule: InService or Stopped).
+        assert api.patch("/api/models/wf-plain", json={"name": "Plain"}).json()["name"] == "Plain"
+        enabled = api.post("/api/models/wf-plain/enable")
+        assert enabled.status_code == 200 and enabled.json()["status"] == "InService"
+        assert enabled.json()["health"] == "ok"  # it answered when enabled
+        assert api.post("/v1/chat/completions", json={"model": "wf-plain", **CHAT}).status_code == 200
+        messages = [e["message"] for e in events(api, "wf-plain")]
+        assert messages == ["registered: InService", "disabled: Stopped", "enabled: InService"]
+        # A model LISA does not deploy has no deployment to change; a deployed one takes no base_url.
+        resp = api.patch("/api/models/wf-plain", json={"deployment": {"spec": {"gpu_count": 2}}})
+        assert resp.status_code == 400 and "not deployed by LISA" in resp.text
+        assert api.delete("/api/models/wf-plain").status_code == 204
+        assert api.get("/api/models/wf-plain").status_code == 404
+
+
+# --- refused requests write nothing --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"deployment": {"deployer": "ecs", "spec": {**SPEC, "engine": "triton"}}}, 400, "deployment.spec.engine"),
+        ({"deployment": {"deployer": "ecs", "spec": {**SPEC, "model_id": "other"}}}, 400, "deployment.spec.model_id"),
+        ({"deployment": {"deployer": "ecs", "spec": {**SPEC, "gpus": 2}}}, 400, "deployment.spec.gpus"),
+        ({"deployment": {"deployer": "ecs", "spec": {"engine": "vllm"}}}, 400, "deployment.spec.weights"),
+        ({"deployment": {"deployer": "ecs", "spec": SPEC}, "base_url": "http://127.0.0.1:9/v1"}, 422, "base_url"),
+        ({"deployment": {"deployer": "ecs", "spec": SPEC}, "hosting": "third_party", "provider_model": "openai/x"},
+         422, "hosted internally"),
+        ({"deployment": {"deployer": "kubernetes", "spec": SPEC}}, 422, "deployer"),
+    ],
+)  # fmt: skip
+def test_a_refused_deployment_writes_nothing(
+    lifecycle_lisa: LifecycleLisa, body: dict[str, Any], status: int, fragment: str
+) -> None:
+    with lifecycle_lisa.client() as api:
+        resp = api.post("/api/models", json={"id": "wf-refused", "type": "textgen", "hosting": "internal", **body})
+        assert resp.status_code == status, resp.text
+        assert fragment in resp.json()["detail"]
+        assert api.get("/api/models/wf-refused").status_code == 404
+        assert lifecycle_lisa.sql("SELECT id FROM model_workflows WHERE model_id = 'wf-refused'") == []
+        assert lifecycle_lisa.stacks("wf-refused") == []
+
+
+def test_a_server_without_the_deployer_refuses_the_deployment(admin: httpx.Client) -> None:
+    """The session's LISA has no LISA_AWS_* settings: an ECS deployment is refused, 400, naming what is missing."""
+    resp = admin.post("/api/models", json=deployed("wf-no-aws"))
+    assert resp.status_code == 400 and "the 'ecs' deployer is not available" in resp.text
+    assert "LISA_AWS_VPC_ID" in resp.text
+    assert admin.get("/api/models/wf-no-aws").status_code == 404
+
+
+def test_model_ids_that_read_as_routes_are_refused(lifecycle_lisa: LifecycleLisa) -> None:
+    with lifecycle_lisa.client() as api:
+        for model_id in ("team/events", "x/enable", "a/b/disable"):
+            resp = api.post("/api/models", json={"id": model_id, "type": "textgen", "hosting": "third_party",
+                                                 "provider_model": "openai/x"})  # fmt: skip
+            assert resp.status_code == 422 and "may not end with" in resp.text
+
+
+def test_a_deployed_model_keeps_the_address_its_deployment_gives(lifecycle_lisa: LifecycleLisa) -> None:
+    with lifecycle_lisa.client() as api:
+        model = create(api, "wf-address")
+        resp = api.patch("/api/models/wf-address", json={"base_url": "http://127.0.0.1:9/v1"})
+        assert resp.status_code == 400 and "its base_url comes from its deployment" in resp.text
+        bad = api.patch("/api/models/wf-address", json={"deployment": {"spec": {"gpu_count": 3}}})
+        assert bad.status_code == 400 and "deployment.spec.gpu_count" in bad.text
+        # A change of fields alone is written at once, no workflow.
+        renamed = api.patch("/api/models/wf-address", json={"name": "Address", "allowed_groups": ["team-a"]})
+        assert renamed.status_code == 200 and renamed.json()["base_url"] == model["base_url"]
+        assert len(lifecycle_lisa.sql("SELECT id FROM model_workflows WHERE model_id = 'wf-address'")) == 1
+        api.delete("/api/models/wf-address")
+        wait_status(api, "wf-address", None)
+
+
+# --- a model in use ----------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    proc = start_module("tests.servers.capture_server", tmp_path_factory.mktemp("wf-embedder"), "--dimensions", "8")
+    yield proc
+    proc.stop()
+
+
+def test_a_model_in_use_is_not_deleted_and_409_names_its_users(
+    lifecycle_lisa: LifecycleLisa, embedder: Proc, faulty_upstream: Proc
+) -> None:
+    folder = lifecycle_lisa.ingest_root / "wf-used"
+    folder.mkdir(exist_ok=True)
+    with lifecycle_lisa.client() as api:
+        for model_id in ("wf-used-embed", "wf-used-chat"):
+            api.delete(f"/api/models/{model_id}")
+        emb = {"id": "wf-used-embed", "type": "embedding", "hosting": "internal", "base_url": embedder.url + "/v1",
+               "streaming": False}  # fmt: skip
+        assert api.post("/api/models", json=emb).status_code == 201
+        api.delete("/api/repositories/wf-used")
+        repo = api.post("/api/repositories", json={"id": "wf-used", "embedding_model": "wf-used-embed"})
+        assert repo.status_code == 201, repo.text
+        pipeline = {"name": "wf-used", "source": {"type": "folder", "path": str(Path(folder))},
+                    "trigger": {"type": "schedule", "cron": "0 0 1 1 *"}}  # fmt: skip
+        made = api.post("/api/repositories/wf-used/pipelines", json=pipeline)
+        assert made.status_code == 201, made.text
+        refused(
+            api.delete("/api/models/wf-used-embed"),
+            "model 'wf-used-embed' is in use by repository 'wf-used', collection 'wf-used/default', "
+            f"pipeline '{made.json()['id']}' (into wf-used/default)",
+            "change or delete them first",
+        )
+        # A deployed model used by an assistant: refused before any workflow starts.
+        create(api, "wf-used-chat")
+        assistant = api.post("/api/assistants", json={"name": "wf-used-helper", "model_id": "wf-used-chat"})
+        assert assistant.status_code == 201, assistant.text
+        refused(api.delete("/api/models/wf-used-chat"), f"assistant 'wf-used-helper' ({assistant.json()['id']})")
+        assert api.get("/api/models/wf-used-chat").json()["status"] == "InService"
+        assert len(lifecycle_lisa.sql("SELECT id FROM model_workflows WHERE model_id = 'wf-used-chat'")) == 1
+
+        # Once nothing uses them, they go.
+        assert api.delete(f"/api/assistants/{assistant.json()['id']}").status_code == 204
+        assert api.delete("/api/models/wf-used-chat").status_code == 202
+        wait_status(api, "wf-used-chat", None)
+        assert api.delete("/api/repositories/wf-used").status_code == 204
+        assert api.delete("/api/models/wf-used-embed").status_code == 204
+
+
+# --- events ------------------------------------------------------------------------------------------------------
+def test_events_are_paged_oldest_first_for_admins_only(lifecycle_lisa: LifecycleLisa) -> None:
+    with lifecycle_lisa.client() as api:
+        create(api, "wf-events")
+        everything = events(api, "wf-events")
+        assert len(everything) >= 8
+        pages: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            resp = api.get(
+                "/api/models/wf-events/events", params={"limit": 3, **({"cursor": cursor} if cursor else {})}
+            )
+            assert resp.status_code == 200 and len(resp.json()["data"]) <= 3
+            pages += resp.json()["data"]
+            cursor = resp.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert pages == everything
+        assert everything[0]["message"] == "create started by admin: Creating"
+        assert {e["workflow_id"] for e in everything} == {everything[0]["workflow_id"]}
+        assert api.get("/api/models/wf-events/events", params={"cursor": "%%%"}).status_code == 400
+        assert api.get("/api/models/wf-missing/events").status_code == 404
+
+        token = api.post("/api/tokens", json={"name": "wf", "username": "wf-user", "groups": []}).json()["token"]
+        with lifecycle_lisa.client(token) as user:
+            assert user.get("/api/models/wf-events/events").status_code == 403
+            assert user.post("/api/models/wf-events/disable").status_code == 403
+            seen = user.get("/api/models/wf-events").json()
+            # Where it runs and why it is in its state are the admins' to see; its health is everyone's.
+            assert seen["deployment"] is None and seen["base_url"] is None and seen["health_reason"] is None
+            assert seen["health"] == "unreachable" and seen["unreachable_since"] is not None
+        api.delete("/api/models/wf-events")
+        wait_status(api, "wf-events", None)
