@@ -55,6 +55,17 @@ def public_deployment(deployment: Mapping[str, Any] | None) -> dict[str, Any] | 
     return {"deployer": deployment.get("deployer"), "spec": spec}
 
 
+def audited(row: Any) -> dict[str, Any]:
+    """A model's row for the audit log: the deployment's environment values masked like the API shows them."""
+    values = dict(row)
+    values["deployment"] = public_deployment(values.get("deployment"))
+    return values
+
+
+HEALTH_RESET = {"health": ModelHealth.unknown.value, "health_reason": None, "unreachable_since": None,
+                "health_failures": 0, "health_checked_at": None}  # fmt: skip
+
+
 def to_public(m: Any, *, admin: bool = True) -> ModelPublic:
     """Where the model runs (URL, provider string, upstream name, credentials, manager, deployment, failure and
     health details) is shown to admins only."""
@@ -131,7 +142,7 @@ class ModelRegistry:
         try:
             async with self.engine.begin() as conn:
                 row = (await conn.execute(T.insert().values(**values).returning(T))).one()
-                await audit.record(conn, actor, "model.create", "model", data.id, after=dict(row._mapping))
+                await audit.record(conn, actor, "model.create", "model", data.id, after=audited(row._mapping))
                 if within is not None:
                     await within(conn, row._mapping)
                 await publish(conn, TOPIC)
@@ -198,10 +209,13 @@ class ModelRegistry:
             except (ValueError, ValidationError) as exc:
                 raise BadRequest(str(exc)) from exc
             changes["updated_at"] = datetime.now(UTC)
+            if changes.get("base_url", current.base_url) != current.base_url:
+                changes |= HEALTH_RESET  # what the checks found was about the old address
             row = (await conn.execute(T.update().where(T.c.id == model_id).values(**changes).returning(T))).one()
             await audit.record(
-                conn, actor, "model.update", "model", model_id, before=dict(current._mapping), after=dict(row._mapping)
-            )
+                conn, actor, "model.update", "model", model_id, before=audited(current._mapping),
+                after=audited(row._mapping),
+            )  # fmt: skip
             await publish(conn, TOPIC)
         self._on_commit(TOPIC)
         return to_public(row._mapping)
@@ -215,7 +229,7 @@ class ModelRegistry:
             if within is not None:
                 await within(conn, current._mapping)
             gone = (await conn.execute(T.delete().where(T.c.id == model_id).returning(T))).one()
-            await audit.record(conn, actor, "model.delete", "model", model_id, before=dict(gone._mapping))
+            await audit.record(conn, actor, "model.delete", "model", model_id, before=audited(gone._mapping))
             await publish(conn, TOPIC)
         self._on_commit(TOPIC)
 
@@ -242,15 +256,8 @@ class ModelRegistry:
         if row is None:
             return None
         if action:
-            await audit.record(
-                conn,
-                actor,
-                action,
-                "model",
-                model_id,
-                before=dict(before) if before else None,
-                after=dict(row._mapping),
-            )
+            before_row = audited(before) if before is not None else None
+            await audit.record(conn, actor, action, "model", model_id, before=before_row, after=audited(row._mapping))
         await publish(conn, TOPIC)
         return row._mapping
 
@@ -261,7 +268,7 @@ class ModelRegistry:
         gone = (await conn.execute(T.delete().where(T.c.id == model_id).returning(T))).first()
         if gone is None:
             return False
-        await audit.record(conn, actor, action, "model", model_id, before=dict(gone._mapping))
+        await audit.record(conn, actor, action, "model", model_id, before=audited(gone._mapping))
         await publish(conn, TOPIC)
         return True
 
