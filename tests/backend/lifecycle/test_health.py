@@ -146,4 +146,11 @@ def test_enabling_a_model_that_does_not_answer_restores_it_only_once_it_does(
         server.start()
         health_is(api, "hl-enable", "ok")
         assert api.post("/v1/chat/completions", json={"model": "hl-enable", **CHAT}).status_code == 200
+        # A new address: what the checks found about the old one is forgotten, and the new one is checked.
+        server.stop()
+        health_is(api, "hl-enable", "unreachable")
+        moved = upstream(upstreams, tmp_path)
+        patched = api.patch("/api/models/hl-enable", json={"base_url": moved.url})
+        assert patched.json()["health"] == "unknown" and patched.json()["unreachable_since"] is None
+        health_is(api, "hl-enable", "ok")
         assert api.delete("/api/models/hl-enable").status_code == 204

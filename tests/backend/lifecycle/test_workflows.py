@@ -72,7 +72,9 @@ def assert_nothing_left_running(lisa: LifecycleLisa, model_id: str) -> None:
 def test_a_deployed_model_goes_through_its_whole_lifecycle(lifecycle_lisa: LifecycleLisa) -> None:
     with lifecycle_lisa.client() as api:
         api.delete("/api/models/wf-whole")
-        created = api.post("/api/models", json=deployed("wf-whole", context_window=2048, upstream_model="llama"))
+        body = deployed("wf-whole", context_window=2048, upstream_model="llama")
+        body["deployment"]["spec"] = {**SPEC, "environment": {"VLLM_LOGGING_LEVEL": "wf-whole-env-value"}}
+        created = api.post("/api/models", json=body)
         assert created.status_code == 202, created.text
         body = created.json()
         assert body["model"]["status"] == "Creating" and body["model"]["base_url"] is None
@@ -84,6 +86,7 @@ def test_a_deployed_model_goes_through_its_whole_lifecycle(lifecycle_lisa: Lifec
         # Registered at the load balancer's address (the stack's output), with the spec it runs.
         assert model["base_url"].startswith("http://") and model["base_url"].endswith(".elb.amazonaws.com/v1")
         assert model["deployment"]["deployer"] == "ecs" and model["deployment"]["spec"]["engine"] == "vllm"
+        assert model["deployment"]["spec"]["environment"] == {"VLLM_LOGGING_LEVEL": "***"}  # names only
         assert model["context_window"] == 2048 and model["status_reason"] is None  # the server said nothing
         # moto's load balancer has no address that resolves: registered, and marked as not answering.
         assert model["health"] == "unreachable" and model["unreachable_since"] and model["health_reason"]
@@ -130,6 +133,7 @@ def test_a_deployed_model_goes_through_its_whole_lifecycle(lifecycle_lisa: Lifec
         assert [int(e["id"]) for e in history] == sorted(int(e["id"]) for e in history)
         audit = api.get("/api/audit", params={"resource_id": "wf-whole", "limit": 500}).json()["data"]
         actions = {(a["action"], a["actor"]) for a in audit}
+        assert "wf-whole-env-value" not in str(audit)  # masked there too
         assert {("model.create", "admin"), ("model.disable", "admin"), ("model.update", "admin"),
                 ("model.enable", "admin"), ("model.delete", "admin"), ("model.status", "system"),
                 ("model.removed", "system")} <= actions  # fmt: skip
