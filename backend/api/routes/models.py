@@ -11,12 +11,16 @@ from typing import Any
 from fastapi import APIRouter, status
 from fastapi.responses import JSONResponse, Response
 
-from backend.api.deps import AdminUser, CurrentUser, Paging, ServicesDep
+from backend.api.deps import AdminUser, CurrentUser, Paging, ServicesDep, requires
 from backend.api.openapi import errors
+from backend.configuration.features import Feature
 from backend.lifecycle.schemas import ModelEventPage, WorkflowAccepted
 from backend.registry.schemas import ModelCreate, ModelPage, ModelPublic, ModelUpdate
 
 router = APIRouter(prefix="/api/models", tags=["models"])
+# The model library (the toggle model_library; admins are exempt). /v1/models, which OpenAI clients pick a model
+# from, stays open to everyone.
+LIBRARY = [requires(Feature.model_library)]
 STARTED: dict[int | str, dict[str, Any]] = {
     202: {"model": WorkflowAccepted, "description": "A workflow was started (a model LISA deploys)."}
 }
@@ -36,7 +40,7 @@ async def create_model(body: ModelCreate, admin: AdminUser, services: ServicesDe
     return answer(await services.lifecycle.service.create(body, admin))
 
 
-@router.get("")
+@router.get("", dependencies=LIBRARY)
 async def list_models(user: CurrentUser, services: ServicesDep, page: Paging) -> ModelPage:
     return await services.registry.page(user, page)
 
@@ -59,7 +63,7 @@ async def disable_model(model_id: str, admin: AdminUser, services: ServicesDep) 
     return answer(await services.lifecycle.service.disable(model_id, admin))
 
 
-@router.get("/{model_id:path}", responses=errors(404))
+@router.get("/{model_id:path}", responses=errors(404), dependencies=LIBRARY)
 async def get_model(model_id: str, user: CurrentUser, services: ServicesDep) -> ModelPublic:
     return await services.registry.get(model_id, user)
 
