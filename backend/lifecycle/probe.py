@@ -6,7 +6,6 @@ Every connection passes the egress guard; every call is bounded by the probe's t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any
 
@@ -16,6 +15,7 @@ from backend.net.egress import EgressGuard
 
 MAX_CONTEXT = 100_000_000  # the registry's bound on context_window
 MAX_BODY = 1024 * 1024  # bytes of /props or /v1/models read
+UNREACHABLE = object()  # no answer at all (not even an error status)
 
 
 def _positive(value: Any) -> int | None:
@@ -66,8 +66,11 @@ class Probe:
         return None
 
     async def context_window(self, base_url: str, served_name: str | None) -> int | None:
-        """What the server says its context window is; None when it does not say (or does not answer)."""
+        """What the server says its context window is; None when it does not say (or does not answer: then after
+        one timeout at most, not one per question)."""
         props = await self._json(origin(base_url) + "/props")
+        if props is UNREACHABLE:
+            return None
         if isinstance(props, dict):
             settings = props.get("default_generation_settings")
             found = _positive(props.get("n_ctx")) or (
@@ -91,8 +94,8 @@ class Probe:
         return None
 
     async def _json(self, url: str) -> Any:
-        """The JSON at ``url`` (at most MAX_BODY bytes); None for anything else."""
-        with contextlib.suppress(httpx.HTTPError, TimeoutError, ValueError):
+        """The JSON at ``url`` (at most MAX_BODY bytes); UNREACHABLE when no answer came; None for anything else."""
+        try:
             async with asyncio.timeout(self.timeout), self._client.stream("GET", url) as response:
                 if response.status_code != 200:
                     return None
@@ -102,4 +105,7 @@ class Probe:
                     if len(body) > MAX_BODY:
                         return None
                 return json.loads(body)
-        return None
+        except (httpx.TransportError, TimeoutError):
+            return UNREACHABLE
+        except (httpx.HTTPError, ValueError):
+            return None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, get_args
 
+import httpx
 import pytest
 
 from backend.config import Settings
@@ -13,9 +15,10 @@ from backend.lifecycle.deployers.ecs import EcsDeployer
 from backend.lifecycle.deployers.ecs_render import EcsPlatform
 from backend.lifecycle.deployers.ecs_spec import EcsModelSpec
 from backend.lifecycle.deployments import Deployers, spec_type
-from backend.lifecycle.probe import origin
+from backend.lifecycle.probe import Probe, origin
 from backend.lifecycle.rules import ALLOWED_FROM, DURING, require
 from backend.lifecycle.schemas import WorkflowKind
+from backend.net.egress import EgressGuard
 from backend.registry.schemas import DeployerKind, ModelStatus
 
 PLATFORM = EcsPlatform(vpc_id="vpc-1", subnet_ids=("subnet-1",), gateway_security_group_id="sg-1")
@@ -89,3 +92,43 @@ def test_llama_cpp_props_live_at_the_servers_root() -> None:
     assert origin("http://host:8000/v1") == "http://host:8000"
     assert origin("http://host:8000/v1/") == "http://host:8000"
     assert origin("http://host/api") == "http://host/api"
+
+
+def probe_of(routes: dict[str, Any], calls: list[str]) -> Probe:
+    """A Probe whose HTTP answers are ``routes`` (path -> JSON, or an exception to raise): the parsing alone."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        answer = routes.get(request.url.path)
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(404) if answer is None else httpx.Response(200, json=answer)
+
+    probe = Probe(EgressGuard.default(), timeout=1)
+    probe._http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return probe
+
+
+@pytest.mark.parametrize(
+    ("routes", "served", "found"),
+    [
+        ({"/props": {"n_ctx": 8192}}, None, 8192),
+        ({"/props": {"default_generation_settings": {"n_ctx": 2048}}}, None, 2048),
+        ({"/v1/models": {"data": [{"id": "a", "max_model_len": 1024}, {"id": "b", "max_model_len": 4096}]}}, "b", 4096),
+        ({"/v1/models": {"data": [{"id": "a", "meta": {"n_ctx_train": 131072}}]}}, "other", 131072),
+        ({"/props": {"n_ctx": True}, "/v1/models": {"data": [{"id": "a", "max_model_len": -5}]}}, "a", None),
+        ({"/v1/models": {"data": "nonsense"}}, None, None),
+    ],
+)
+def test_the_context_window_is_read_as_llama_cpp_and_vllm_say_it(
+    routes: dict[str, Any], served: str | None, found: int | None
+) -> None:
+    calls: list[str] = []
+    assert asyncio.run(probe_of(routes, calls).context_window("http://model:8000/v1", served)) == found
+
+
+def test_a_server_that_does_not_answer_is_asked_once() -> None:
+    calls: list[str] = []
+    probe = probe_of({"/props": httpx.ConnectError("refused")}, calls)
+    assert asyncio.run(probe.context_window("http://model:8000/v1", None)) is None
+    assert calls == ["/props"]
