@@ -4,7 +4,7 @@ validation of a model's deployment spec against its deployer's own spec type."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, get_args
 
 from pydantic import ValidationError
@@ -35,13 +35,22 @@ def describe(exc: ValidationError, prefix: str) -> str:
 
 
 class Deployers:
-    def __init__(self, settings: Settings, opener: Opener = open_deployer) -> None:
+    """``opened``: deployers the process already runs (the local deployer, which supervises its servers and is
+    opened and closed with the service graph): used as they are, never closed here. Others are opened on first use
+    through ``opener`` and closed by :meth:`aclose`."""
+
+    def __init__(
+        self, settings: Settings, opener: Opener = open_deployer, opened: Mapping[str, Deployer[Any]] | None = None
+    ) -> None:
         self._settings = settings
         self._opener = opener
+        self._given = dict(opened or {})
         self._open: dict[str, Deployer[Any]] = {}
 
     def get(self, kind: str) -> Deployer[Any]:
         """The deployer of ``kind``; 400 when this server cannot run it (not configured, not built)."""
+        if kind in self._given:
+            return self._given[kind]
         if kind not in self._open:
             try:
                 self._open[kind] = self._opener(kind, self._settings)

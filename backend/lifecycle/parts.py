@@ -4,20 +4,22 @@ routes call."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 from procrastinate import App
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.config import Settings
+from backend.lifecycle.deployers import Deployer, open_deployer
 from backend.lifecycle.deployments import Deployers, Opener
 from backend.lifecycle.finish import Finisher
 from backend.lifecycle.health import HealthMonitor
 from backend.lifecycle.probe import Probe
 from backend.lifecycle.runner import Deadlines, WorkflowRunner
-from backend.lifecycle.service import LifecycleService
+from backend.lifecycle.service import AutomaticActions, LifecycleService
 from backend.lifecycle.worker import LifecycleWorker
 from backend.net.egress import EgressGuard
 from backend.registry.service import ModelRegistry
@@ -26,6 +28,7 @@ from backend.registry.service import ModelRegistry
 @dataclass
 class LifecycleServices:
     service: LifecycleService
+    actions: AutomaticActions  # enable/disable for what acts on its own (schedules: LifecycleActions)
     worker: LifecycleWorker
     health: HealthMonitor
     probe: Probe
@@ -41,10 +44,12 @@ class LifecycleServices:
         egress: EgressGuard,
         app: App,
         on_tick: list[Callable[[], Awaitable[None]]],
-        opener: Opener | None = None,
+        opener: Opener = open_deployer,
+        opened: Mapping[str, Deployer[Any]] | None = None,
     ) -> LifecycleServices:
-        """``app`` is the RAG worker's procrastinate app (opened by it); ``on_tick`` its once-a-minute hooks."""
-        deployers = Deployers(settings, opener) if opener else Deployers(settings)
+        """``app`` is the RAG worker's procrastinate app (opened by it); ``on_tick`` its once-a-minute hooks;
+        ``opened`` the deployers the service graph runs itself (the local deployer), by kind."""
+        deployers = Deployers(settings, opener, opened)
         probe = Probe(egress, settings.health_timeout_seconds)
         deadlines = Deadlines(
             deployer=settings.lifecycle_step_seconds,
@@ -69,7 +74,7 @@ class LifecycleServices:
             engine, registry, probe, interval=settings.health_interval_seconds, failures=settings.health_failures
         )
         service = LifecycleService(engine, registry, deployers, probe, worker, settings.health_failures)
-        return cls(service, worker, health, probe, deployers)
+        return cls(service, AutomaticActions(service), worker, health, probe, deployers)
 
     async def start(self) -> None:
         """After the procrastinate app is open; a failure stops what had started, then propagates."""

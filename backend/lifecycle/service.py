@@ -124,13 +124,20 @@ class LifecycleService:
         return await self._queued(model, started[0])
 
     # --- enable, disable -------------------------------------------------------------------------------------------
-    async def enable(self, model_id: str, actor: Principal) -> ModelPublic | WorkflowAccepted:
-        return await self._switch(WorkflowKind.enable, model_id, actor)
+    async def enable(
+        self, model_id: str, actor: Principal, reason: str | None = None
+    ) -> ModelPublic | WorkflowAccepted:
+        """``reason`` (a schedule's, say) goes into the event and the audit entry."""
+        return await self._switch(WorkflowKind.enable, model_id, actor, reason)
 
-    async def disable(self, model_id: str, actor: Principal) -> ModelPublic | WorkflowAccepted:
-        return await self._switch(WorkflowKind.disable, model_id, actor)
+    async def disable(
+        self, model_id: str, actor: Principal, reason: str | None = None
+    ) -> ModelPublic | WorkflowAccepted:
+        return await self._switch(WorkflowKind.disable, model_id, actor, reason)
 
-    async def _switch(self, kind: WorkflowKind, model_id: str, actor: Principal) -> ModelPublic | WorkflowAccepted:
+    async def _switch(
+        self, kind: WorkflowKind, model_id: str, actor: Principal, reason: str | None
+    ) -> ModelPublic | WorkflowAccepted:
         """Disabling takes the model out of the gateway's routes at once (its status leaves InService on commit);
         enabling a model LISA does not deploy checks that it answers first (else it is marked unreachable)."""
         row = await self._row(model_id)
@@ -144,13 +151,14 @@ class LifecycleService:
             if current["deployment"] is not None:
                 deployer = str(current["deployment"]["deployer"])
                 workflow = await self._start(
-                    conn, current, kind, deployer, {"spec": current["deployment"]["spec"]}, actor
+                    conn, current, kind, deployer, {"spec": current["deployment"]["spec"]}, actor, reason
                 )
-                after = await self._status(conn, current, rules.DURING[kind], actor, f"model.{kind.value}")
+                after = await self._status(conn, current, rules.DURING[kind], actor, f"model.{kind.value}", reason)
             else:
                 status = ModelStatus.in_service if kind == WorkflowKind.enable else ModelStatus.stopped
-                after = await self._status(conn, current, status, actor, f"model.{kind.value}", why)
-                await store.add_event(conn, model_id, EventKind.status, f"{kind.value}d: {status.value}", status=status)
+                after = await self._status(conn, current, status, actor, f"model.{kind.value}", reason, why)
+                message = f"{kind.value}d: {status.value}" + (f" ({reason})" if reason else "")
+                await store.add_event(conn, model_id, EventKind.status, message, status=status)
                 if why is not None:
                     message = f"unreachable since {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}: {why}"
                     await store.add_event(conn, model_id, EventKind.health, message, status=status)
@@ -165,6 +173,7 @@ class LifecycleService:
         status: ModelStatus,
         actor: Principal,
         action: str,
+        reason: str | None = None,
         unreachable: str | None = None,
     ) -> RowMapping:
         now = datetime.now(UTC)
@@ -179,7 +188,9 @@ class LifecycleService:
                 "health_reason": unreachable, "unreachable_since": None if healthy else now, "health_checked_at": now,
                 "health_failures": 0 if healthy else self.health_failures,
             }  # fmt: skip
-        after = await self.registry.write(conn, current["id"], values, action=action, actor=actor, before=current)
+        after = await self.registry.write(
+            conn, current["id"], values, action=action, actor=actor, before=current, reason=reason
+        )
         assert after is not None  # the row is locked
         return after
 
@@ -234,14 +245,13 @@ class LifecycleService:
         deployer: str,
         target: dict[str, Any],
         actor: Principal,
+        reason: str | None = None,
     ) -> RowMapping:
         self.deployers.get(deployer)  # 400 now when this server cannot run it
         workflow = await store.start_workflow(conn, model["id"], kind, deployer, target, actor)
         status = rules.DURING[kind]
-        await store.add_event(
-            conn, model["id"], EventKind.status, f"{kind.value} started by {actor.username}: {status.value}",
-            workflow_id=workflow["id"], status=status,
-        )  # fmt: skip
+        message = f"{kind.value} started by {actor.username}: {status.value}" + (f" ({reason})" if reason else "")
+        await store.add_event(conn, model["id"], EventKind.status, message, workflow_id=workflow["id"], status=status)
         return workflow
 
     async def _queued(self, model: ModelPublic, workflow: RowMapping) -> WorkflowAccepted:
@@ -250,3 +260,19 @@ class LifecycleService:
         except Exception as exc:  # recorded as running: the worker's resume queues it
             log.warning("workflow %s not queued now (%s); the worker's resume will queue it", workflow["id"], exc)
         return accepted(model, workflow)
+
+
+class AutomaticActions:
+    """The lifecycle as something that starts and stops models on its own sees it (a schedule: the
+    ``LifecycleActions`` protocol): enable and disable as ``who``, returning once the change is made or its workflow
+    queued; 409 (``Conflict``) for a model in any other state than the action needs."""
+
+    def __init__(self, service: LifecycleService, who: str = "schedule") -> None:
+        self.service = service
+        self.principal = Principal(username=who, groups=frozenset(), is_admin=True)
+
+    async def enable(self, model_id: str, reason: str) -> None:
+        await self.service.enable(model_id, self.principal, reason)
+
+    async def disable(self, model_id: str, reason: str) -> None:
+        await self.service.disable(model_id, self.principal, reason)

@@ -249,15 +249,18 @@ class ModelRegistry:
         action: str,
         actor: Principal | None = None,
         before: Mapping[Any, Any] | None = None,
+        reason: str | None = None,
     ) -> RowMapping | None:
-        """Set columns the lifecycle owns (status, the deployment's address, health), audited as ``action``; the
-        change is published on commit (call :meth:`committed` after it)."""
+        """Set columns the lifecycle owns (status, the deployment's address, health), audited as ``action`` (with
+        ``reason`` in the entry's ``after``, when given); the change is published on commit (call :meth:`committed`
+        after it)."""
         row = (await conn.execute(T.update().where(T.c.id == model_id).values(**values).returning(T))).first()
         if row is None:
             return None
         if action:
             before_row = audited(before) if before is not None else None
-            await audit.record(conn, actor, action, "model", model_id, before=before_row, after=audited(row._mapping))
+            after = audited(row._mapping) | ({"reason": reason} if reason else {})
+            await audit.record(conn, actor, action, "model", model_id, before=before_row, after=after)
         await publish(conn, TOPIC)
         return row._mapping
 

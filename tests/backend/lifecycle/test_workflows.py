@@ -4,16 +4,28 @@ state rules, deletes refused while a model is used, the events API and the audit
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import httpx
 import pytest
 
+from backend.config import Settings
+from backend.db.engine import create_engine
+from backend.errors import Conflict
+from backend.lifecycle.deployments import Deployers
+from backend.lifecycle.probe import Probe
+from backend.lifecycle.service import AutomaticActions, LifecycleService
+from backend.lifecycle.worker import LifecycleWorker
+from backend.net.egress import EgressGuard
+from backend.registry.secrets import SecretBox
+from backend.registry.service import ModelRegistry
 from tests.backend.lifecycle.lifecycle_server import (
     REGION,
     SPEC,
@@ -474,3 +486,42 @@ def test_events_are_paged_oldest_first_for_admins_only(lifecycle_lisa: Lifecycle
             assert seen["health"] == "unreachable" and seen["unreachable_since"] is not None
         api.delete("/api/models/wf-events")
         wait_status(api, "wf-events", None)
+
+
+# --- what acts on its own (schedules) ----------------------------------------------------------------------------
+def test_a_schedule_enables_and_disables_under_the_same_rules_with_its_reason(
+    lifecycle_lisa: LifecycleLisa,
+) -> None:
+    """``AutomaticActions`` (the ``LifecycleActions`` a schedule calls), run here on the lifecycle LISA's database."""
+    with lifecycle_lisa.client() as api:
+        api.delete("/api/models/wf-scheduled")
+        body = {"id": "wf-scheduled", "type": "textgen", "hosting": "third_party", "provider_model": "openai/x"}
+        assert api.post("/api/models", json=body).status_code == 201
+
+    async def act() -> None:
+        engine = create_engine(lifecycle_lisa.running.database_url, 2)
+        try:
+            registry = ModelRegistry(engine, SecretBox(os.environ["LISA_ENCRYPTION_KEY"]))
+            probe = Probe(EgressGuard.default(), 1)
+            service = LifecycleService(engine, registry, Deployers(Settings()), probe, cast(LifecycleWorker, None), 2)
+            actions = AutomaticActions(service)
+            await actions.disable("wf-scheduled", "the window closed at 18:00 Europe/Berlin")
+            with pytest.raises(Conflict, match="model 'wf-scheduled' is Stopped: disable needs it InService"):
+                await actions.disable("wf-scheduled", "again")
+            await actions.enable("wf-scheduled", "the window opened at 08:00 Europe/Berlin")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(act())
+    with lifecycle_lisa.client() as api:
+        assert api.get("/api/models/wf-scheduled").json()["status"] == "InService"
+        assert [e["message"] for e in events(api, "wf-scheduled")][1:] == [
+            "disabled: Stopped (the window closed at 18:00 Europe/Berlin)",
+            "enabled: InService (the window opened at 08:00 Europe/Berlin)",
+        ]
+        audit = api.get("/api/audit", params={"resource_id": "wf-scheduled", "actor": "schedule"}).json()["data"]
+        assert [(a["action"], a["after"]["reason"]) for a in reversed(audit)] == [
+            ("model.disable", "the window closed at 18:00 Europe/Berlin"),
+            ("model.enable", "the window opened at 08:00 Europe/Berlin"),
+        ]
+        assert api.delete("/api/models/wf-scheduled").status_code == 204
