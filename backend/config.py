@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     llama_context: int = Field(default=4096, ge=256)
     textgen_model_id: str = "gemma3-270m"
     embedding_model_id: str = "minilm-l6-v2"
+    # Models the local deployer runs (backend/lifecycle/deployers/local.py, docs/lifecycle-local.md): their files
+    # must lie under one of these folders (empty: DATA_DIR/models, where the bundled gemma is unpacked).
+    local_model_dirs: Annotated[list[Path], NoDecode] = []
+    local_model_ready_seconds: float = Field(default=300.0, gt=0)  # a start until the server answers
+    local_model_stop_seconds: float = Field(default=20.0, gt=0)  # SIGTERM, then SIGKILL
+    local_model_max_restarts: int = Field(default=5, ge=0, le=1000)  # crashes in a row before it is left Failed
 
     # Identity: roles from groups.
     admin_group: str = "admin"
@@ -177,6 +183,14 @@ class Settings(BaseSettings):
     health_timeout_seconds: float = Field(default=5.0, gt=0)  # per check (and per context-window question)
     health_failures: int = Field(default=2, ge=1, le=100)  # failed checks in a row before a model is unreachable
 
+    @field_validator("local_model_dirs", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
+        return value
+
     @field_validator("aws_private_subnet_ids", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
@@ -184,6 +198,13 @@ class Settings(BaseSettings):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
         return value
+
+    # MCP tool servers (backend/mcp): connecting and listing tools, one tool call, how long a server's tool list is
+    # reused, and the most characters of a tool's output kept (beyond it the output is cut and marked so).
+    mcp_connect_timeout: float = Field(default=10.0, gt=0)
+    mcp_call_timeout: float = Field(default=60.0, gt=0)
+    mcp_tools_cache_seconds: float = Field(default=30.0, ge=0)
+    mcp_max_output_chars: int = Field(default=100_000, ge=1000)
 
     # Egress guard (backend/net/egress.py) for model URLs, OpenSearch, external PostgreSQL, the reranker, S3 and MCP:
     # public addresses are allowed; loopback, private, link-local and other special ranges only where these networks
@@ -246,6 +267,18 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _model_dirs_exclude_data_dir(self) -> Settings:
+        """A model folder may lie inside the data dir (DATA_DIR/models), never hold it (its database, its keys)."""
+        data = self.data_dir.resolve()
+        for folder in self.local_model_dirs:
+            if data.is_relative_to(folder.resolve()):
+                raise ValueError(
+                    f"LISA_LOCAL_MODEL_DIRS: {folder} contains the data directory {data}, which holds the database "
+                    "and secrets; name the folders that hold model files"
+                )
+        return self
+
     @property
     def listens_on_loopback(self) -> bool:
         return self.host in LOOPBACK_HOSTS
@@ -285,6 +318,11 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def model_dirs(self) -> list[Path]:
+        """The folders local model files may come from, resolved."""
+        return [d.resolve() for d in self.local_model_dirs] or [self.data_dir.resolve() / "models"]
 
     @property
     def pgdata_dir(self) -> Path:

@@ -22,6 +22,8 @@ from backend.api.routes import (
     health,
     limits,
     login,
+    mcp,
+    model_schedules,
     models,
     oidc_login,
     pipelines,
@@ -76,12 +78,16 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
     )
     app.add_middleware(RequestGuard, api=app)  # outermost: nothing reads a body before it has had its say
     install_error_handlers(app)
-    for module in (health, login, oidc_login, models, tokens, usage, limits, audit, repositories, documents, pipelines):
+    # model_schedules before models: its /api/models/{id}/schedule paths would match models' /{model_id:path}.
+    routers = (health, login, oidc_login, model_schedules, models, tokens, usage, limits, audit, repositories,
+               documents, pipelines)  # fmt: skip
+    for module in routers:
         app.include_router(module.router)
     app.include_router(users.router)
     app.include_router(configuration.router)
     app.include_router(prompt_templates.router)
     app.include_router(assistants.router)
+    app.include_router(mcp.router)
     return app
 
 

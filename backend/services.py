@@ -26,9 +26,14 @@ from backend.configuration.service import ConfigurationService
 from backend.configuration.store import ConfigurationStore
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
+from backend.lifecycle.deployers.local import LocalDeployer
 from backend.lifecycle.parts import LifecycleServices
+from backend.lifecycle.schedules import Scheduler, ScheduleStore
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
+from backend.mcp.hosted import HostedServers
+from backend.mcp.service import McpService
+from backend.mcp.store import McpServerStore
 from backend.net.egress import EgressGuard
 from backend.prompts.service import PromptTemplateService
 from backend.rag.chat import ChatRag
@@ -73,6 +78,10 @@ class Services:
     configuration: ConfigurationService
     prompts: PromptTemplateService  # the prompt library; ``render`` fills a template for the chat endpoint
     assistants: AssistantService  # assistant stacks; ``resolve`` gives a chat session what it takes from one
+    mcp: McpService
+    local_models: LocalDeployer  # models run as processes here (backend/lifecycle/deployers/local.py)
+    schedules: ScheduleStore
+    scheduler: Scheduler  # its ``actions`` are the lifecycle's (None: schedules are stored, not acted on)
     lifecycle: LifecycleServices  # model workflows (create, update, enable, disable, delete) and health checks
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
@@ -139,16 +148,34 @@ class Services:
             default_max_tokens=settings.limit_default_max_tokens,
             rag=rag.chat,
         )
+        mcp = McpService(
+            McpServerStore(engine, SecretBox(settings.encryption_key.get_secret_value()), on_commit=feed.dispatch),
+            egress,
+            HostedServers(settings.data_dir.resolve(), settings.mcp_connect_timeout),
+            connect_timeout=settings.mcp_connect_timeout,
+            call_timeout=settings.mcp_call_timeout,
+            cache_seconds=settings.mcp_tools_cache_seconds,
+            max_output_chars=settings.mcp_max_output_chars,
+        )
+        feed.subscribe(mcp.on_change)
         oauth = None
         if settings.oidc_enabled:
             secret = settings.oidc_client_secret.get_secret_value()
             oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
         prompts = PromptTemplateService(engine)
         assistants = AssistantService(engine, prompts, registry, rag.repositories)
-        lifecycle = LifecycleServices.build(settings, engine, registry, egress, rag.worker.app, rag.worker.on_tick)
+        local_models = LocalDeployer.from_settings(settings)
+        # Workflows run the local deployer this graph opens and closes (it supervises the model servers), others
+        # from the factory; schedules enable and disable models through the lifecycle.
+        lifecycle = LifecycleServices.build(
+            settings, engine, registry, egress, rag.worker.app, rag.worker.on_tick, opened={"local": local_models}
+        )
+        scheduler = Scheduler(engine, lifecycle.actions)
+        rag.worker.on_tick.append(scheduler.run_tick)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), configuration, prompts, assistants, lifecycle, oauth,
+            rag, egress, SessionStore(engine), configuration, prompts, assistants, mcp, local_models,
+            ScheduleStore(engine), scheduler, lifecycle, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -163,7 +190,11 @@ class Services:
             await self.passthrough.start(self.egress)
             stack.push_async_callback(self.rag.stop)
             await self.rag.start()  # opens the procrastinate app the lifecycle's worker shares
-            stack.push_async_callback(self.lifecycle.stop)
+            stack.push_async_callback(self.mcp.stop)  # the hosted (stdio) MCP servers' processes
+            # Its servers stop with this process (their records stay): the next backend process starts them again.
+            stack.push_async_callback(self.local_models.aclose)
+            await self.local_models.open()
+            stack.push_async_callback(self.lifecycle.stop)  # workflows stop before the deployers they use
             await self.lifecycle.start()
             # Started last, so stopped first: its final write (or, with the database away, its spill to disk)
             # waits on no slower stop.

@@ -30,7 +30,7 @@ class LisaClient:
             base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout
         )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             resp = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -41,7 +41,15 @@ class LisaClient:
             except ValueError:
                 detail = resp.text
             raise ApiError(f"{resp.status_code}: {detail}")
+        return resp
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = self._send(method, path, **kwargs)
         return resp.json() if resp.content else None
+
+    def text(self, method: str, path: str, **kwargs: Any) -> str:
+        """A plain-text answer (a log tail)."""
+        return self._send(method, path, **kwargs).text
 
     def paged(self, path: str, **params: Any) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from backend.cli import model_lifecycle
 from backend.cli.client import ApiError, LisaClient, resolve_token
 from backend.cli.rag import rag_app
 from backend.cli.rag_ingest import ingest as ingest_command
@@ -199,6 +200,11 @@ def tokens_revoke(
     """Revoke an API token; it stops working at once, in every backend process."""
     _call(_client(url, token, data_dir), "DELETE", f"/api/tokens/{token_id}")
     console.print(f"revoked [bold]{token_id}[/bold]")
+
+
+# A model's lifecycle (backend/cli/model_lifecycle.py), listed after the registry's own commands.
+for _name in ("deploy", "update", "enable", "disable", "delete", "events", "logs"):
+    models_app.command(_name)(getattr(model_lifecycle, _name))
 
 
 if __name__ == "__main__":

@@ -423,7 +423,52 @@ assistants = Table(
     UniqueConstraint("name", name="uq_assistants_name"),
 )
 
+# MCP servers (backend/mcp): global ones (owner NULL) registered by admins, personal ones owned by a user. Header and
+# environment values are sealed (backend/registry/secrets.py); their names are kept apart, for display.
+mcp_servers = Table(
+    "mcp_servers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("owner", String(256)),  # NULL: a global server
+    Column("transport", String(16), nullable=False),  # streamable_http | stdio
+    Column("url", String(2048)),
+    Column("headers_encrypted", Text),
+    Column("header_names", JSONB, nullable=False, server_default="[]"),
+    Column("command", String(1024)),
+    Column("args", JSONB, nullable=False, server_default="[]"),
+    Column("env_encrypted", Text),
+    Column("env_names", JSONB, nullable=False, server_default="[]"),
+    Column("allowed_groups", JSONB, nullable=False, server_default="[]"),
+    Column("tools_allowed", JSONB),  # NULL: every tool of the server
+    Column("enabled", Boolean, nullable=False, server_default="true"),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_mcp_servers_owner", "owner"),
+)
+
 # --- model lifecycle ---------------------------------------------------------------------------------------------
+# When an expensive model runs: a daily window per model (backend/lifecycle/schedules.py). "acted_through" is the
+# latest opening or closing of the window already acted on, so each is acted on once, by one backend process.
+model_schedules = Table(
+    "model_schedules",
+    metadata,
+    Column("model_id", String(128), ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    Column("timezone", String(64), nullable=False),
+    Column("days", JSONB, nullable=False),  # ["mon", "tue", ...]
+    Column("start", String(5), nullable=False),  # "HH:MM", local time
+    Column("end", String(5), nullable=False),
+    Column("acted_through", DateTime(timezone=True)),
+    Column("last_action", String(16)),  # enable | disable
+    Column("last_action_at", DateTime(timezone=True)),
+    Column("last_reason", Text),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 # A workflow (create, update, enable, disable, delete of a deployed model) as a durable state machine: the step it
 # is at, when that step started and its deadline, what it applies (target) and what its steps found (data).
 model_workflows = Table(

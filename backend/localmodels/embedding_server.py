@@ -221,7 +221,8 @@ def build_app(encoder: Encoder, model_id: str) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def load_model(threads: int | None) -> Any:
+def load_model(threads: int | None, path: str | None = None) -> Any:
+    """The sentence-transformers model at ``path`` (default: the packaged MiniLM), on the CPU."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -234,17 +235,18 @@ def load_model(threads: int | None) -> Any:
     transformers.utils.logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
-    return SentenceTransformer(str(get_model_path()), device="cpu")
+    return SentenceTransformer(path or str(get_model_path()), device="cpu")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="OpenAI-compatible local embedding server (MiniLM).")
+    parser = argparse.ArgumentParser(description="OpenAI-compatible local embedding server (sentence-transformers).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--model-id", default="minilm-l6-v2", help="id reported in responses and /v1/models")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--model-path", default=None, help="a sentence-transformers folder (default: MiniLM)")
     args = parser.parse_args(argv)
-    encoder = Encoder(load_model(args.threads))
+    encoder = Encoder(load_model(args.threads, args.model_path))
     app = build_app(encoder, args.model_id)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 

@@ -2,8 +2,8 @@
 
 What passes here: model ``base_url`` (internal and third_party), OpenSearch endpoints and external PostgreSQL URLs of
 repositories, the reranker, S3 buckets of ingestion sources and pipelines (and their SQS queue URLs), and MCP
-servers (call ``check_url(url, "MCP server ...")`` when one is registered and connect through ``connector()`` or
-``httpx_transport()``).
+servers (``check_url(url, "MCP server ...")`` when one is registered; connections through ``httpx2_transport()``,
+as the ``mcp`` SDK's HTTP client is httpx2).
 
 The policy: public addresses are allowed. Loopback, private (RFC 1918, fc00::/7), shared (100.64.0.0/10),
 link-local (169.254.0.0/16, fe80::/10), unspecified, multicast and reserved addresses are refused unless a network
@@ -322,6 +322,12 @@ class EgressGuard:
         from backend.net.egress_httpx import guarded_transport
 
         return guarded_transport(self, **kwargs)
+
+    def httpx2_transport(self, **kwargs: Any) -> Any:
+        """The same for httpx2 (the HTTP client of the ``mcp`` SDK)."""
+        from backend.net.egress_httpx import guarded_transport2
+
+        return guarded_transport2(self, **kwargs)
 
     def guard_engine(self, engine: Any, url: str, what: str) -> None:
         """Re-checks ``url`` before each new connection of a SQLAlchemy async engine (asyncpg cannot be given a

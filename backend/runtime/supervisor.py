@@ -4,6 +4,10 @@ cleanly.
 A child that dies is started again after ``restart_delay`` seconds, doubling with each further death up to
 ``MAX_BACKOFF`` (a child that stayed up for ``STABLE_SECONDS`` starts again from ``restart_delay``), at most
 ``max_restarts`` times in a row (None: for ever, as for the embedded database, without which nothing works).
+
+Children are started for the life of the process (``start``, waiting until healthy) or added and removed while it
+runs (``add``/``remove``: the local model deployer). A child's ``on_exit`` hook is asked, from the monitor thread,
+each time it is found dead: it may change the child (a new command line) or answer False to let it stay down.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 MAX_BACKOFF = 30.0
 STABLE_SECONDS = 60.0
+# What a child that does not inherit LISA's environment still gets (never LISA_*: secrets, the database URL).
+PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
 
 
 def die_with_parent(sig: int) -> Callable[[], None]:
@@ -61,10 +67,22 @@ class Child:
     stop_signal: int = signal.SIGTERM  # also what it gets when LISA dies
     restart_delay: float = 0.2
     max_restarts: int | None = 5
+    inherit_env: bool = True  # False: only PASSED_ENV and env (a model server needs none of LISA's secrets)
+    # Asked (from the monitor thread, under the supervisor's lock) each time the child is found dead, before a
+    # restart is planned: it may change argv; False leaves it down and out of the supervisor.
+    on_exit: Callable[[Child], bool] | None = None
+    on_spawn: Callable[[Child], None] | None = None  # after each start, with the new process
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0  # in a row: reset once the child has stayed up for STABLE_SECONDS
     started_at: float = 0.0
     restart_at: float | None = None  # when a dead child is due to start again
+    given_up: bool = False  # died max_restarts times in a row: left down
+
+    @property
+    def environment(self) -> dict[str, str]:
+        if self.inherit_env:
+            return {**os.environ, **self.env}
+        return {**{k: os.environ[k] for k in PASSED_ENV if k in os.environ}, **self.env}
 
     @property
     def pid(self) -> int | None:
@@ -86,21 +104,51 @@ class Supervisor:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **child.env},
+                env=child.environment,
                 user=child.user,
                 preexec_fn=die_with_parent(child.stop_signal),
             )
         child.started_at = time.monotonic()
         child.restart_at = None
+        if child.on_spawn is not None:
+            child.on_spawn(child)
 
     def start(self, child: Child, ready_timeout: float = 180.0) -> None:
+        """Start ``child`` and wait until it is healthy; watched (restarted) from then on."""
         self._spawn(child)
         with self._lock:
             self.children.append(child)
         self._wait_healthy(child, ready_timeout)
-        if self._monitor is None:
-            self._monitor = threading.Thread(target=self._watch, name="lisa-supervisor", daemon=True)
-            self._monitor.start()
+        self._ensure_monitor()
+
+    def add(self, child: Child) -> None:
+        """Start ``child`` and watch it at once, without waiting for its health (the caller checks it)."""
+        with self._lock:
+            self._spawn(child)
+            self.children.append(child)
+        self._ensure_monitor()
+
+    def remove(self, child: Child, grace: float = 10.0) -> int | None:
+        """Stop watching ``child`` and stop it (its stop signal, then SIGKILL after ``grace``); its exit status."""
+        with self._lock:
+            if child in self.children:
+                self.children.remove(child)
+        process = child.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(child.stop_signal)
+        try:
+            return process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def _ensure_monitor(self) -> None:
+        with self._lock:
+            if self._monitor is None:
+                self._monitor = threading.Thread(target=self._watch, name="lisa-supervisor", daemon=True)
+                self._monitor.start()
 
     def _wait_healthy(self, child: Child, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -121,19 +169,27 @@ class Supervisor:
             with self._lock:
                 children = list(self.children)
             for child in children:
-                self._check(child)
+                with self._lock:  # a child removed meanwhile is neither checked nor restarted
+                    if child in self.children:
+                        self._check(child)
 
     def _check(self, child: Child) -> None:
         process, now = child.process, time.monotonic()
-        if process is None or self._stopping.is_set():
+        if process is None or child.given_up or self._stopping.is_set():
             return
         if child.restart_at is None:
             if process.poll() is None:
                 if child.restarts and now - child.started_at >= STABLE_SECONDS:
                     child.restarts = 0
                 return
+            if child.on_exit is not None and not self._still_wanted(child):
+                self.children.remove(child)
+                return
             if child.max_restarts is not None and child.restarts >= child.max_restarts:
-                return  # given up: it kept dying
+                child.given_up = True
+                log.error("%s exited with %s %d times in a row; giving up", child.name, process.returncode,
+                          child.restarts + 1)  # fmt: skip
+                return
             delay = min(child.restart_delay * 2**child.restarts, MAX_BACKOFF)
             child.restarts += 1
             child.restart_at = now + delay
@@ -147,6 +203,15 @@ class Supervisor:
             except OSError as exc:
                 log.error("could not restart %s: %s", child.name, exc)
                 child.restart_at = now + min(child.restart_delay * 2**child.restarts, MAX_BACKOFF)
+
+    @staticmethod
+    def _still_wanted(child: Child) -> bool:
+        assert child.on_exit is not None
+        try:
+            return child.on_exit(child)
+        except Exception:  # the hook's failure must not stop the monitor; the child restarts as before
+            log.exception("%s: exit hook failed", child.name)
+            return True
 
     def pids(self) -> list[int]:
         return [c.process.pid for c in self.children if c.process is not None]

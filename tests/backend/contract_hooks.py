@@ -4,6 +4,11 @@
   401s), nor deletes the repository and collection it was given to work in (every route below them would answer
   404 from then on): such a DELETE is redirected to a token, user, repository or collection that does not exist,
   which the API answers as it does for any other.
+- The MCP servers it registers are the contract run's own MCP server (LISA_CONTRACT_MCP_URL, a real one over
+  streamable HTTP): a URL it generated is replaced by that one, and a stdio registration becomes a registration of
+  that one, so that the run never executes a command it made up, and its MCP servers answer (an unreachable one is
+  rightly a 502, which the run counts as a failure). That server has only quick tools, and a time limit the run
+  made up for a tool call is dropped (a far too short one is rightly a 504, which would count as a failure too).
 - Every secret the run sends (the JSON fields the secret watch treats as secrets) or is issued (a created token) is
   written, one per line, to LISA_CONTRACT_SECRETS, so that the session's secret watch checks the servers' logs for
   them too (tests/secret_watch.py only sees httpx traffic; schemathesis sends with requests).
@@ -23,6 +28,7 @@ from tests.secret_watch import MIN_LENGTH, _strings_at_secret_fields
 PROTECTED_TOKENS = set(filter(None, os.environ.get("LISA_CONTRACT_PROTECTED_TOKENS", "").split(",")))
 PROTECTED_USERS = set(filter(None, os.environ.get("LISA_CONTRACT_PROTECTED_USERS", "").split(",")))
 PROTECTED_REPOSITORY = os.environ.get("LISA_CONTRACT_PROTECTED_REPOSITORY", "")
+MCP_URL = os.environ.get("LISA_CONTRACT_MCP_URL", "http://127.0.0.1:9/mcp")
 SECRETS = Path(os.environ["LISA_CONTRACT_SECRETS"]) if os.environ.get("LISA_CONTRACT_SECRETS") else None
 
 
@@ -46,6 +52,19 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
     )
     if deletes_the_workspace and (case.path_parameters or {}).get("repository_id") == PROTECTED_REPOSITORY:
         case.path_parameters["repository_id"] = "not-a-repository"
+    if case.operation.path.startswith("/api/mcp/servers") and isinstance(case.body, dict):
+        for secrets in (case.body.get("headers"), case.body.get("env")):  # values of any name are secrets there
+            if isinstance(secrets, dict):
+                _remember([v for v in secrets.values() if isinstance(v, str)])
+        if case.body.get("transport") == "stdio":
+            case.body["transport"] = "streamable_http"
+            case.body["url"] = MCP_URL
+        for stdio_field in ("command", "args", "env"):
+            case.body.pop(stdio_field, None)
+        if isinstance(case.body.get("url"), str):
+            case.body["url"] = MCP_URL
+        if case.operation.path.endswith("/call"):
+            case.body.pop("timeout_seconds", None)
     if isinstance(case.body, dict | list):
         _remember(list(_strings_at_secret_fields(case.body)))
 

@@ -4,8 +4,9 @@ shape it declares: no 5xx, no schema violation, no undocumented status.
 
 The run really creates, changes and deletes things, so it talks to a server of its own (its own database, no
 local models) whose embedding model is the session server's. It is given one of each resource to work on (a
-repository, collection, document, job and pipeline); it never revokes the tokens it runs with nor deletes that
-repository (tests/backend/contract_hooks.py); every secret it sends or is issued goes to the session's secret watch.
+repository, collection, document, job, pipeline, and an MCP server that is a real one: tests/servers/mcp_tools.py);
+it never revokes the tokens it runs with nor deletes that repository (tests/backend/contract_hooks.py); every secret
+it sends or is issued goes to the session's secret watch.
 """
 
 from __future__ import annotations
@@ -22,13 +23,22 @@ import pytest
 
 from tests.backend.rag.helpers import ingest
 from tests.secret_watch import SecretWatch
-from tests.support import ROOT, LisaServer, start_lisa
+from tests.support import ROOT, LisaServer, Proc, start_lisa, start_module
 
 EMBEDDING = "minilm-l6-v2"
 SEED = 20240610
 MAX_EXAMPLES = 12
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"
 ST = str(Path(sys.executable).parent / "st")
+
+
+@pytest.fixture(scope="module")
+def contract_mcp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """The MCP server (streamable HTTP) every MCP registration of the run points at (tests/backend/contract_hooks.py)."""
+    work = tmp_path_factory.mktemp("contract-mcp")
+    proc = start_module("tests.servers.mcp_tools", work, "--transport", "http", "--tools", "add,echo,fail,env")
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +59,7 @@ def contract_server(
     server.proc.stop()
 
 
-def seed(api: httpx.Client, ingest_root: Path) -> dict[str, str]:
+def seed(api: httpx.Client, ingest_root: Path, mcp_url: str) -> dict[str, str]:
     """One of everything the path parameters name, so that the run reaches past 404 into each route."""
     assert api.post("/api/repositories", json={"id": "contract"}).status_code == 201
     job = ingest(api, "contract", {"notes.txt": b"Contract testing reaches the document routes."})
@@ -69,7 +79,11 @@ def seed(api: httpx.Client, ingest_root: Path) -> dict[str, str]:
     assert api.post("/api/models", json=chat).status_code == 201
     assistant = api.post("/api/assistants", json={"name": "contract", "model_id": "contract-chat"})
     assert assistant.status_code == 201, assistant.text
+    body = {"name": "contract", "scope": "global", "transport": "streamable_http", "url": mcp_url}
+    mcp = api.post("/api/mcp/servers", json=body)
+    assert mcp.status_code == 201, mcp.text
     return {
+        "server_id": mcp.json()["id"],
         "repository_id": "contract",
         "collection_id": "default",
         "document_id": document["id"],
@@ -82,7 +96,12 @@ def seed(api: httpx.Client, ingest_root: Path) -> dict[str, str]:
 
 
 def run_schemathesis(
-    server: LisaServer, token: str, parameters: dict[str, str], protected: dict[str, list[str]], work: Path
+    server: LisaServer,
+    token: str,
+    parameters: dict[str, str],
+    protected: dict[str, list[str]],
+    work: Path,
+    mcp_url: str,
 ) -> tuple[int, str]:
     """`st run` against the server; the exit code and the output (failures come with the curl that reproduces them,
     the Authorization header masked)."""
@@ -105,6 +124,7 @@ def run_schemathesis(
         "LISA_CONTRACT_PROTECTED_USERS": ",".join(protected["users"]),
         "LISA_CONTRACT_PROTECTED_REPOSITORY": parameters["repository_id"],
         "LISA_CONTRACT_SECRETS": str(work / "secrets.txt"),
+        "LISA_CONTRACT_MCP_URL": mcp_url,
     }
     done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     return done.returncode, done.stdout + done.stderr
@@ -118,17 +138,19 @@ def learn_secrets(watch: SecretWatch, work: Path) -> None:
 
 
 def test_every_answer_is_declared_in_the_document(
-    contract_server: LisaServer, secret_watch: SecretWatch, tmp_path: Path
+    contract_server: LisaServer, contract_mcp_server: Proc, secret_watch: SecretWatch, tmp_path: Path
 ) -> None:
     server = contract_server
     with server.client() as api:
-        parameters = seed(api, server.data_dir.parent / "ingest")
+        parameters = seed(api, server.data_dir.parent / "ingest", contract_mcp_server.url + "/mcp")
         me = api.get("/api/users/me").json()
         user = api.post("/api/tokens", json={"name": "contract", "username": "contract-user"}).json()
     protected = {"tokens": [me["token_id"], user["id"]], "users": [me["username"], user["username"]]}
     outcomes = []
     for who, token in (("user", user["token"]), ("admin", server.token)):  # the admin's run may delete anything
-        code, output = run_schemathesis(server, token, parameters, protected, tmp_path / who)
+        code, output = run_schemathesis(
+            server, token, parameters, protected, tmp_path / who, contract_mcp_server.url + "/mcp"
+        )
         learn_secrets(secret_watch, tmp_path / who)
         outcomes.append((who, code, output))
     for who, code, output in outcomes:

@@ -38,6 +38,9 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/models/{model_id}/events"): ADMIN,
     ("POST", "/api/models/{model_id}/enable"): ADMIN,
     ("POST", "/api/models/{model_id}/disable"): ADMIN,
+    ("GET", "/api/models/{model_id}/schedule"): ADMIN,
+    ("PUT", "/api/models/{model_id}/schedule"): ADMIN,
+    ("DELETE", "/api/models/{model_id}/schedule"): ADMIN,
     ("GET", "/api/tokens"): USER,
     ("POST", "/api/tokens"): USER,
     ("GET", "/api/tokens/{token_id}"): USER,
@@ -97,6 +100,14 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/assistants/{assistant_id}"): USER,
     ("PATCH", "/api/assistants/{assistant_id}"): ADMIN,
     ("DELETE", "/api/assistants/{assistant_id}"): ADMIN,
+    ("GET", "/api/mcp/servers"): USER,
+    ("POST", "/api/mcp/servers"): USER,  # personal servers; global and stdio ones need the admin group (403)
+    ("GET", "/api/mcp/servers/{server_id}"): USER,
+    ("PATCH", "/api/mcp/servers/{server_id}"): USER,  # one's own; global servers: admins
+    ("DELETE", "/api/mcp/servers/{server_id}"): USER,
+    ("GET", "/api/mcp/servers/{server_id}/tools"): USER,
+    ("POST", "/api/mcp/servers/{server_id}/tools/{tool_name}/call"): USER,
+    ("GET", "/api/mcp/tools"): USER,
     ("GET", "/v1/models"): USER,
     ("GET", "/v1/models/{model_id}"): USER,
     ("POST", "/v1/chat/completions"): USER,
@@ -174,6 +185,7 @@ def request_for(method: str, path: str) -> tuple[str, dict | None]:
     url = url.replace("{template_id}", "pt-0").replace("{assistant_id}", "asst-missing").replace("{revision}", "1")
     for name in ("{collection_id}", "{job_id}", "{document_id}", "{pipeline_id}"):
         url = url.replace(name, "default" if name == "{collection_id}" else "matrix-missing")
+    url = url.replace("{server_id}", "mcp_matrixmissing").replace("{tool_name}", "add")
     url = (
         url.replace("{token_id}", "tok_matrixmissing").replace("{scope}", "user").replace("{subject}", "matrix-nobody")
     ).replace("{name}", "swagger-ui.css")

@@ -23,7 +23,7 @@ from tests.deploy.platform import MOTO_SKIPS_CORE, Core, deploy_core
 
 ACCOUNT = "123456789012"
 # LISA_* variables the task gets that are not (yet) backend settings: the entrypoint turns LISA_DB_* into
-# LISA_DATABASE_URL; the others are wired for the ingestion, RAG and model-lifecycle issues that consume them.
+# LISA_DATABASE_URL; the others are wired for the ingestion and RAG issues that consume them.
 NOT_SETTINGS = {
     "LISA_DB_HOST",
     "LISA_DB_PORT",
@@ -195,9 +195,26 @@ def test_task_variables_are_backend_settings(core: Core) -> None:
     (definition,) = core.template["Resources"]["BackendTaskDefinition"]["Properties"]["ContainerDefinitions"]
     entries = definition["Environment"] + [s for s in definition["Secrets"] if "Fn::If" not in s]
     entries += [s["Fn::If"][1] for s in definition["Secrets"] if "Fn::If" in s]
-    names = {e["Name"] for e in entries if e["Name"].startswith("LISA_") and not e["Name"].startswith("LISA_AWS_")}
+    names = {e["Name"] for e in entries if e["Name"].startswith("LISA_")}
     settings = {f"LISA_{f.upper()}" for f in Settings.model_fields}
     assert names - settings == NOT_SETTINGS
+
+
+def test_the_task_configures_the_ecs_deployer(aws: Client, core: Core) -> None:
+    """The LISA_AWS_* values the backend task gets build an ECS deployer on the core stack's outputs."""
+    from backend.lifecycle.deployers import ecs_deployer
+
+    env = {e["name"]: e["value"] for e in container(aws, core)["environment"] if e["name"].startswith("LISA_AWS_")}
+    keys = {name.removeprefix("LISA_").lower(): value for name, value in env.items()}
+    platform = ecs_deployer(Settings(**keys)).platform
+    out = core.stack.outputs
+    assert platform.stack_prefix == out["ModelStackPrefix"]
+    assert platform.deploy_role_arn == out["ModelStackDeployRoleArn"]
+    assert (platform.role_path, platform.role_boundary_arn) == (out["ModelRolePath"], out["ModelRoleBoundaryArn"])
+    assert platform.weights_bucket == out["ModelWeightsBucketName"]
+    assert platform.vpc_id == out["VpcId"] and ",".join(platform.subnet_ids) == out["PrivateSubnetIds"]
+    assert platform.gateway_security_group_id == out["GatewaySecurityGroupId"]
+    assert str(platform.template_path) == "/app/deploy/cloudformation/model.yaml"
 
 
 def test_delete(aws: Client, core: Core) -> None:

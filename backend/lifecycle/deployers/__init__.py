@@ -22,6 +22,7 @@ from backend.lifecycle.deployers.base import (
 if TYPE_CHECKING:
     from backend.config import Settings
     from backend.lifecycle.deployers.ecs import EcsDeployer
+    from backend.lifecycle.deployers.local import LocalDeployer
 
 __all__ = [
     "Deployer",
@@ -33,6 +34,7 @@ __all__ = [
     "ModelSpec",
     "Progress",
     "ecs_deployer",
+    "local_deployer",
     "open_deployer",
 ]
 
@@ -43,8 +45,15 @@ def open_deployer(kind: str, settings: Settings) -> Deployer[Any]:
     if kind == "ecs":
         return ecs_deployer(settings)
     if kind == "local":
-        raise NotImplementedError("the local deployer is not built yet")  # backend/lifecycle/deployers/local.py
+        return local_deployer(settings)
     raise ValueError(f"unknown deployer '{kind}' (one of {', '.join(KINDS)})")
+
+
+def local_deployer(settings: Settings) -> LocalDeployer:
+    """Model servers as supervised processes on this machine; model files only from ``LISA_LOCAL_MODEL_DIRS``."""
+    from backend.lifecycle.deployers.local import LocalDeployer
+
+    return LocalDeployer.from_settings(settings)
 
 
 def ecs_deployer(settings: Settings) -> EcsDeployer:

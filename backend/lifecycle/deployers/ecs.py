@@ -83,6 +83,11 @@ class EcsDeployer(Deployer[EcsModelSpec]):
         result: dict[str, Any] = getattr(self._client, operation)(**kwargs)
         return result
 
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and hasattr(client, "close"):
+            await asyncio.to_thread(client.close)
+
     def render(self, spec: EcsModelSpec) -> RenderedStack:
         return render(spec, self.platform, load_template(self.platform.template_path))
 

@@ -7,10 +7,10 @@ import hashlib
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backend.lifecycle.deployers.base import ModelSpec
-from backend.text import Text
+from backend.text import refuse_unstorable
 
 Engine = Literal["vllm", "tgi", "tei"]
 ScalingMetric = Literal["RequestCountPerTarget", "TargetResponseTime"]
@@ -21,14 +21,18 @@ PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*[A-Za-z0-9._-]$"
 HEALTH_PATH_PATTERN = r"^/[A-Za-z0-9/._-]*$"
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+NO_SPACE_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"  # one word: no whitespace, no control characters
 # Names the template sets itself (LISA_*, PORT) or the platform owns (AWS_*, ECS_*: the task's credentials, agent).
 RESERVED_ENV_PREFIXES = ("LISA_", "AWS_", "ECS_")
 RESERVED_ENV_NAMES = frozenset({"PORT"})
 MAX_ENV_BYTES = 16 * 1024  # the environment is written into the template body, which has to fit in 51,200 bytes
 
-Token = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^\S+$")]
+Token = Annotated[str, Field(min_length=1, max_length=512, pattern=NO_SPACE_PATTERN), AfterValidator(refuse_unstorable)]
+ServedName = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=NO_SPACE_PATTERN), AfterValidator(refuse_unstorable)
+]
 EnvName = Annotated[str, Field(min_length=1, max_length=255, pattern=ENV_NAME_PATTERN)]
-EnvValue = Annotated[Text, Field(max_length=4096)]
+EnvValue = Annotated[str, Field(max_length=4096), AfterValidator(refuse_unstorable)]
 
 
 class _Part(BaseModel):
@@ -106,20 +110,8 @@ class EcsModelSpec(ModelSpec):
     """One self-hosted model as an ECS service on GPU instances (deploy/cloudformation/model.yaml)."""
 
     engine: Engine
-    image: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=512,
-        pattern=r"^\S+$",
-        description="None: the platform's image for the engine.",
-    )
-    served_model_name: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=256,
-        pattern=r"^\S+$",
-        description="The name clients send; None: model_id.",
-    )
+    image: Token | None = Field(default=None, description="None: the platform's image for the engine.")
+    served_model_name: ServedName | None = Field(default=None, description="The name clients send; None: model_id.")
     server_args: list[Token] = Field(default_factory=list, max_length=64)
     instance_type: str = Field(default="g5.xlarge", max_length=32, pattern=INSTANCE_TYPE_PATTERN)
     gpu_count: Literal[0, 1, 2, 4, 8] = 1
