@@ -99,7 +99,10 @@ async def probe(ctx: StepContext) -> dict[str, Any]:
             found: dict[str, Any] = {"answered": True, "unreachable_reason": None}
             if ctx.workflow["kind"] in (WorkflowKind.create, WorkflowKind.update):
                 served = ctx.target.get("served_name") or getattr(ctx.spec, "served_model_name", None) or ctx.model_id
-                found["context_window"] = await ctx.probe.context_window(endpoint, served)
+                # What the server says, else the context the spec runs it with (a local llama.cpp's context_size)
+                found["context_window"] = await ctx.probe.context_window(endpoint, served) or getattr(
+                    ctx.spec, "context_size", None
+                )
             return found
         if time.monotonic() + PROBE_PAUSE_SECONDS >= deadline:
             return {"answered": False, "unreachable_reason": why}

@@ -59,6 +59,8 @@ class LifecycleLisa:
         self.moto = moto
         self.ingest_root = root / "ingest"  # pipelines (users of a model) read folders under it
         self.ingest_root.mkdir(exist_ok=True)
+        self.models_dir = root / "models"  # the local deployer's model folder (LISA_LOCAL_MODEL_DIRS)
+        self.models_dir.mkdir(exist_ok=True)
         self.base_env = {
             **AWS,
             **network(moto),
@@ -76,6 +78,7 @@ class LifecycleLisa:
             "LISA_LIFECYCLE_PROBE_SECONDS": "1",
             "LISA_LIFECYCLE_STEP_SECONDS": "120",
             "LISA_RAG_INGEST_ROOTS": json.dumps([str(self.ingest_root)]),
+            "LISA_LOCAL_MODEL_DIRS": json.dumps([str(self.models_dir)]),
         }
         self.server: LisaServer | None = None
 

