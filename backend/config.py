@@ -177,6 +177,16 @@ class Settings(BaseSettings):
     aws_model_image_tei: str = ""
     aws_model_stack_timeout_seconds: float = Field(default=3600.0, gt=0)  # per create, update or delete
     aws_model_stack_poll_seconds: float = Field(default=10.0, gt=0)
+    # Model lifecycle (backend/lifecycle): the workflows of deployed models, and the health checks of internal models.
+    lifecycle_worker: bool = True  # run the worker of model workflows in this process
+    lifecycle_workflows: int = Field(default=4, ge=1, le=64)  # workflows at once per process
+    # Deadline of a deployment step (deploy, update, start, stop, delete); past it the workflow ends Failed.
+    lifecycle_step_seconds: float = Field(default=5400.0, gt=0)
+    # How long a deployment that serves may take to answer LISA; past it the model is registered, marked unreachable.
+    lifecycle_probe_seconds: float = Field(default=120.0, ge=0)
+    health_interval_seconds: float = Field(default=15.0, ge=0)  # between checks of each model; 0: no checks here
+    health_timeout_seconds: float = Field(default=5.0, gt=0)  # per check (and per context-window question)
+    health_failures: int = Field(default=2, ge=1, le=100)  # failed checks in a row before a model is unreachable
 
     @field_validator("local_model_dirs", mode="before")
     @classmethod

@@ -32,6 +32,7 @@ from backend.configuration.store import ConfigurationStore
 from backend.db.changes import ChangeFeed
 from backend.db.engine import asyncpg_dsn, create_engine
 from backend.lifecycle.deployers.local import LocalDeployer
+from backend.lifecycle.parts import LifecycleServices
 from backend.lifecycle.schedules import Scheduler, ScheduleStore
 from backend.limits.limiter import Limiter
 from backend.limits.store import LimitStore
@@ -91,6 +92,7 @@ class Services:
     chat: ChatSessions
     chat_turns: ChatTurns
     context: ContextServices  # documents in chat context, summaries, images, compaction (backend/chat)
+    lifecycle: LifecycleServices  # model workflows (create, update, enable, disable, delete) and health checks
     oauth: Any = None  # authlib's client for the browser sign-in, when OIDC is configured
     _running: AsyncExitStack = field(default_factory=AsyncExitStack, init=False, repr=False)
 
@@ -172,7 +174,13 @@ class Services:
             oauth = oauth_client(settings.oidc_issuer, settings.oidc_client_id, secret, settings.oidc_scopes)
         prompts = PromptTemplateService(engine)
         assistants = AssistantService(engine, prompts, registry, rag.repositories)
-        scheduler = Scheduler(engine)
+        local_models = LocalDeployer.from_settings(settings)
+        # Workflows run the local deployer this graph opens and closes (it supervises the model servers), others
+        # from the factory; schedules enable and disable models through the lifecycle.
+        lifecycle = LifecycleServices.build(
+            settings, engine, registry, egress, rag.worker.app, rag.worker.on_tick, opened={"local": local_models}
+        )
+        scheduler = Scheduler(engine, lifecycle.actions)
         rag.worker.on_tick.append(scheduler.run_tick)
         chat_gateway = GatewayClient(gateway)
         chat_store = ChatStore(engine)
@@ -187,9 +195,9 @@ class Services:
         context = ContextServices.build(settings, engine, chat_store, registry, routes, chat_gateway, rag.runner.parser)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
-            rag, egress, SessionStore(engine), configuration, prompts, assistants, mcp,
-            LocalDeployer.from_settings(settings), ScheduleStore(engine), scheduler,
-            chat_gateway, ChatSessions(chat_store, routes, rag.repositories), chat_turns, context, oauth,
+            rag, egress, SessionStore(engine), configuration, prompts, assistants, mcp, local_models,
+            ScheduleStore(engine), scheduler, chat_gateway, ChatSessions(chat_store, routes, rag.repositories),
+            chat_turns, context, lifecycle, oauth,
         )  # fmt: skip
 
     async def start(self) -> None:
@@ -203,11 +211,13 @@ class Services:
             stack.push_async_callback(self.passthrough.stop)
             await self.passthrough.start(self.egress)
             stack.push_async_callback(self.rag.stop)
-            await self.rag.start()
+            await self.rag.start()  # opens the procrastinate app the lifecycle's worker shares
             stack.push_async_callback(self.mcp.stop)  # the hosted (stdio) MCP servers' processes
             # Its servers stop with this process (their records stay): the next backend process starts them again.
             stack.push_async_callback(self.local_models.aclose)
             await self.local_models.open()
+            stack.push_async_callback(self.lifecycle.stop)  # workflows stop before the deployers they use
+            await self.lifecycle.start()
             # Started last, so stopped first: its final write (or, with the database away, its spill to disk)
             # waits on no slower stop.
             stack.push_async_callback(self.meter.stop)

@@ -135,7 +135,9 @@ def start_lisa(
     argv = [LISA, "serve", "--port", str(port), "--data-dir", str(data_dir), "--workers", str(workers)]
     if not local_models:
         argv.append("--no-local-models")
-    full_env = {"LISA_USAGE_FLUSH_SECONDS": "0.1", **(env or {})}
+    # No health checks unless a test asks (LISA_HEALTH_INTERVAL_SECONDS): a model the checks mark unreachable is
+    # answered 503 at once, and tests of how the gateway answers a dead upstream (502, 504) want the upstream tried.
+    full_env = {"LISA_USAGE_FLUSH_SECONDS": "0.1", "LISA_HEALTH_INTERVAL_SECONDS": "0", **(env or {})}
     if database_url:
         full_env["LISA_DATABASE_URL"] = database_url
     proc = start_process(argv, port=port, log=data_dir.parent / f"lisa-{port}.log", env=full_env, deadline=240)

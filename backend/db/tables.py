@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 
@@ -42,6 +43,15 @@ models = Table(
     Column("managed_by", String(32)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Self-hosted models LISA deploys: {"deployer": "ecs" | "local", "spec": {...}} (backend/lifecycle).
+    Column("deployment", JSONB),
+    Column("status_reason", Text),  # why the model is Failed: the workflow, its step and the reason
+    # Health (backend/lifecycle/health.py): ok | unreachable | unknown; a lifecycle state is never changed by it.
+    Column("health", String(16), nullable=False, server_default="unknown"),
+    Column("health_reason", Text),
+    Column("unreachable_since", DateTime(timezone=True)),  # the first failed check of the current streak
+    Column("health_failures", Integer, nullable=False, server_default="0"),
+    Column("health_checked_at", DateTime(timezone=True)),
 )
 
 api_tokens = Table(
@@ -551,4 +561,49 @@ chat_images = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_chat_images_session", "session_id", "id"),
     Index("ix_chat_images_message", "message_id"),
+)
+
+# A workflow (create, update, enable, disable, delete of a deployed model) as a durable state machine: the step it
+# is at, when that step started and its deadline, what it applies (target) and what its steps found (data).
+model_workflows = Table(
+    "model_workflows",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("model_id", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),  # create | update | enable | disable | delete
+    Column("state", String(16), nullable=False),  # running | succeeded | failed
+    Column("deployer", String(32), nullable=False),
+    Column("step_index", Integer, nullable=False, server_default="0"),  # the step running or next to run
+    Column("step", String(32)),  # the step started last
+    Column("step_started_at", DateTime(timezone=True)),
+    Column("step_deadline_at", DateTime(timezone=True)),
+    Column("target", JSONB, nullable=False, server_default="{}"),
+    Column("data", JSONB, nullable=False, server_default="{}"),
+    Column("error", Text),
+    Column("created_by", String(256), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("uq_model_workflows_running", "model_id", unique=True, postgresql_where=text("state = 'running'")),
+    Index("ix_model_workflows_model", "model_id", "created_at"),
+)
+
+# What happened to a model: status changes, workflow steps, its deployment's own events, health changes.
+model_events = Table(
+    "model_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("model_id", String(128), nullable=False),
+    Column("workflow_id", String(40)),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("kind", String(16), nullable=False),  # status | step | deployment | health
+    Column("status", String(16)),  # the model's status after the event
+    Column("step", String(32)),
+    Column("message", Text, nullable=False),
+    Column("detail", JSONB),
+    Column("source_id", String(512)),  # a deployment event's own id: reported twice (after a resume), stored once
+    Index("ix_model_events_model", "model_id", "id"),
+    Index(
+        "uq_model_events_source", "model_id", "source_id", unique=True, postgresql_where=text("source_id IS NOT NULL")
+    ),
 )

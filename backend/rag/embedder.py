@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 from langchain_core.embeddings import Embeddings
 
-from backend.errors import BadRequest, UpstreamError, UpstreamTimeout
+from backend.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
 from backend.net.egress import EgressGuard
 from backend.registry.route_table import RouteTable
 from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
@@ -49,6 +49,8 @@ class Embedder:
             raise BadRequest(f"model '{model_id}' is a {route.type.value} model, not an embedding model")
         if route.status != ModelStatus.in_service:
             raise BadRequest(f"embedding model '{model_id}' is not in service (status: {route.status.value})")
+        if (why := route.unavailable()) is not None:  # marked unreachable by the health checks
+            raise Unavailable(f"embedding {why}")
         return route
 
     async def dimensions(self, model_id: str) -> int:

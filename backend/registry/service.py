@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import ValidationError
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.audit import log as audit
 from backend.auth.principal import Principal, access_filter, can_access
@@ -21,6 +22,7 @@ from backend.paging import PageParams, read_page
 from backend.registry.schemas import (
     Hosting,
     ModelCreate,
+    ModelHealth,
     ModelPage,
     ModelPublic,
     ModelRoute,
@@ -33,14 +35,50 @@ from backend.registry.secrets import SecretBox
 
 TOPIC = "models"
 T = tables.models
+MASK = "***"
+# Called inside a write's transaction with the model's row as it is (locked): may write more (a workflow, an event)
+# or raise to refuse the write (a state rule, a model still in use), which then leaves nothing written.
+Within = Callable[[AsyncConnection, RowMapping], Awaitable[None]]
 
 
-ADMIN_ONLY = ("provider_model", "base_url", "upstream_model", "has_api_key", "managed_by")
+ADMIN_ONLY = ("provider_model", "base_url", "upstream_model", "has_api_key", "managed_by", "deployment",
+              "status_reason", "health_reason")  # fmt: skip
+
+
+def public_deployment(deployment: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The stored deployment with the container environment's values masked (the names stay)."""
+    if deployment is None:
+        return None
+    spec = dict(deployment.get("spec") or {})
+    if isinstance(spec.get("environment"), dict):
+        spec["environment"] = dict.fromkeys(spec["environment"], MASK)
+    return {"deployer": deployment.get("deployer"), "spec": spec}
+
+
+def audited(row: Any) -> dict[str, Any]:
+    """A model's row for the audit log: the deployment's environment values masked like the API shows them."""
+    values = dict(row)
+    values["deployment"] = public_deployment(values.get("deployment"))
+    return values
+
+
+HEALTH_RESET = {"health": ModelHealth.unknown.value, "health_reason": None, "unreachable_since": None,
+                "health_failures": 0, "health_checked_at": None}  # fmt: skip
 
 
 def to_public(m: Any, *, admin: bool = True) -> ModelPublic:
-    """Where the model runs (URL, provider string, upstream name, credentials, manager) is shown to admins only."""
-    public = ModelPublic.model_validate({**m, "has_api_key": m["api_key_encrypted"] is not None})
+    """Where the model runs (URL, provider string, upstream name, credentials, manager, deployment, failure and
+    health details) is shown to admins only."""
+    health = m["health"]
+    public = ModelPublic.model_validate(
+        {
+            **m,
+            "has_api_key": m["api_key_encrypted"] is not None,
+            "deployment": public_deployment(m["deployment"]),
+            "unreachable_since": m["unreachable_since"] if health == ModelHealth.unreachable.value else None,
+            "health_reason": m["health_reason"] if health == ModelHealth.unreachable.value else None,
+        }
+    )
     return public if admin else public.model_copy(update=dict.fromkeys(ADMIN_ONLY))
 
 
@@ -63,7 +101,7 @@ class ModelRegistry:
             await self.egress.check_url(values["base_url"], f"model '{model_id}': base_url")
 
     def _values(self, data: ModelCreate | ModelUpdate, *, fill_defaults: bool) -> dict[str, Any]:
-        fields = data.model_dump(exclude_unset=not fill_defaults, exclude={"api_key"})
+        fields = data.model_dump(exclude_unset=not fill_defaults, exclude={"api_key", "deployment"})
         values: dict[str, Any] = {}
         for key, value in fields.items():
             if key == "base_url" and value is not None:
@@ -79,8 +117,17 @@ class ModelRegistry:
         return values
 
     async def create(
-        self, data: ModelCreate, *, managed_by: str | None = None, actor: Principal | None = None
+        self,
+        data: ModelCreate,
+        *,
+        managed_by: str | None = None,
+        actor: Principal | None = None,
+        status: ModelStatus = ModelStatus.in_service,
+        deployment: dict[str, Any] | None = None,
+        within: Within | None = None,
     ) -> ModelPublic:
+        """``status`` and ``deployment`` are the lifecycle's (backend/lifecycle/service.py), which also passes
+        ``within`` to start the model's workflow in the same transaction."""
         values = self._values(data, fill_defaults=True)
         values.pop("api_key", None)
         values["name"] = values.get("name") or data.id
@@ -88,13 +135,16 @@ class ModelRegistry:
         values["features"] = values.get("features") or []
         if values.get("streaming") is None:
             values["streaming"] = data.type == ModelType.textgen
-        values["status"] = ModelStatus.in_service.value
+        values["status"] = status.value
         values["managed_by"] = managed_by
+        values["deployment"] = deployment
         await self._check_base_url(data.id, values)
         try:
             async with self.engine.begin() as conn:
                 row = (await conn.execute(T.insert().values(**values).returning(T))).one()
-                await audit.record(conn, actor, "model.create", "model", data.id, after=dict(row._mapping))
+                await audit.record(conn, actor, "model.create", "model", data.id, after=audited(row._mapping))
+                if within is not None:
+                    await within(conn, row._mapping)
                 await publish(conn, TOPIC)
         except IntegrityError as exc:
             raise Conflict(f"a model with id '{data.id}' already exists") from exc
@@ -124,8 +174,10 @@ class ModelRegistry:
         *,
         actor: Principal | None = None,
         status: ModelStatus | None = None,
+        within: Within | None = None,
     ) -> ModelPublic:
-        """``status`` is the lifecycle's to set (``set_status``, ``upsert_managed``); requests cannot."""
+        """``status`` is the lifecycle's to set (``set_status``, ``upsert_managed``); requests cannot. ``within``
+        runs on the locked row before the write (the lifecycle's state rules)."""
         changes = self._values(data, fill_defaults=False)
         if status is not None:
             changes["status"] = status.value
@@ -134,6 +186,8 @@ class ModelRegistry:
             current = (await conn.execute(sa.select(T).where(T.c.id == model_id).with_for_update())).first()
             if current is None:
                 raise NotFound(f"model '{model_id}' not found")
+            if within is not None:
+                await within(conn, current._mapping)
             merged = {**current._mapping, **changes}
             for nullable_list in ("allowed_groups", "features"):
                 if merged[nullable_list] is None:
@@ -150,26 +204,83 @@ class ModelRegistry:
                     merged["provider_model"],
                     merged["base_url"],
                     merged["streaming"],
+                    merged["deployment"] is not None,
                 )
             except (ValueError, ValidationError) as exc:
                 raise BadRequest(str(exc)) from exc
             changes["updated_at"] = datetime.now(UTC)
+            if changes.get("base_url", current.base_url) != current.base_url:
+                changes |= HEALTH_RESET  # what the checks found was about the old address
             row = (await conn.execute(T.update().where(T.c.id == model_id).values(**changes).returning(T))).one()
             await audit.record(
-                conn, actor, "model.update", "model", model_id, before=dict(current._mapping), after=dict(row._mapping)
-            )
+                conn, actor, "model.update", "model", model_id, before=audited(current._mapping),
+                after=audited(row._mapping),
+            )  # fmt: skip
             await publish(conn, TOPIC)
         self._on_commit(TOPIC)
         return to_public(row._mapping)
 
-    async def delete(self, model_id: str, *, actor: Principal | None = None) -> None:
+    async def delete(self, model_id: str, *, actor: Principal | None = None, within: Within | None = None) -> None:
+        """``within`` runs on the locked row first (the lifecycle's state rules and its check of the model's users)."""
         async with self.engine.begin() as conn:
-            gone = (await conn.execute(T.delete().where(T.c.id == model_id).returning(T))).first()
-            if gone is None:
+            current = (await conn.execute(sa.select(T).where(T.c.id == model_id).with_for_update())).first()
+            if current is None:
                 raise NotFound(f"model '{model_id}' not found")
-            await audit.record(conn, actor, "model.delete", "model", model_id, before=dict(gone._mapping))
+            if within is not None:
+                await within(conn, current._mapping)
+            gone = (await conn.execute(T.delete().where(T.c.id == model_id).returning(T))).one()
+            await audit.record(conn, actor, "model.delete", "model", model_id, before=audited(gone._mapping))
             await publish(conn, TOPIC)
         self._on_commit(TOPIC)
+
+    # --- for the lifecycle: writes inside its own transactions ----------------------------------------------------
+    @staticmethod
+    async def locked(conn: AsyncConnection, model_id: str) -> RowMapping | None:
+        """The model's row, locked until the transaction ends; None when there is none."""
+        row = (await conn.execute(sa.select(T).where(T.c.id == model_id).with_for_update())).first()
+        return row._mapping if row else None
+
+    @staticmethod
+    async def write(
+        conn: AsyncConnection,
+        model_id: str,
+        values: dict[str, Any],
+        *,
+        action: str,
+        actor: Principal | None = None,
+        before: Mapping[Any, Any] | None = None,
+        reason: str | None = None,
+    ) -> RowMapping | None:
+        """Set columns the lifecycle owns (status, the deployment's address, health), audited as ``action`` (with
+        ``reason`` in the entry's ``after``, when given); the change is published on commit (call :meth:`committed`
+        after it)."""
+        row = (await conn.execute(T.update().where(T.c.id == model_id).values(**values).returning(T))).first()
+        if row is None:
+            return None
+        if action:
+            before_row = audited(before) if before is not None else None
+            after = audited(row._mapping) | ({"reason": reason} if reason else {})
+            await audit.record(conn, actor, action, "model", model_id, before=before_row, after=after)
+        await publish(conn, TOPIC)
+        return row._mapping
+
+    @staticmethod
+    async def remove(
+        conn: AsyncConnection, model_id: str, *, actor: Principal | None = None, action: str = "model.delete"
+    ) -> bool:
+        gone = (await conn.execute(T.delete().where(T.c.id == model_id).returning(T))).first()
+        if gone is None:
+            return False
+        await audit.record(conn, actor, action, "model", model_id, before=audited(gone._mapping))
+        await publish(conn, TOPIC)
+        return True
+
+    def committed(self) -> None:
+        """This process sees a change written through :meth:`write` or :meth:`remove` at once."""
+        self._on_commit(TOPIC)
+
+    async def row(self, model_id: str) -> RowMapping | None:
+        return await self._row(model_id)
 
     async def upsert_managed(self, data: ModelCreate, managed_by: str) -> None:
         """Register or refresh a model that LISA itself runs (its address changes between starts)."""
@@ -207,6 +318,8 @@ class ModelRegistry:
                 status=ModelStatus(m["status"]),
                 created=int(m["created_at"].timestamp()),
                 context_window=m["context_window"],
+                health=ModelHealth(m["health"]),
+                unreachable_since=m["unreachable_since"],
             )
             for m in rows
         }

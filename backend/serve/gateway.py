@@ -29,7 +29,7 @@ from backend.limits.limiter import Demand, Limiter, Ticket
 from backend.limits.store import LimitStore
 from backend.rag.chat import ChatRag, RagRequest, RagUsage
 from backend.registry.route_table import RouteTable
-from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
+from backend.registry.schemas import Hosting, ModelRoute, ModelType
 from backend.serve.answer import AnswerPlan, Outcome, ask_upstream_for_usage, client_wants_usage
 from backend.serve.asgi import (
     Receive,
@@ -155,8 +155,8 @@ class Gateway:
                 f"model '{model_id}' is a {route.type.value} model; /v1/{endpoint} needs {needed_type.value}",
                 param="model",
             )
-        if route.status != ModelStatus.in_service:
-            raise Unavailable(f"model '{model_id}' is not in service (status: {route.status.value})")
+        if (why := route.unavailable()) is not None:  # not in service, or marked unreachable by the health checks
+            raise Unavailable(why)
         stream = payload.get("stream") is True
         if stream and not route.streaming:
             raise BadRequest(f"model '{model_id}' does not support streaming", param="stream")

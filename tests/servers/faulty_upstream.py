@@ -20,7 +20,8 @@ Models of ``POST /v1/chat/completions``:
                    (SPLIT_USAGE) and, streamed, arrives in two writes split inside the object
   gzip             like "ok", gzip-compressed when the request's Accept-Encoding allows it
   gzip-always      like "ok", gzip-compressed whatever the request says (a misbehaving upstream)
-``POST /v1/completions`` knows "ok" and "no-usage". ``GET /v1/models``, ``GET /health``.
+``POST /v1/completions`` knows "ok" and "no-usage". ``GET /v1/models``, ``GET /health``; with ``--n-ctx N``
+``GET /props`` says ``n_ctx`` N (llama.cpp), with ``--max-model-len N`` each model entry says it (vLLM).
 ``GET /_aborted`` lists the "long" streams a client left: ``{"tokens_sent": n}`` each, in order.
 """
 
@@ -257,10 +258,28 @@ async def completions(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def models(_: web.Request) -> web.Response:
+MAX_MODEL_LEN = web.AppKey("max_model_len", int)
+N_CTX = web.AppKey("n_ctx", int)
+
+
+async def models(request: web.Request) -> web.Response:
     created = int(time.time())
-    data = [{"id": m, "object": "model", "created": created, "owned_by": "faulty"} for m in CHAT_MODELS]
+    data: list[dict[str, Any]] = [
+        {"id": m, "object": "model", "created": created, "owned_by": "faulty"} for m in CHAT_MODELS
+    ]
+    if request.app[MAX_MODEL_LEN]:  # as vLLM says it
+        for entry in data:
+            entry["max_model_len"] = request.app[MAX_MODEL_LEN]
     return web.json_response({"object": "list", "data": data})
+
+
+async def props(request: web.Request) -> web.Response:
+    """llama.cpp's server properties, with the context window it runs (``--n-ctx``); 404 without one."""
+    if not request.app[N_CTX]:
+        raise web.HTTPNotFound()
+    return web.json_response(
+        {"n_ctx": request.app[N_CTX], "default_generation_settings": {"n_ctx": request.app[N_CTX]}}
+    )
 
 
 async def aborted(request: web.Request) -> web.Response:
@@ -271,14 +290,17 @@ async def health(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_app() -> web.Application:
+def build_app(n_ctx: int = 0, max_model_len: int = 0) -> web.Application:
     app = web.Application()
     app[ABORTED] = []
+    app[N_CTX] = n_ctx
+    app[MAX_MODEL_LEN] = max_model_len
     app.router.add_get("/_aborted", aborted)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
+    app.router.add_get("/props", props)
     return app
 
 
@@ -286,8 +308,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="OpenAI-compatible upstream that fails on request.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--n-ctx", type=int, default=0, help="serve GET /props with this n_ctx (as llama.cpp)")
+    parser.add_argument("--max-model-len", type=int, default=0, help="max_model_len of each /v1/models entry (vLLM)")
     args = parser.parse_args(argv)
-    web.run_app(build_app(), host=args.host, port=args.port, print=None, access_log=None)
+    app = build_app(args.n_ctx, args.max_model_len)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

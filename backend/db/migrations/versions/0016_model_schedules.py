@@ -1,7 +1,7 @@
 """Model schedules: daily windows in which a model runs (started when one opens, stopped when it closes).
 
 Revision ID: 0016
-Revises: 0008 (this branch's head; chained after 0015, the lifecycle workflows' revision, when both are merged)
+Revises: 0015 (the lifecycle workflows)
 Create Date: 2026-12-10
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
