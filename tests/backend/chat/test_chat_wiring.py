@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.backend.chat.context_helpers import registered_model, upload
+from tests.backend.chat.context_helpers import import_session, registered_model, upload
 from tests.backend.chat.helpers import new_session, new_user, send
 from tests.support import LisaServer, Proc, start_module
 
@@ -59,15 +59,17 @@ def set_feature(admin: httpx.Client, feature: str, value: bool) -> None:
     assert resp.status_code == 200, resp.text
 
 
-def prompt_of(capture: Proc, client: httpx.Client, sid: str, body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The turn, and the request the upstream received."""
+def prompt_of(
+    capture: Proc, client: httpx.Client, sid: str, body: dict[str, Any], *, summaries: bool = False
+) -> tuple[Any, dict[str, Any]]:
+    """The turn, and the request the upstream received (the last: compaction's summarising requests go first)."""
     httpx.delete(capture.url + "/_captured")
     turn = send(client, sid, body)
     assert turn.status == 200, turn.body
     assert turn.one("done")["status"] == "complete"
     captured = httpx.get(capture.url + "/_captured").json()
-    assert len(captured) == 1
-    return turn, dict(json.loads(captured[0]["body"]))
+    assert len(captured) > 1 if summaries else len(captured) == 1
+    return turn, dict(json.loads(captured[-1]["body"]))
 
 
 def answer_metadata(client: httpx.Client, sid: str) -> dict[str, Any]:
@@ -102,6 +104,19 @@ def test_a_document_joins_the_prompt_and_a_cut_is_told(user: httpx.Client, captu
     assert notices[0]["kept_tokens"] < notices[0]["total_tokens"]
     assert answer_metadata(user, sid)["context_documents"] == notices
     assert len(sent["messages"][-1]["content"]) < len(text)
+
+
+def test_a_long_history_is_compacted_before_the_turn(user: httpx.Client, capture: Proc, small: str) -> None:
+    said = [("user" if i % 2 == 0 else "assistant", f"Message {i}: the expedition reached camp {i} by the river.")
+            for i in range(16)]  # fmt: skip
+    session = import_session(user, said, model=small)
+    turn, sent = prompt_of(capture, user, session["id"], {"content": "Where are we?"}, summaries=True)
+    made = turn.one("compaction")["message"]
+    assert made["role"] == "system" and made["metadata"]["kind"] == "summary"
+    assert "captured" in sent["messages"][0]["content"]  # the summary (the upstream's answer) heads the history
+    assert not any("Message 0:" in str(m["content"]) for m in sent["messages"])
+    meta = answer_metadata(user, session["id"])
+    assert meta["compaction"]["summary_id"] == made["id"] and meta["compaction"]["covers"] > 0
 
 
 # --- personas and directives ----------------------------------------------------------------------------------------
