@@ -60,6 +60,11 @@ class Personas:
             persona = filled.pop(0)
         return persona, filled
 
+    async def check(self, principal: Principal, settings: Mapping[Any, Any]) -> None:
+        """A session's persona and directives as a turn would use them: templates the caller may not see are 404,
+        missing or unknown variables 400, when the settings are written rather than at every turn."""
+        await self.resolve(principal, settings, ChatTurn(content="-"))
+
     async def from_assistant(self, principal: Principal, data: SessionCreate) -> tuple[str | None, dict[str, Any]]:
         """The model and settings a session takes from ``data.assistant_id`` (404 for one the caller may not see);
         what ``data`` sets itself overrides them."""

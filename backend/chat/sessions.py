@@ -100,11 +100,13 @@ class ChatSessions:
     # --- sessions --------------------------------------------------------------------------------------------
     async def create(self, owner: Principal, data: SessionCreate) -> SessionPublic:
         model, base = await self.personas.from_assistant(owner, data)  # {} without an assistant
+        settings = settings_values(data, base)
+        await self.personas.check(owner, settings)
         values = {
             "title": data.title,
             "project_id": data.project_id,
             "model": data.model or model,
-            "settings": settings_values(data, base),
+            "settings": settings,
         }
         row = await self.store.create_session(owner.username, values)
         return self._public(row, [])
@@ -148,7 +150,9 @@ class ChatSessions:
             if key in sent:
                 changes[key] = getattr(data, key)
         if sent & set(SETTINGS):
-            changes["settings"] = settings_values(data, current["settings"])
+            settings = settings_values(data, current["settings"])
+            await self.personas.check(owner, settings)
+            changes["settings"] = settings
         messages = await self.store.messages(session_id)
         if "active_leaf_id" in sent:
             tree = MessageTree(messages)

@@ -145,6 +145,12 @@ def test_a_persona_template_is_filled_and_directives_follow_the_question(
                                "directive_template_ids": []})  # fmt: skip
     assert unknown.status == 400 and "colour" in unknown.body["detail"], unknown.body
     assert len(user.get(f"/api/sessions/{sid}").json()["messages"]) == before  # nothing half-written
+    # the session's own settings are checked when written
+    created = user.post("/api/sessions", json={"model": model, "persona_template_id": persona})
+    assert created.status_code == 400 and "name" in created.json()["detail"] and "topic" in created.json()["detail"]
+    changed = user.patch(f"/api/sessions/{sid}", json={"variables": {"name": "Dee"}})
+    assert changed.status_code == 400 and "topic" in changed.json()["detail"]
+    assert user.get(f"/api/sessions/{sid}").json()["variables"]["name"] == "Ada"
 
 
 def test_another_users_template_is_not_found(admin: httpx.Client, lisa: LisaServer, user: httpx.Client,
