@@ -1,8 +1,9 @@
 """Personas, directives and assistants of a chat: what ``ChatTurns.resolve_system_prompt`` and session creation
 fill in from the prompt library (backend/prompts) and assistant stacks (backend/assistants).
 
-- A persona is a prompt template (``persona_template_id``) filled with ``variables``, or free text
-  (``system_prompt``); the turn's own choice wins over the session's.
+- A persona is a prompt template (``persona_template_id``) or an assistant's persona, filled with ``variables``, or
+  free text (``system_prompt``, sent as written: braces in it are not placeholders); the turn's own choice wins
+  over the session's.
 - Directives (``directive_template_ids``; an assistant's pinned directive texts, kept in the session's settings as
   ``directives``) are added to the user's message, after the question, in their order.
 - Every template is filled with the variables it uses: a variable a template needs and nobody sent is 400 naming it,
@@ -46,17 +47,22 @@ class Personas:
         directive_ids: list[str] = list(_choice(turn, settings, "directive_template_ids") or [])
         bodies = [(await self.prompts.get(t, principal)).body for t in [*([template_id] if template_id else []),
                                                                         *directive_ids]]  # fmt: skip
+        filled_persona = True  # a template's body or an assistant's persona; free text is sent as written
         if template_id is not None:
             persona: str | None = bodies.pop(0)
+        elif turn.system_prompt is not None:
+            persona, filled_persona = turn.system_prompt, False
         else:
-            persona = turn.system_prompt if turn.system_prompt is not None else settings.get("system_prompt")
-        texts = [*([persona] if persona is not None else []), *settings.get("directives", ()), *bodies]
+            persona = settings.get("system_prompt")
+            filled_persona = persona is not None and persona == settings.get("assistant_persona")
+        texts = [*([persona] if persona is not None and filled_persona else []), *settings.get("directives", ()),
+                 *bodies]  # fmt: skip
         used = {name for text in texts for name in variables_of(text)}
         if unknown := sorted(set(variables) - used):
             raise BadRequest(f"unknown variables {', '.join(repr(u) for u in unknown)}: no template uses them",
                              param="variables")  # fmt: skip
         filled = [fill(text, {k: v for k, v in variables.items() if k in variables_of(text)}) for text in texts]
-        if persona is not None:
+        if persona is not None and filled_persona:
             persona = filled.pop(0)
         return persona, filled
 
@@ -76,6 +82,7 @@ class Personas:
             settings["arguments"] = dict(found.model_args)
         if found.persona is not None:
             settings["system_prompt"] = found.persona.text  # its placeholders are filled at each turn
+            settings["assistant_persona"] = found.persona.text  # (a system prompt of one's own is sent as written)
         if found.directives:
             settings["directives"] = [d.text for d in found.directives]
         if found.collections:

@@ -137,6 +137,9 @@ def test_a_persona_template_is_filled_and_directives_follow_the_question(
                                              "variables": {"name": "Bob", "topic": "tea"}})  # fmt: skip
     assert sent["messages"][0]["content"] == "You are Bob, expert in tea."
     assert sent["messages"][-1]["content"] == "Hi"
+    _, sent = prompt_of(capture, user, sid, {"content": "Hi", "system_prompt": "Free {{text}}", "variables": {},
+                                             "directive_template_ids": []})  # fmt: skip
+    assert sent["messages"][0]["content"] == "Free {{text}}"  # one's own text is sent as written
 
     before = len(user.get(f"/api/sessions/{sid}").json()["messages"])
     missing = send(user, sid, {"content": "x", "variables": {"name": "Cy"}, "directive_template_ids": []})
