@@ -21,6 +21,7 @@ from backend.auth.roles import Roles
 from backend.auth.tokens import TokenStore
 from backend.auth.users import UserStore
 from backend.chat.context_services import ContextServices
+from backend.chat.personas import Personas
 from backend.chat.sessions import ChatSessions
 from backend.chat.store import ChatStore
 from backend.chat.turn import ChatTurns
@@ -184,6 +185,8 @@ class Services:
         rag.worker.on_tick.append(scheduler.run_tick)
         chat_gateway = GatewayClient(gateway)
         chat_store = ChatStore(engine)
+        context = ContextServices.build(settings, engine, chat_store, registry, routes, chat_gateway, rag.runner.parser)
+        personas = Personas(prompts, assistants)
         chat_turns = ChatTurns(
             chat_store,
             TurnDatabase(asyncpg_dsn(database_url), settings.db_pool_size, settings.db_connect_timeout),
@@ -191,12 +194,13 @@ class Services:
             history_buffer=settings.chat_history_buffer,
             flush_seconds=settings.chat_flush_seconds,
             default_model=lambda: settings.textgen_model_id if settings.local_models else None,
+            context=context.prompt,
+            personas=personas,
         )
-        context = ContextServices.build(settings, engine, chat_store, registry, routes, chat_gateway, rag.runner.parser)
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,
             rag, egress, SessionStore(engine), configuration, prompts, assistants, mcp, local_models,
-            ScheduleStore(engine), scheduler, chat_gateway, ChatSessions(chat_store, routes, rag.repositories),
+            ScheduleStore(engine), scheduler, chat_gateway, ChatSessions(chat_store, routes, rag.repositories, personas),
             chat_turns, context, lifecycle, oauth,
         )  # fmt: skip
 

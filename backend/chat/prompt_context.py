@@ -42,6 +42,8 @@ class PromptContext:
     def metadata(self) -> dict[str, Any]:
         """For the answer's metadata (kept with the message)."""
         meta: dict[str, Any] = {}
+        if self.documents_tokens:
+            meta["documents_tokens"] = self.documents_tokens  # the session's documents joined the prompt
         if self.notices:
             meta["context_documents"] = [n.model_dump() for n in self.notices]
         made = self.compacted.summary_message if self.compacted else None

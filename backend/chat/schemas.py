@@ -21,6 +21,9 @@ ResourceId = Annotated[str, Field(min_length=1, max_length=ID_MAX, pattern=r"^[A
 ModelId = Annotated[Text, Field(min_length=1, max_length=128)]
 Name = Annotated[Text, Field(min_length=1, max_length=128)]
 StopWord = Annotated[Text, Field(min_length=1, max_length=64)]
+VariableName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Variables = dict[VariableName, Annotated[Text, Field(max_length=SYSTEM_PROMPT_MAX)]]
+DIRECTIVES_MAX = 10
 
 
 class Role(StrEnum):
@@ -66,11 +69,25 @@ class _ChatSettings(BaseModel):
         default=None, ge=0, le=HISTORY_MAX, description="Earlier messages sent with each turn (default: server's)."
     )
     rag: ChatRagSpec | None = None
+    persona_template_id: ResourceId | None = Field(
+        default=None, description="A persona prompt template (filled with 'variables'), in place of 'system_prompt'."
+    )
+    variables: Variables | None = Field(
+        default=None, max_length=50, description="Values of the templates' {{placeholders}}."
+    )
+    directive_template_ids: list[ResourceId] | None = Field(
+        default=None, max_length=DIRECTIVES_MAX, description="Directive templates, added to the user's message."
+    )
 
 
 class SessionCreate(_ChatSettings):
     title: Text = Field(default="New chat", min_length=1, max_length=TITLE_MAX)
     project_id: ResourceId | None = None
+    assistant_id: ResourceId | None = Field(
+        default=None,
+        description="Start from an assistant: its model, arguments, persona, directives, RAG collections and MCP "
+        "tools (fields sent here override them; 'variables' fill its persona's placeholders).",
+    )
 
 
 class SessionUpdate(_ChatSettings):
@@ -125,6 +142,11 @@ class SessionPublic(SessionSummary):
     arguments: ChatArguments | None
     history_buffer: int | None
     rag: ChatRagSpec | None
+    persona_template_id: str | None = None
+    variables: dict[str, str] | None = None
+    directive_template_ids: list[str] | None = None
+    assistant_id: str | None = Field(default=None, description="The assistant the session was started from.")
+    mcp_tools: list[str] | None = Field(default=None, description="MCP tools the chat may call (server_id/tool).")
     active_leaf_id: str | None
     messages: list[MessagePublic] = Field(description="The active branch, first message first.")
 
@@ -187,6 +209,15 @@ class ChatTurn(BaseModel):
     system_prompt: Text | None = Field(default=None, max_length=SYSTEM_PROMPT_MAX)
     history_buffer: int | None = Field(default=None, ge=0, le=HISTORY_MAX)
     rag: ChatRagSpec | None = None
+    persona_template_id: ResourceId | None = Field(
+        default=None, description="A persona prompt template (filled with 'variables'), in place of 'system_prompt'."
+    )
+    variables: Variables | None = Field(
+        default=None, max_length=50, description="Values of the templates' {{placeholders}}."
+    )
+    directive_template_ids: list[ResourceId] | None = Field(
+        default=None, max_length=DIRECTIVES_MAX, description="Directive templates, added to the user's message."
+    )
 
     @model_validator(mode="after")
     def _regenerate_names_its_question(self) -> ChatTurn:

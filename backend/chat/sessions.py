@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import RowMapping
 
 from backend.auth.principal import Principal, can_access
+from backend.chat.personas import Personas
 from backend.chat.schemas import (
     ChatArguments,
     ChatRagSpec,
@@ -38,7 +39,16 @@ from backend.paging import PageParams, read_page
 from backend.rag.repositories import RepositoryService
 from backend.registry.route_table import RouteTable
 
-SETTINGS = ("system_prompt", "arguments", "history_buffer", "rag")
+SETTINGS = (
+    "system_prompt",
+    "arguments",
+    "history_buffer",
+    "rag",
+    "persona_template_id",
+    "variables",
+    "directive_template_ids",
+)
+EXTRA_SHOWN = ("persona_template_id", "variables", "directive_template_ids", "assistant_id", "mcp_tools")
 SHARE_PREFIX = "shr_"
 
 
@@ -79,18 +89,24 @@ def settings_values(data: BaseModel, current: Mapping[Any, Any] | None = None) -
 
 
 class ChatSessions:
-    def __init__(self, store: ChatStore, routes: RouteTable, repositories: RepositoryService) -> None:
+    def __init__(
+        self, store: ChatStore, routes: RouteTable, repositories: RepositoryService, personas: Personas
+    ) -> None:
         self.store = store
         self.routes = routes
         self.repositories = repositories
+        self.personas = personas
 
     # --- sessions --------------------------------------------------------------------------------------------
     async def create(self, owner: Principal, data: SessionCreate) -> SessionPublic:
+        model, base = await self.personas.from_assistant(owner, data)  # {} without an assistant
+        settings = settings_values(data, base)
+        await self.personas.check(owner, settings)
         values = {
             "title": data.title,
             "project_id": data.project_id,
-            "model": data.model,
-            "settings": settings_values(data),
+            "model": data.model or model,
+            "settings": settings,
         }
         row = await self.store.create_session(owner.username, values)
         return self._public(row, [])
@@ -116,6 +132,7 @@ class ChatSessions:
                 "arguments": ChatArguments.model_validate(settings["arguments"]) if "arguments" in settings else None,
                 "history_buffer": settings.get("history_buffer"),
                 "rag": ChatRagSpec.model_validate(settings["rag"]) if "rag" in settings else None,
+                **{k: settings.get(k) for k in EXTRA_SHOWN},
                 "active_leaf_id": branch[-1]["id"] if branch else None,
                 "messages": messages_public(tree, branch),
             }
@@ -133,7 +150,9 @@ class ChatSessions:
             if key in sent:
                 changes[key] = getattr(data, key)
         if sent & set(SETTINGS):
-            changes["settings"] = settings_values(data, current["settings"])
+            settings = settings_values(data, current["settings"])
+            await self.personas.check(owner, settings)
+            changes["settings"] = settings
         messages = await self.store.messages(session_id)
         if "active_leaf_id" in sent:
             tree = MessageTree(messages)

@@ -1,10 +1,10 @@
 """One chat turn: build the prompt -> call the model through the gateway -> persist, streamed to the client as SSE.
 
 Steps, each a method so what others build slots in:
-1. ``plan`` builds the prompt: the question (new, or the one being answered again), the persona
-   (``resolve_system_prompt``: the one place a persona or an assistant stack is resolved), the history buffer
-   (the last N messages of the branch), the model arguments and RAG. Compaction and documents in context
-   (backend/chat/compaction.py, context_docs.py) belong in ``build_messages``.
+1. ``plan`` builds the prompt: the question (new, or the one being answered again), the persona and directives
+   (``resolve_system_prompt``: the one place a persona, prompt templates or an assistant stack are resolved,
+   backend/chat/personas.py), the history buffer (the last N messages of the branch), the model arguments and RAG.
+   ``build_messages`` joins the session's documents and compacts the history (backend/chat/prompt_context.py).
 2. ``start`` persists the question and calls the gateway as the caller (``GatewayClient``: the same access checks,
    limits, request-field allowlist and metering as ``/v1``), and waits for the first event: an error before it is
    an ordinary JSON error (4xx/5xx) and the question is taken back, so a refused turn leaves nothing behind.
@@ -16,6 +16,8 @@ The client's stream (``RunningTurn.events``), in order::
 
     event: user_message        {"id", "parent_id", "session_id"}
     event: assistant_message   {"id", "parent_id"}
+    event: context             {"notices"}                   documents cut or left out to fit the window
+    event: compaction          {"message"} or {"notice"}     the history was just summarised (or could not be)
     data: {chat.completion.chunk} ...   OpenAI's chunk deltas, as the gateway sends them
     event: sources             {"sources": [...]}            with RAG
     event: error               {"detail"}                    the upstream failed mid-answer
@@ -37,14 +39,16 @@ import orjson
 
 from backend.auth.principal import Principal
 from backend.chat.answer_writer import AnswerWriter, FinalState
+from backend.chat.personas import Personas
+from backend.chat.prompt_context import PromptContext, PromptContexts
 from backend.chat.schemas import ChatTurn
 from backend.chat.store import ChatStore, new_id
-from backend.chat.tree import history
 from backend.chat.turn_sql import TurnDatabase, add_question
 from backend.errors import BadRequest, NotFound, RateLimited
 from backend.serve.internal import GatewayCallError, GatewayClient
 
 log = logging.getLogger(__name__)
+DIRECTIVE_SEPARATOR = "\n\n"  # between the question and each directive added to it
 
 
 def sse(event: str | None, data: Any) -> bytes:
@@ -63,6 +67,7 @@ class TurnPlan:
     assistant_id: str
     payload: dict[str, Any]
     metadata: dict[str, Any]  # of the answer: model, arguments, rag (usage, latency and sources added at the end)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # SSE before the answer (context notices)
 
 
 @dataclass
@@ -122,7 +127,11 @@ class ChatTurns:
         history_buffer: int,
         flush_seconds: float,
         default_model: Callable[[], str | None],
+        context: PromptContexts,
+        personas: Personas,
     ) -> None:
+        self.context = context
+        self.personas = personas
         self.store = store
         self.db = db
         self.gateway = gateway
@@ -132,19 +141,35 @@ class ChatTurns:
         self._running: set[asyncio.Task[None]] = set()
 
     # --- 1. build the prompt -----------------------------------------------------------------------------------
-    def resolve_system_prompt(self, settings: Mapping[Any, Any], turn: ChatTurn) -> str | None:
-        """The persona of this turn: the turn's own system prompt, else the session's. Prompt templates and
-        assistant stacks resolve here."""
-        return turn.system_prompt if turn.system_prompt is not None else settings.get("system_prompt")
+    async def resolve_system_prompt(
+        self, principal: Principal, settings: Mapping[Any, Any], turn: ChatTurn
+    ) -> tuple[str | None, list[str]]:
+        """The persona of this turn (the turn's own template or system prompt, else the session's, an assistant's
+        among them) and the directive texts added to the question (backend/chat/personas.py)."""
+        return await self.personas.resolve(principal, settings, turn)
 
-    def build_messages(
-        self, system_prompt: str | None, earlier: list[dict[str, str]], question: str
-    ) -> list[dict[str, str]]:
-        """The messages sent to the model (compaction and documents in context join here)."""
-        head = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        return [*head, *earlier, {"role": "user", "content": question}]
+    async def build_messages(
+        self,
+        principal: Principal,
+        session: Mapping[Any, Any],
+        model: str,
+        system_prompt: str | None,
+        earlier: list[dict[str, Any]],
+        question: str,
+        buffer: int,
+    ) -> PromptContext:
+        """The messages sent to the model: the persona, the history (compacted near the context window), the
+        session's documents and the question (a session without documents costs no query)."""
+        return await self.context.prepare(principal, session, model, system_prompt, earlier, question, buffer)
 
-    def plan(self, session_id: str, turn: ChatTurn, session: Mapping[Any, Any], path: list[dict[str, Any]]) -> TurnPlan:
+    async def plan(
+        self,
+        principal: Principal,
+        session_id: str,
+        turn: ChatTurn,
+        session: Mapping[Any, Any],
+        path: list[dict[str, Any]],
+    ) -> TurnPlan:
         """The turn's prompt and what it saves, from the session and the path to where the turn goes."""
         settings = session["settings"]
         parent_id = turn.parent_id if turn.has_parent else session["active_leaf_id"]
@@ -167,8 +192,11 @@ class ChatTurns:
         buffer = next(
             b for b in (turn.history_buffer, settings.get("history_buffer"), self.history_buffer) if b is not None
         )
-        messages = self.build_messages(self.resolve_system_prompt(settings, turn), history(earlier, buffer), text)
-        payload: dict[str, Any] = {"model": model, "messages": messages, **arguments}
+        system_prompt, directives = await self.resolve_system_prompt(principal, settings, turn)
+        asked = DIRECTIVE_SEPARATOR.join([text, *directives])
+        ctx = await self.build_messages(principal, {**session, "id": session_id}, model, system_prompt, earlier,
+                                        asked, buffer)  # fmt: skip
+        payload: dict[str, Any] = {"model": model, "messages": ctx.messages, **arguments}
         payload["stream_options"] = {"include_usage": True}
         rag = turn.rag.model_dump(exclude_none=True) if turn.rag else settings.get("rag")
         if rag:
@@ -176,7 +204,9 @@ class ChatTurns:
         metadata: dict[str, Any] = {"model": model, "arguments": arguments}
         if rag:
             metadata["rag"] = rag
-        return TurnPlan(session_id, question_id, question, session["active_leaf_id"], new_id("msg"), payload, metadata)
+        metadata.update(ctx.metadata)
+        return TurnPlan(session_id, question_id, question, session["active_leaf_id"], new_id("msg"), payload, metadata,
+                        ctx.events)  # fmt: skip
 
     # --- 2. persist the question, call -------------------------------------------------------------------------
     async def start(self, principal: Principal, session_id: str, turn: ChatTurn) -> RunningTurn:
@@ -185,7 +215,7 @@ class ChatTurns:
         async with where as (db, context):  # one connection: the context, then the question
             if context is None:
                 raise NotFound(f"session '{session_id}' not found")
-            plan = self.plan(session_id, turn, *context)
+            plan = await self.plan(principal, session_id, turn, *context)
             answer = Answer(started=time.perf_counter())
             stream = cast(  # an async generator (closed when the turn ends)
                 AsyncGenerator[dict[str, Any], None],
@@ -211,7 +241,8 @@ class ChatTurns:
         )
         head = sse("user_message", {"id": plan.question_id, "parent_id": self._question_parent(plan),
                                     "session_id": plan.session_id})  # fmt: skip
-        running.put(head + sse("assistant_message", {"id": plan.assistant_id, "parent_id": plan.question_id}))
+        head += sse("assistant_message", {"id": plan.assistant_id, "parent_id": plan.question_id})
+        running.put(head + b"".join(sse(event, data) for event, data in plan.events))
         task = asyncio.create_task(self._pump(plan, stream, first, answer, writer, running))
         self._running.add(task)
         task.add_done_callback(self._running.discard)

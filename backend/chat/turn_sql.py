@@ -27,15 +27,19 @@ from backend.chat.search import TEXT_CHARS, VECTOR_BYTES
 
 CONTEXT = """
 WITH RECURSIVE s AS (
-    SELECT id, model, settings, active_leaf_id FROM chat_sessions WHERE id = $1 AND owner = $2
+    SELECT id, model, settings, active_leaf_id, context_documents FROM chat_sessions WHERE id = $1 AND owner = $2
 ), path AS (
-    SELECT m.id, m.parent_id, m.role, m.content, m.status, 0 AS depth FROM chat_messages m, s
+    SELECT m.id, m.parent_id, m.role, m.content, m.status,
+        CASE WHEN m.metadata->>'kind' = 'summary' THEN m.metadata END AS metadata, 0 AS depth
+    FROM chat_messages m, s
     WHERE m.id = (CASE WHEN $4 THEN $3 ELSE s.active_leaf_id END) AND m.session_id = s.id
     UNION ALL
-    SELECT m.id, m.parent_id, m.role, m.content, m.status, p.depth + 1
+    SELECT m.id, m.parent_id, m.role, m.content, m.status,
+        CASE WHEN m.metadata->>'kind' = 'summary' THEN m.metadata END, p.depth + 1
     FROM chat_messages m JOIN path p ON m.id = p.parent_id
 )
-SELECT s.model, s.settings, s.active_leaf_id, path.id, path.parent_id, path.role, path.content, path.status
+SELECT s.model, s.settings, s.active_leaf_id, s.context_documents,
+    path.id, path.parent_id, path.role, path.content, path.status, path.metadata
 FROM s LEFT JOIN path ON true ORDER BY path.depth DESC
 """
 
@@ -50,7 +54,7 @@ UPDATE chat_sessions SET active_leaf_id = $1, updated_at = clock_timestamp(),
 WHERE id = $2
 """
 
-PATH_COLUMNS = ("id", "parent_id", "role", "content", "status")
+PATH_COLUMNS = ("id", "parent_id", "role", "content", "status", "metadata")
 
 
 DEAD = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)
@@ -109,8 +113,12 @@ def _context(rows: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | N
         "model": first["model"],
         "settings": orjson.loads(settings) if isinstance(settings, str | bytes) else settings,
         "active_leaf_id": first["active_leaf_id"],
+        "context_documents": first["context_documents"],  # 0: the prompt step does not look for documents
     }
-    path = [{k: r[i + 3] for i, k in enumerate(PATH_COLUMNS)} for r in rows if r[3] is not None]
+    path = [{k: r[i + 4] for i, k in enumerate(PATH_COLUMNS)} for r in rows if r[4] is not None]
+    for row in path:  # only a compaction summary's metadata is read (the rest stay None: nothing to decode)
+        if isinstance(row["metadata"], str | bytes):
+            row["metadata"] = orjson.loads(row["metadata"])
     return session, path
 
 

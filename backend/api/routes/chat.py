@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from backend.api.deps import CurrentUser, ServicesDep
 from backend.api.openapi import errors
+from backend.chat.features import check_settings
 from backend.chat.schemas import ChatTurn
 
 router = APIRouter(prefix="/api/sessions", tags=["chat"])
@@ -25,7 +26,7 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "sources, error, usage, done.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
-    **errors(400, 404, 429, 502, 504),
+    **errors(400, 403, 404, 409, 429, 502, 504),
 }
 
 
@@ -33,5 +34,6 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def send_message(session_id: str, body: ChatTurn, user: CurrentUser, services: ServicesDep) -> EventStream:
     """Asks the model (through the gateway, as the caller: its access rules, limits and metering) and streams
     the answer, saving the question at once and the answer as it arrives."""
+    await check_settings(services.configuration, user, body)
     running = await services.chat_turns.start(user, session_id, body)
     return EventStream(running.events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

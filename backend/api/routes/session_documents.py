@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, status
 from fastapi.responses import StreamingResponse
 
-from backend.api.deps import CurrentUser, Paging, ServicesDep
+from backend.api.deps import CurrentUser, Paging, ServicesDep, requires
 from backend.api.openapi import errors
 from backend.chat.context_docs import check_type
 from backend.chat.context_schemas import (
@@ -16,6 +16,7 @@ from backend.chat.context_schemas import (
     ContextDocumentPublic,
     SummaryRequest,
 )
+from backend.configuration.features import Feature
 from backend.rag.uploads import UploadLimits, receive_upload
 
 router = APIRouter(prefix="/api/sessions/{session_id}/documents", tags=["chat context"])
@@ -42,7 +43,13 @@ SUMMARY_STREAM: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=UPLOAD_BODY, responses=errors(400, 404, 409, 413))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=UPLOAD_BODY,
+    responses=errors(400, 403, 404, 409, 413),
+    dependencies=[requires(Feature.upload_context_docs)],
+)
 async def upload_context_documents(
     session_id: str, request: Request, user: CurrentUser, services: ServicesDep
 ) -> ContextDocumentList:
@@ -83,7 +90,10 @@ async def delete_context_document(session_id: str, document_id: str, user: Curre
 
 
 @router.post(
-    "/{document_id}/summary", response_class=StreamingResponse, responses={**SUMMARY_STREAM, **errors(400, 404)}
+    "/{document_id}/summary",
+    response_class=StreamingResponse,
+    responses={**SUMMARY_STREAM, **errors(400, 403, 404)},
+    dependencies=[requires(Feature.document_summarization)],
 )
 async def summarize_context_document(
     session_id: str, document_id: str, body: SummaryRequest, user: CurrentUser, services: ServicesDep

@@ -6,18 +6,29 @@ in backend/api/routes/chat.py; read-only share links are read through /api/share
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 from pydantic import BaseModel
 
-from backend.api.deps import CurrentUser, Paging, ServicesDep
+from backend.api.deps import CurrentUser, Paging, ServicesDep, requires
 from backend.api.openapi import errors
 from backend.api.routes.documents import content_disposition
-from backend.chat.schemas import ResourceId, SessionCreate, SessionPage, SessionPublic, SessionUpdate, ShareLink
+from backend.chat.features import check_settings, shows_metadata, without_metadata
+from backend.chat.schemas import (
+    MessagePublic,
+    ResourceId,
+    SessionCreate,
+    SessionPage,
+    SessionPublic,
+    SessionUpdate,
+    ShareLink,
+)
 from backend.chat.store import SEARCH_MAX
 from backend.chat.transfer import SessionExport, export_json, export_markdown, import_session
+from backend.configuration.features import Feature
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -41,8 +52,11 @@ EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(404))
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(400, 403, 404, 409))
 async def create_session(body: SessionCreate, user: CurrentUser, services: ServicesDep) -> SessionPublic:
+    """``assistant_id`` starts the session from an assistant the caller may see (404 otherwise). Fields a feature
+    toggle keeps from the caller are refused (403 naming it)."""
+    await check_settings(services.configuration, user, body)
     return await services.chat.create(user, body)
 
 
@@ -60,7 +74,7 @@ async def list_sessions(
     return await services.chat.page(user, page, q, project_id)
 
 
-@router.delete("")
+@router.delete("", responses=errors(403), dependencies=[requires(Feature.delete_session_history)])
 async def delete_all_sessions(user: CurrentUser, services: ServicesDep) -> SessionsDeleted:
     """Deletes every session of the caller (and their messages)."""
     return SessionsDeleted(deleted=await services.chat.delete_all(user))
@@ -80,18 +94,29 @@ async def import_session_export(
 
 @router.get("/{session_id}", responses=errors(404))
 async def get_session(session_id: str, user: CurrentUser, services: ServicesDep) -> SessionPublic:
-    """The session with its active branch; each message lists its alternatives (``siblings``)."""
-    return await services.chat.get(user, session_id)
+    """The session with its active branch; each message lists its alternatives (``siblings``). Without the
+    ``view_meta_data`` feature the messages' metadata is left out."""
+    session = await services.chat.get(user, session_id)
+    if await shows_metadata(services.configuration, user):
+        return session
+    stripped = without_metadata([m.model_dump() for m in session.messages])
+    return session.model_copy(update={"messages": [MessagePublic.model_validate(m) for m in stripped]})
 
 
-@router.patch("/{session_id}", responses=errors(400, 404))
+@router.patch("/{session_id}", responses=errors(400, 403, 404))
 async def update_session(
     session_id: str, body: SessionUpdate, user: CurrentUser, services: ServicesDep
 ) -> SessionPublic:
+    await check_settings(services.configuration, user, body)
     return await services.chat.update(user, session_id, body)
 
 
-@router.delete("/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404))
+@router.delete(
+    "/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=errors(403, 404),
+    dependencies=[requires(Feature.delete_session_history)],
+)
 async def delete_session(session_id: str, user: CurrentUser, services: ServicesDep) -> None:
     await services.chat.delete(user, session_id)
 
@@ -105,7 +130,9 @@ async def export_session(
 ) -> Response:
     store = services.chat.store
     row = await store.session(user.username, session_id)
-    messages = await store.messages(session_id)
+    messages: Sequence[Mapping[Any, Any]] = await store.messages(session_id)
+    if not await shows_metadata(services.configuration, user):
+        messages = without_metadata(messages)
     if format == ExportFormat.markdown:
         disposition = content_disposition(f"{row['title']}.md")
         return Response(
