@@ -23,6 +23,7 @@ from backend.auth.users import UserStore
 from backend.chat.context_services import ContextServices
 from backend.chat.sessions import ChatSessions
 from backend.chat.store import ChatStore
+from backend.chat.tool_loop import ToolLoop
 from backend.chat.turn import ChatTurns
 from backend.chat.turn_sql import TurnDatabase
 from backend.config import Settings
@@ -183,6 +184,7 @@ class Services:
             history_buffer=settings.chat_history_buffer,
             flush_seconds=settings.chat_flush_seconds,
             default_model=lambda: settings.textgen_model_id if settings.local_models else None,
+            tools=ToolLoop(mcp, configuration.enabled, approval_timeout=settings.chat_tool_approval_timeout),
         )
         context = ContextServices.build(settings, engine, chat_store, registry, routes, chat_gateway, rag.runner.parser)
         return cls(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +20,7 @@ ID_MAX = 40
 ResourceId = Annotated[str, Field(min_length=1, max_length=ID_MAX, pattern=r"^[A-Za-z0-9_-]+$")]
 ModelId = Annotated[Text, Field(min_length=1, max_length=128)]
 Name = Annotated[Text, Field(min_length=1, max_length=128)]
+ToolSelection = Annotated[Text, Field(min_length=1, max_length=300)]
 StopWord = Annotated[Text, Field(min_length=1, max_length=64)]
 
 
@@ -187,6 +188,17 @@ class ChatTurn(BaseModel):
     system_prompt: Text | None = Field(default=None, max_length=SYSTEM_PROMPT_MAX)
     history_buffer: int | None = Field(default=None, ge=0, le=HISTORY_MAX)
     rag: ChatRagSpec | None = None
+    tools: list[ToolSelection] | None = Field(
+        default=None,
+        max_length=100,
+        description="MCP tools the model may call: server ids (all their tools) or '<server id>/<tool>'; "
+        "default: the session's 'mcp_tools'. An empty list: none.",
+    )
+    tool_mode: Literal["safe", "autopilot"] = Field(
+        default="safe",
+        description="'safe': each tool call waits for the user's approval "
+        "(POST /api/sessions/{id}/tool-calls/{call_id}); 'autopilot': calls run at once.",
+    )
 
     @model_validator(mode="after")
     def _regenerate_names_its_question(self) -> ChatTurn:
@@ -197,3 +209,10 @@ class ChatTurn(BaseModel):
     @property
     def has_parent(self) -> bool:
         return "parent_id" in self.model_fields_set
+
+
+class ToolDecision(BaseModel):
+    """The user's decision on a tool call that waits for approval (a chat turn in ``safe`` tool mode)."""
+
+    model_config = ConfigDict(extra="forbid")
+    approve: bool = Field(description="true: run the call; false: the model is told the user denied it.")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, status
 from fastapi.responses import StreamingResponse
 
 from backend.api.deps import CurrentUser, ServicesDep
 from backend.api.openapi import errors
-from backend.chat.schemas import ChatTurn
+from backend.chat.schemas import ChatTurn, ToolDecision
+from backend.errors import NotFound
 
 router = APIRouter(prefix="/api/sessions", tags=["chat"])
 
@@ -35,3 +36,14 @@ async def send_message(session_id: str, body: ChatTurn, user: CurrentUser, servi
     the answer, saving the question at once and the answer as it arrives."""
     running = await services.chat_turns.start(user, session_id, body)
     return EventStream(running.events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/{session_id}/tool-calls/{call_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404, 409))
+async def decide_tool_call(session_id: str, call_id: str, body: ToolDecision, user: CurrentUser,
+                           services: ServicesDep) -> None:  # fmt: skip
+    """Approves or denies a tool call that waits (a turn in ``safe`` tool mode; its ``tool_approval`` event).
+    404: no such waiting call in this caller's session (another user's too); 409: already decided or timed out.
+    Waiting calls live in the process running the turn: with several replicas, route by session (sticky)."""
+    if services.chat_turns.tools is None:
+        raise NotFound(f"tool call '{call_id}' not found in session '{session_id}'")
+    services.chat_turns.tools.approvals.decide(user.username, session_id, call_id, body.approve)
