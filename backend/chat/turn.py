@@ -308,7 +308,10 @@ class ChatTurns:
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Runs the answer's tool calls (backend/chat/tool_loop.py) and calls the model again with their results."""
         with contextlib.suppress(Exception):
-            await stream.aclose()
+            await stream.aclose()  # which sets the call's ``cancelled``: the next call gets its own
+        running.cancelled = asyncio.Event()
+        if running.left:
+            running.cancelled.set()
         calls = [answer.tool_calls[i] for i in sorted(answer.tool_calls)]
         text = "".join(answer.round_text)
         answer.tool_calls, answer.finish_reason, answer.round_text = {}, None, []
