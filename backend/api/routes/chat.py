@@ -23,7 +23,7 @@ class EventStream(StreamingResponse):
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-sent events: user_message, assistant_message, OpenAI chunk deltas (data only), "
-        "sources, error, usage, done.",
+        "sources, tool_approval, tool_call, tool_result, tool_limit, error, usage, done.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
     **errors(400, 404, 429, 502, 504),
