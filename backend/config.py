@@ -210,6 +210,7 @@ class Settings(BaseSettings):
     mcp_call_timeout: float = Field(default=60.0, gt=0)
     mcp_tools_cache_seconds: float = Field(default=30.0, ge=0)
     mcp_max_output_chars: int = Field(default=100_000, ge=1000)
+    chat_tool_approval_timeout: float = Field(default=300.0, gt=0)  # a chat tool call waits this long for approval
 
     # Chat context (docs/chat-context.md): compaction, documents in a session, summaries, generated images.
     chat_default_context_window: int = Field(default=8192, ge=256)  # tokens, for a model the registry has none for

@@ -24,6 +24,7 @@ from backend.chat.context_services import ContextServices
 from backend.chat.personas import Personas
 from backend.chat.sessions import ChatSessions
 from backend.chat.store import ChatStore
+from backend.chat.tool_loop import ToolLoop
 from backend.chat.turn import ChatTurns
 from backend.chat.turn_sql import TurnDatabase
 from backend.config import Settings
@@ -196,6 +197,7 @@ class Services:
             default_model=lambda: settings.textgen_model_id if settings.local_models else None,
             context=context.prompt,
             personas=personas,
+            tools=ToolLoop(mcp, configuration.enabled, approval_timeout=settings.chat_tool_approval_timeout),
         )
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,

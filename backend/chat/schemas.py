@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +20,7 @@ ID_MAX = 40
 ResourceId = Annotated[str, Field(min_length=1, max_length=ID_MAX, pattern=r"^[A-Za-z0-9_-]+$")]
 ModelId = Annotated[Text, Field(min_length=1, max_length=128)]
 Name = Annotated[Text, Field(min_length=1, max_length=128)]
+ToolSelection = Annotated[Text, Field(min_length=1, max_length=300)]
 StopWord = Annotated[Text, Field(min_length=1, max_length=64)]
 VariableName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Variables = dict[VariableName, Annotated[Text, Field(max_length=SYSTEM_PROMPT_MAX)]]
@@ -218,6 +219,17 @@ class ChatTurn(BaseModel):
     directive_template_ids: list[ResourceId] | None = Field(
         default=None, max_length=DIRECTIVES_MAX, description="Directive templates, added to the user's message."
     )
+    tools: list[ToolSelection] | None = Field(
+        default=None,
+        max_length=100,
+        description="MCP tools the model may call: server ids (all their tools) or '<server id>/<tool>'; "
+        "default: the session's 'mcp_tools'. An empty list: none.",
+    )
+    tool_mode: Literal["safe", "autopilot"] = Field(
+        default="safe",
+        description="'safe': each tool call waits for the user's approval "
+        "(POST /api/sessions/{id}/tool-calls/{call_id}); 'autopilot': calls run at once.",
+    )
 
     @model_validator(mode="after")
     def _regenerate_names_its_question(self) -> ChatTurn:
@@ -228,3 +240,10 @@ class ChatTurn(BaseModel):
     @property
     def has_parent(self) -> bool:
         return "parent_id" in self.model_fields_set
+
+
+class ToolDecision(BaseModel):
+    """The user's decision on a tool call that waits for approval (a chat turn in ``safe`` tool mode)."""
+
+    model_config = ConfigDict(extra="forbid")
+    approve: bool = Field(description="true: run the call; false: the model is told the user denied it.")

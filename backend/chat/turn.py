@@ -20,6 +20,11 @@ The client's stream (``RunningTurn.events``), in order::
     event: compaction          {"message"} or {"notice"}     the history was just summarised (or could not be)
     data: {chat.completion.chunk} ...   OpenAI's chunk deltas, as the gateway sends them
     event: sources             {"sources": [...]}            with RAG
+    event: tool_approval       {"call_id", "name", "server_id", "tool", "arguments", "timeout_seconds"}  safe mode
+    event: tool_call           {"id", "name", "server_id", "tool", "arguments"}   a tool call runs
+    event: tool_result         {"id", "name", "result", "is_error", "approved", "duration_ms"}
+    data: {chat.completion.chunk} ...   the next answer, with the results (backend/chat/tool_loop.py)
+    event: tool_limit          {"detail"}                    the model asked for tools past the turn's limit
     event: error               {"detail"}                    the upstream failed mid-answer
     event: usage               {"prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "ttft_ms"}
     event: done                {"assistant_message_id", "status"}
@@ -43,6 +48,7 @@ from backend.chat.personas import Personas
 from backend.chat.prompt_context import PromptContext, PromptContexts
 from backend.chat.schemas import ChatTurn
 from backend.chat.store import ChatStore, new_id
+from backend.chat.tool_loop import ToolLoop, ToolRound
 from backend.chat.turn_sql import TurnDatabase, add_question
 from backend.errors import BadRequest, NotFound, RateLimited
 from backend.serve.internal import GatewayCallError, GatewayClient
@@ -81,6 +87,7 @@ class Answer:
     finish_reason: str | None = None
     tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
     chunks: int = 0
+    round_text: list[str] = field(default_factory=list)  # this model call's text (the tool loop sends it back)
 
 
 class RunningTurn:
@@ -129,6 +136,7 @@ class ChatTurns:
         default_model: Callable[[], str | None],
         context: PromptContexts,
         personas: Personas,
+        tools: ToolLoop | None = None,
     ) -> None:
         self.context = context
         self.personas = personas
@@ -138,6 +146,7 @@ class ChatTurns:
         self.history_buffer = history_buffer
         self.flush_seconds = flush_seconds
         self.default_model = default_model
+        self.tools = tools
         self._running: set[asyncio.Task[None]] = set()
 
     # --- 1. build the prompt -----------------------------------------------------------------------------------
@@ -216,6 +225,10 @@ class ChatTurns:
             if context is None:
                 raise NotFound(f"session '{session_id}' not found")
             plan = await self.plan(principal, session_id, turn, *context)
+            tooling, settings = None, context[0]["settings"]
+            if self.tools is not None and (turn.tools if turn.tools is not None else settings.get("mcp_tools")):
+                tooling = await self.tools.prepare(principal, session_id, turn.tools, turn.tool_mode, settings,
+                                                   plan.payload)  # fmt: skip
             answer = Answer(started=time.perf_counter())
             stream = cast(  # an async generator (closed when the turn ends)
                 AsyncGenerator[dict[str, Any], None],
@@ -243,7 +256,7 @@ class ChatTurns:
                                     "session_id": plan.session_id})  # fmt: skip
         head += sse("assistant_message", {"id": plan.assistant_id, "parent_id": plan.question_id})
         running.put(head + b"".join(sse(event, data) for event, data in plan.events))
-        task = asyncio.create_task(self._pump(plan, stream, first, answer, writer, running))
+        task = asyncio.create_task(self._pump(plan, stream, first, answer, writer, running, tooling))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return running
@@ -271,16 +284,24 @@ class ChatTurns:
         answer: Answer,
         writer: AnswerWriter,
         running: RunningTurn,
+        tooling: ToolRound | None = None,
     ) -> None:
         status, error = "complete", None
         put = running.put
         try:
-            if first is not None:
-                self._take(first, answer, writer, plan, running)
-            async for chunk in stream:
-                self._take(chunk, answer, writer, plan, running)
-                if running.left:
+            while True:  # one model call a round; a round that ends with tool calls (and tools) leads to the next
+                if first is not None:
+                    self._take(first, answer, writer, plan, running)
+                async for chunk in stream:
+                    self._take(chunk, answer, writer, plan, running)
+                    if running.left:
+                        break
+                if running.left or tooling is None or answer.finish_reason != "tool_calls" or not answer.tool_calls:
                     break
+                if tooling.capped:  # asked for tools again after the cap: stopped
+                    put(sse("tool_limit", {"detail": "the model kept asking for tools past the limit of a turn"}))
+                    break
+                stream, first = await self._tool_round(plan, tooling, stream, answer, running), None
             if running.left:
                 status = "incomplete"
         except GatewayCallError as exc:
@@ -298,6 +319,8 @@ class ChatTurns:
             with contextlib.suppress(Exception):
                 await asyncio.shield(stream.aclose())
             final = self._final(plan, answer, writer, status, error)
+            if tooling is not None and tooling.records:
+                final.metadata["tool_calls"] = tooling.records
             writer.finish(final)
             await writer.wait()
             usage = {"prompt_tokens": final.prompt_tokens, "completion_tokens": final.completion_tokens,
@@ -305,6 +328,34 @@ class ChatTurns:
                      "latency_ms": final.metadata["latency_ms"], "ttft_ms": final.metadata.get("ttft_ms")}  # fmt: skip
             put(sse("usage", usage) + sse("done", {"assistant_message_id": plan.assistant_id, "status": status}))
             put(None)
+
+    async def _tool_round(
+        self,
+        plan: TurnPlan,
+        tooling: ToolRound,
+        stream: AsyncGenerator[dict[str, Any], None],
+        answer: Answer,
+        running: RunningTurn,
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Runs the answer's tool calls (backend/chat/tool_loop.py) and calls the model again with their results."""
+        with contextlib.suppress(Exception):
+            await stream.aclose()  # which sets the call's ``cancelled``: the next call gets its own
+        running.cancelled = asyncio.Event()
+        if running.left:
+            running.cancelled.set()
+        calls = [answer.tool_calls[i] for i in sorted(answer.tool_calls)]
+        text = "".join(answer.round_text)
+        answer.tool_calls, answer.finish_reason, answer.round_text = {}, None, []
+        messages = await tooling.run(calls, text, lambda name, data: running.put(sse(name, data)), running.cancelled)
+        plan.payload["messages"] = [*plan.payload["messages"], *messages]
+        if tooling.capped:
+            plan.payload.pop("tools", None)
+        if running.left:  # the user went away while a call waited or ran: no new model call
+            return stream
+        return cast(
+            AsyncGenerator[dict[str, Any], None],
+            self.gateway.stream(tooling.principal, "chat/completions", plan.payload, running.cancelled),
+        )
 
     def _take(
         self,
@@ -322,7 +373,10 @@ class ChatTurns:
             return
         if isinstance(chunk.get("usage"), dict):
             usage = chunk["usage"]
-            answer.usage = {k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens")}
+            earlier = answer.usage or {}  # the tool loop's model calls add up
+            answer.usage = {
+                k: earlier.get(k, 0) + int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens")
+            }
         running.put(sse(None, chunk), token=bool(choices))
         if choices:
             if answer.ttft_ms is None:
@@ -333,6 +387,7 @@ class ChatTurns:
             delta = choice.get("delta") or {}
             if content := delta.get("content"):
                 writer.add(content)
+                answer.round_text.append(content)
             for call in delta.get("tool_calls") or []:
                 _merge_tool_call(answer.tool_calls, call)
             if choice.get("finish_reason"):

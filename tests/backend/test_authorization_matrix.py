@@ -119,6 +119,7 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/sessions/{session_id}/share"): USER,
     ("DELETE", "/api/sessions/{session_id}/share"): USER,
     ("POST", "/api/sessions/{session_id}/messages"): USER,
+    ("POST", "/api/sessions/{session_id}/tool-calls/{call_id}"): USER,
     ("GET", "/api/shared/{token}"): USER,  # and only when the reader may see every model and repository it used
     ("GET", "/api/projects"): USER,
     ("POST", "/api/projects"): USER,

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, status
 from fastapi.responses import StreamingResponse
 
 from backend.api.deps import CurrentUser, ServicesDep
 from backend.api.openapi import errors
 from backend.chat.features import check_settings
-from backend.chat.schemas import ChatTurn
+from backend.chat.schemas import ChatTurn, ToolDecision
+from backend.errors import NotFound
 
 router = APIRouter(prefix="/api/sessions", tags=["chat"])
 
@@ -23,7 +24,7 @@ class EventStream(StreamingResponse):
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-sent events: user_message, assistant_message, OpenAI chunk deltas (data only), "
-        "sources, error, usage, done.",
+        "sources, tool_approval, tool_call, tool_result, tool_limit, error, usage, done.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     },
     **errors(400, 403, 404, 409, 429, 502, 504),
@@ -37,3 +38,14 @@ async def send_message(session_id: str, body: ChatTurn, user: CurrentUser, servi
     await check_settings(services.configuration, user, body)
     running = await services.chat_turns.start(user, session_id, body)
     return EventStream(running.events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/{session_id}/tool-calls/{call_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404, 409))
+async def decide_tool_call(session_id: str, call_id: str, body: ToolDecision, user: CurrentUser,
+                           services: ServicesDep) -> None:  # fmt: skip
+    """Approves or denies a tool call that waits (a turn in ``safe`` tool mode; its ``tool_approval`` event).
+    404: no such waiting call in this caller's session (another user's too); 409: already decided or timed out.
+    Waiting calls live in the process running the turn: with several replicas, route by session (sticky)."""
+    if services.chat_turns.tools is None:
+        raise NotFound(f"tool call '{call_id}' not found in session '{session_id}'")
+    services.chat_turns.tools.approvals.decide(user.username, session_id, call_id, body.approve)
