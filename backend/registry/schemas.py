@@ -56,7 +56,7 @@ class ModelHealth(StrEnum):
 GroupName = Annotated[Text, Field(min_length=1, max_length=256)]
 DeployerKind = Literal["local", "ecs"]  # backend/lifecycle/deployers.KINDS
 # The last path segment of these ids would read as a route of the model (/api/models/{id}/events, ...).
-RESERVED_ID_ENDINGS = ("/events", "/enable", "/disable")
+RESERVED_ID_ENDINGS = ("/events", "/enable", "/disable", "/logs", "/schedule")
 
 
 class DeploymentRequest(BaseModel):

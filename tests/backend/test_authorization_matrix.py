@@ -36,6 +36,7 @@ RULES: dict[tuple[str, str], str] = {
     ("PATCH", "/api/models/{model_id}"): ADMIN,
     ("DELETE", "/api/models/{model_id}"): ADMIN,
     ("GET", "/api/models/{model_id}/events"): ADMIN,
+    ("GET", "/api/models/{model_id}/logs"): ADMIN,
     ("POST", "/api/models/{model_id}/enable"): ADMIN,
     ("POST", "/api/models/{model_id}/disable"): ADMIN,
     ("GET", "/api/models/{model_id}/schedule"): ADMIN,

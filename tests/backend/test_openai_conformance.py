@@ -210,7 +210,8 @@ def test_lisa_asks_the_upstream_for_usage_and_identity_encoding(
         assert admin.post("/api/models", json=body).status_code == 201
         list(client.chat.completions.create(model="conf-captured", messages=HI, stream=True))
         client.chat.completions.create(model="conf-captured", messages=HI)
-        streamed, plain = httpx.get(capture.url + "/_captured").json()
+        captured = httpx.get(capture.url + "/_captured").json()  # also the registration's context-window probe
+        streamed, plain = [c for c in captured if c["path"].endswith("/chat/completions")]
         assert orjson.loads(streamed["body"])["stream_options"] == {"include_usage": True}
         assert "stream_options" not in orjson.loads(plain["body"])
         assert streamed["headers"]["Accept-Encoding"] == plain["headers"]["Accept-Encoding"] == "identity"

@@ -6,14 +6,16 @@ are read. Routes of one model come before the model's own (``{model_id:path}`` w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Query, status
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from backend.api.deps import AdminUser, CurrentUser, Paging, ServicesDep, requires
 from backend.api.openapi import errors
 from backend.configuration.features import Feature
+from backend.errors import NotFound
+from backend.lifecycle.deployers.local import MAX_LOG_LINES
 from backend.lifecycle.schemas import ModelEventPage, WorkflowAccepted
 from backend.registry.schemas import ModelCreate, ModelPage, ModelPublic, ModelUpdate
 
@@ -49,6 +51,24 @@ async def list_models(user: CurrentUser, services: ServicesDep, page: Paging) ->
 async def model_events(model_id: str, _admin: AdminUser, services: ServicesDep, page: Paging) -> ModelEventPage:
     """What happened to the model, oldest first: status changes, workflow steps, its deployment's events, health."""
     return await services.lifecycle.service.events(model_id, page)
+
+
+@router.get(
+    "/{model_id:path}/logs",
+    response_class=PlainTextResponse,
+    responses={**errors(404), 200: {"content": {"text/plain": {}}, "description": "The last lines of its output."}},
+)
+async def model_logs(
+    model_id: str,
+    _admin: AdminUser,
+    services: ServicesDep,
+    lines: Annotated[int, Query(ge=1, le=MAX_LOG_LINES, description="How many of the last lines.")] = 200,
+) -> PlainTextResponse:
+    """The model server's own output (a model the local deployer runs); 404 for a model it does not run."""
+    text = await services.local_models.logs(model_id, lines)
+    if text is None:
+        raise NotFound(f"model '{model_id}' is not run by this machine's local deployer: it has no logs here")
+    return PlainTextResponse(text)
 
 
 @router.post("/{model_id:path}/enable", response_model=ModelPublic, responses={**errors(400, 404, 409), **STARTED})

@@ -550,6 +550,11 @@ def test_a_local_model_runs_through_the_same_workflows_and_serves(lifecycle_lisa
         assert chat.status_code == 200, chat.text
         models_url = model["base_url"] + "/models"
         assert httpx.get(models_url, timeout=5).status_code == 200
+        logs = api.get("/api/models/wf-local/logs", params={"lines": 50})
+        assert logs.status_code == 200 and logs.headers["content-type"].startswith("text/plain"), logs.text
+        assert 0 < len(logs.text.splitlines()) <= 50 and "llama" in logs.text.lower()
+        assert api.get("/api/models/wf-local/logs", params={"lines": 0}).status_code == 422
+        assert api.get("/api/models/no-such-model/logs").status_code == 404
 
         assert api.post("/api/models/wf-local/disable").status_code == 202
         wait_status(api, "wf-local", "Stopped", timeout=120)

@@ -199,12 +199,13 @@ def test_a_strict_server_refuses_at_connect_time_what_another_registered(
         assert time.monotonic() < deadline
         time.sleep(0.1)
     body = {"model": "egress-rebind", "messages": MESSAGES}
+    probed = listener.accepted  # the session's server asked the new model its context window when registering it
     refused = strict_admin.post("/v1/chat/completions", json=body)
     assert refused.status_code == 502, refused.text
     assert "127.0.0.1 is loopback" in refused.json()["error"]["message"]
-    assert listener.accepted == 0
+    assert listener.accepted == probed
     assert admin.post("/v1/chat/completions", json=body).status_code == 200  # the session's server does connect
-    assert listener.accepted == 1
+    assert listener.accepted == probed + 1
 
     embedding = strict_admin.post("/api/repositories", json={"id": "egress-embed"})
     assert embedding.status_code == 502 and "127.0.0.1 is loopback" in embedding.json()["detail"], embedding.text
