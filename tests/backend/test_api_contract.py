@@ -95,6 +95,11 @@ def seed(api: httpx.Client, ingest_root: Path, mcp_url: str) -> dict[str, str]:
     }
 
 
+# A crash inside schemathesis's own test generation seen about once in six runs here (Python 3.11), reported as a
+# "Runtime Error": the run is repeated once; an answer that breaks the document is a failure either way.
+TOOL_CRASH = "SystemError: AST constructor recursion depth mismatch"
+
+
 def run_schemathesis(
     server: LisaServer,
     token: str,
@@ -151,6 +156,10 @@ def test_every_answer_is_declared_in_the_document(
         code, output = run_schemathesis(
             server, token, parameters, protected, tmp_path / who, contract_mcp_server.url + "/mcp"
         )
+        if code != 0 and TOOL_CRASH in output:  # schemathesis itself crashed (CPython 3.11's ast), not a finding
+            code, output = run_schemathesis(
+                server, token, parameters, protected, tmp_path / f"{who}-again", contract_mcp_server.url + "/mcp"
+            )
         learn_secrets(secret_watch, tmp_path / who)
         outcomes.append((who, code, output))
     for who, code, output in outcomes:
