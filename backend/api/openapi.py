@@ -57,6 +57,14 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse, "description": REASONS[status]} for status in statuses}
 
 
+def multipart_files_body(**fields: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra=`` for an upload route that reads its multipart form itself, as a stream: a required ``files``
+    array, and these other form fields (name: JSON schema)."""
+    files = {"type": "array", "items": {"type": "string", "format": "binary"}}
+    schema = {"type": "object", "required": ["files"], "properties": {"files": files, **fields}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
 def implied_statuses(route: APIRoute) -> set[int]:
     """The statuses a route answers through the request guard and validation, whatever its service does."""
     needs = needs_of(route)

@@ -95,11 +95,6 @@ def seed(api: httpx.Client, ingest_root: Path, mcp_url: str) -> dict[str, str]:
     }
 
 
-# A crash inside schemathesis's own coverage-case generation (Python 3.11), reported as a "Runtime Error" and seen in
-# some runs here: it fails the run only when schemathesis also reports a finding (marked ❌) about an answer.
-TOOL_CRASH = "SystemError: AST constructor recursion depth mismatch"
-
-
 def run_schemathesis(
     server: LisaServer,
     token: str,
@@ -118,8 +113,11 @@ def run_schemathesis(
         ST, "--config-file", str(config), "run", f"{server.url}/openapi.json",
         "-H", f"Authorization: Bearer {token}",
         "--checks", CHECKS, "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
-        "--workers", "2", "--request-timeout", "60", "--generation-database", "none", "--no-color",
+        "--workers", "1", "--request-timeout", "60", "--generation-database", "none", "--no-color",
     ]  # fmt: skip
+    # One worker: CPython 3.11's AST constructor keeps its recursion depth in state that threads share, and
+    # schemathesis's case generation parses source in each worker thread; two workers crashed the tool in about
+    # a third of runs ("SystemError: AST constructor recursion depth mismatch", python/cpython#106905).
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -156,11 +154,7 @@ def test_every_answer_is_declared_in_the_document(
         code, output = run_schemathesis(
             server, token, parameters, protected, tmp_path / who, contract_mcp_server.url + "/mcp"
         )
-        if code != 0 and TOOL_CRASH in output and "❌" not in output:
-            code = 0  # schemathesis itself crashed (CPython 3.11's ast) and found nothing: not a finding about LISA
-        for run in (tmp_path / who, tmp_path / f"{who}-again"):
-            if run.exists():
-                learn_secrets(secret_watch, run)
+        learn_secrets(secret_watch, tmp_path / who)
         outcomes.append((who, code, output))
     for who, code, output in outcomes:
         assert code == 0, f"the {who} run found failures:\n{output[-20000:]}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -12,7 +11,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
 from backend.api.deps import CurrentUser, Paging, RagAdminUser, ServicesDep, requires
-from backend.api.openapi import errors
+from backend.api.openapi import errors, multipart_files_body
 from backend.configuration.features import Feature
 from backend.errors import BadRequest
 from backend.rag.schemas import Chunking, DocumentPage, DocumentPublic, IngestRequest, JobPage, JobPublic
@@ -24,27 +23,10 @@ router = APIRouter(prefix="/api/repositories/{repository_id}", tags=["documents"
 UPLOADS = [requires(Feature.upload_rag_docs)]
 LIBRARY = [requires(Feature.show_rag_library)]
 
-UPLOAD_BODY: dict[str, Any] = {  # the form the upload route reads itself, as a stream, for the OpenAPI document
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "tags": {"type": "string", "description": "Comma-separated tags for every chunk."},
-                        "chunking": {
-                            "type": "string",
-                            "description": "JSON chunking override, if the collection allows it.",
-                        },
-                    },
-                }
-            }
-        },
-    }
-}
+UPLOAD_BODY = multipart_files_body(  # the form the upload route reads itself, as a stream
+    tags={"type": "string", "description": "Comma-separated tags for every chunk."},
+    chunking={"type": "string", "description": "JSON chunking override, if the collection allows it."},
+)
 
 
 def _parse_chunking(raw: str | None) -> Chunking | None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import StreamingResponse
 
 from backend.api.deps import CurrentUser, Paging, ServicesDep, requires
-from backend.api.openapi import errors
+from backend.api.openapi import errors, multipart_files_body
 from backend.chat.context_docs import check_type
 from backend.chat.context_schemas import (
     ContextDocumentList,
@@ -21,20 +21,7 @@ from backend.rag.uploads import UploadLimits, receive_upload
 
 router = APIRouter(prefix="/api/sessions/{session_id}/documents", tags=["chat context"])
 
-UPLOAD_BODY: dict[str, Any] = {  # the form the upload route reads itself, as a stream, for the OpenAPI document
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
-                }
-            }
-        },
-    }
-}
+UPLOAD_BODY = multipart_files_body()  # the form the upload route reads itself, as a stream
 SUMMARY_STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-sent events: plan, progress (one per request), then summary (or error).",
