@@ -1,17 +1,19 @@
-"""Retrieval quality of LISA's RAG search on the PostgreSQL 15 manual, per chunking and hybrid weight.
+"""Retrieval quality of LISA's RAG search on a real manual (PostgreSQL 15 or Git), per chunking and hybrid weight.
 
 Starts LISA as a user runs it (``lisa serve``: embedded PostgreSQL/pgvector, MiniLM embeddings on CPU) with the
-manual's folder as an allowed ingestion root, creates one repository with a collection per chunking, ingests the
+manual's folder as an allowed ingestion root (the corpora: :mod:`bench.rag_eval.corpus`), creates one repository with a collection per chunking, ingests the
 pages through ``POST .../ingest`` (timed), then asks ``GET .../search`` every question of the dev and the held-out
 set at each hybrid weight and scores the page-level ranks with :mod:`backend.rag.evaluation`.
 
     python -m bench.rag_eval.run                       # whole manual, every chunking and weight
     python -m bench.rag_eval.run --pages 600           # question pages plus an even spread, 600 in all
     python -m bench.rag_eval.run --doc docs/rag-quality.md   # also rewrite the doc's results section
+    python -m bench.rag_eval.run --corpus git --chunking tokens256 --weights 0 0.3 1   # the Git manual
+    python -m bench.rag_eval.run --corpus git --ingest-only      # ingest now, score in a later run
 
 A data directory that already holds an ingested collection (``--data-dir``) is reused: its ingestion is not redone
 (the recorded time is reported), so search-side changes can be measured again in minutes. Loader or chunker
-changes need a fresh data directory.
+changes need a fresh data directory. Each corpus has its own default data directory.
 """
 
 from __future__ import annotations
@@ -32,12 +34,10 @@ import httpx
 
 from backend.cli.rag import evaluate, search_params
 from backend.rag.evaluation import Question, load_questions, summarise
-from bench.rag_eval.corpus import corpus_dir, select_pages
+from bench.rag_eval.corpus import CORPORA, POSTGRESQL, Corpus, corpus_dir, select_pages
 from tests.support import LisaServer, start_lisa
 
 HERE = Path(__file__).resolve().parent
-QUESTION_SETS = {"dev": HERE / "postgresql15-dev.jsonl", "test": HERE / "postgresql15.jsonl"}
-REPOSITORY = "pgdocs"
 CHUNKINGS: dict[str, dict[str, Any]] = {
     "fixed512": {"strategy": "fixed", "size": 512, "overlap": 51},
     "fixed1000": {"strategy": "fixed", "size": 1000, "overlap": 100},
@@ -64,41 +64,51 @@ class Ingested:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=Path.home() / ".cache" / "lisa-bench" / "rag-eval-data")
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default=POSTGRESQL.name)
+    parser.add_argument("--data-dir", type=Path, default=None, help="Default: one per corpus under ~/.cache.")
     parser.add_argument("--pages", type=int, default=None, help="Ingest this many pages (default: all).")
     parser.add_argument("--chunking", action="append", choices=sorted(CHUNKINGS), help="Repeatable; default: all.")
     parser.add_argument("--weights", type=float, nargs="+", default=list(WEIGHTS))
     parser.add_argument("--concurrency", type=int, default=4, help="Searches in flight.")
     parser.add_argument("--json", type=Path, default=None, help="Write every figure here as JSON.")
     parser.add_argument("--doc", type=Path, default=None, help="Rewrite the results section of this markdown file.")
+    parser.add_argument("--ingest-only", action="store_true", help="Ingest (or find ingested) and stop.")
     args = parser.parse_args(argv)
+    corpus = CORPORA[args.corpus]
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Started in the background, a process ignores SIGINT: let SIGTERM unwind (and stop LISA) instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    questions = {name: load_questions(path) for name, path in QUESTION_SETS.items()}
-    html = corpus_dir()
+    questions = {name: load_questions(path) for name, path in corpus.question_sets.items() if not args.ingest_only}
+    html = corpus_dir(corpus=corpus)
     wanted = {q.source for qs in questions.values() for q in qs}
-    pages = select_pages(html, args.pages, include=wanted)
+    if args.ingest_only and args.pages is not None:
+        parser.error("--ingest-only ingests the whole corpus: the sample of --pages depends on the questions")
+    pages = select_pages(html, args.pages, include=wanted, corpus=corpus)
     chunkings = args.chunking or list(CHUNKINGS)
-    print(f"corpus: {len(pages)} pages from {html}", flush=True)
+    print(f"corpus {corpus.name}: {len(pages)} pages from {html}", flush=True)
 
-    data_dir: Path = args.data_dir.expanduser().resolve()
+    data_dir: Path = (args.data_dir or default_data_dir(corpus)).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     server = start_lisa(data_dir / "lisa", env={"LISA_RAG_INGEST_ROOTS": json.dumps([str(html)])})
     try:
         with server.client(timeout=600) as http:
-            ingested = {name: ingest(http, data_dir, name, pages) for name in chunkings}
+            ingested = {name: ingest(http, data_dir, corpus, name, pages) for name in chunkings}
+            if args.ingest_only:
+                print(json.dumps({name: vars(i) for name, i in ingested.items()}, indent=2))
+                return 0
             scores = {
-                (name, weight, set_name): score(server, name, weight, qs, args.concurrency)
+                (name, weight, set_name): score(server, corpus, name, weight, qs, args.concurrency)
                 for name in chunkings
                 for weight in args.weights
                 for set_name, qs in questions.items()
             }
             # What a reranker would get to reorder: the best CANDIDATES chunks at the server's default weight.
             pools = {
-                (name, set_name): score(server, name, None, qs, args.concurrency, CANDIDATES, (1, TOP_K, CANDIDATES))
+                (name, set_name): score(
+                    server, corpus, name, None, qs, args.concurrency, CANDIDATES, (1, TOP_K, CANDIDATES)
+                )
                 for name in chunkings
                 for set_name, qs in questions.items()
             }
@@ -106,7 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         server.proc.stop(signal.SIGTERM, timeout=120)
 
     results = {
-        "corpus": {"pages": len(pages), "all_pages": len(list(html.glob("*.html"))), "source": str(html)},
+        "corpus": {
+            "name": corpus.name,
+            "title": corpus.title,
+            "pages": len(pages),
+            "all_pages": len(corpus.pages(html)),
+            "source": str(html),
+        },
         "questions": {name: len(qs) for name, qs in questions.items()},
         "machine": machine(),
         "top_k": TOP_K,
@@ -130,35 +146,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def default_data_dir(corpus: Corpus) -> Path:
+    base = Path.home() / ".cache" / "lisa-bench"
+    # The PostgreSQL runs kept their data here before there was a second corpus; keep finding them.
+    return base / "rag-eval-data" if corpus is POSTGRESQL else base / f"rag-eval-data-{corpus.name}"
+
+
 def machine() -> str:
     cpus = os.cpu_count() or 0
     return f"{platform.machine()}, {cpus} CPU cores, Python {platform.python_version()}"
 
 
-def ingest(http: httpx.Client, data_dir: Path, name: str, pages: list[Path]) -> Ingested:
+def ingest(http: httpx.Client, data_dir: Path, corpus: Corpus, name: str, pages: list[Path]) -> Ingested:
     """Create the collection and ingest ``pages`` into it, unless an earlier run in this data dir already did."""
     state_path = data_dir / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     if name in state and state[name]["pages"] == len(pages):
         print(f"{name}: reusing the ingestion of an earlier run ({state[name]['seconds']:.0f} s)", flush=True)
         return Ingested(**state[name])
-    created = http.post("/api/repositories", json={"id": REPOSITORY, "name": "PostgreSQL 15 manual"})
+    repository = corpus.repository
+    created = http.post("/api/repositories", json={"id": repository, "name": corpus.title})
     if created.status_code not in (201, 409):
         raise RuntimeError(f"creating the repository: {created.status_code} {created.text}")
-    http.delete(f"/api/repositories/{REPOSITORY}/collections/{name}")  # a half-done earlier run starts over
-    made = http.post(f"/api/repositories/{REPOSITORY}/collections", json={"id": name, "chunking": CHUNKINGS[name]})
+    http.delete(f"/api/repositories/{repository}/collections/{name}")  # a half-done earlier run starts over
+    made = http.post(f"/api/repositories/{repository}/collections", json={"id": name, "chunking": CHUNKINGS[name]})
     if made.status_code != 201:
         raise RuntimeError(f"creating collection {name}: {made.status_code} {made.text}")
     started = time.perf_counter()
     job = http.post(
-        f"/api/repositories/{REPOSITORY}/collections/{name}/ingest", json={"sources": [str(p) for p in pages]}
+        f"/api/repositories/{repository}/collections/{name}/ingest", json={"sources": [str(p) for p in pages]}
     )
     if job.status_code != 202:
         raise RuntimeError(f"ingesting into {name}: {job.status_code} {job.text}")
     job_id = job.json()["id"]
     last = ""
     while True:
-        body = http.get(f"/api/repositories/{REPOSITORY}/jobs/{job_id}").json()
+        body = http.get(f"/api/repositories/{repository}/jobs/{job_id}").json()
         line = (
             f"{name}: {body['status']} {body['documents_done']}/{body['documents_total']} {body['chunks_done']} chunks"
         )
@@ -185,6 +208,7 @@ def ingest(http: httpx.Client, data_dir: Path, name: str, pages: list[Path]) -> 
 
 def score(
     server: LisaServer,
+    corpus: Corpus,
     collection: str,
     weight: float | None,
     questions: list[Question],
@@ -193,11 +217,12 @@ def score(
     ks: tuple[int, ...] = KS,
 ) -> dict[str, Any]:
     """Page-level hit@k and MRR of one collection at one hybrid weight (None: the server's default)."""
+    repository = corpus.repository
     with server.client(timeout=120) as http:
 
         def search(query: str) -> list[str]:
             params = search_params(query, top_k, [collection], weight, False)
-            resp = http.get(f"/api/repositories/{REPOSITORY}/search", params=tuple(params))
+            resp = http.get(f"/api/repositories/{repository}/search", params=tuple(params))
             resp.raise_for_status()
             return [hit["source"] for hit in resp.json()["results"]]
 
@@ -214,9 +239,10 @@ def score(
 def render(results: dict[str, Any]) -> str:
     """The results section of docs/rag-quality.md: ingestion per chunking, then scores per configuration."""
     corpus, qs = results["corpus"], results["questions"]
+    name = corpus.get("name", POSTGRESQL.name)
     lines = [
         f"Corpus: {corpus['pages']} of the manual's {corpus['all_pages']} pages. Questions: {qs['test']} held-out "
-        f"(`postgresql15.jsonl`), {qs['dev']} dev (`postgresql15-dev.jsonl`). top_k {results['top_k']} chunks, "
+        f"(`{name}.jsonl`), {qs['dev']} dev (`{name}-dev.jsonl`). top_k {results['top_k']} chunks, "
         f"page-level ranks. Machine: {results['machine']}.",
         "",
         "| chunking | spec | chunks | ingestion (s) | pages/s | failed |",
