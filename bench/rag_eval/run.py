@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.doc:
-        write_doc(args.doc, markdown)
+        write_doc(args.doc, markdown, *results_markers(corpus))
     return 0
 
 
@@ -300,13 +300,23 @@ def _weight_label(weight: float) -> str:
     return f"{weight:g}"
 
 
-def write_doc(path: Path, markdown: str) -> None:
+def results_markers(corpus: Corpus) -> tuple[str, str]:
+    """The comments around a corpus's results in the doc (PostgreSQL keeps the markers it had before the registry)."""
+    if corpus is POSTGRESQL:
+        return RESULTS_BEGIN, RESULTS_END
+    return (
+        f"<!-- results:{corpus.name}:begin (written by python -m bench.rag_eval.run --corpus {corpus.name} --doc) -->",
+        f"<!-- results:{corpus.name}:end -->",
+    )
+
+
+def write_doc(path: Path, markdown: str, begin: str = RESULTS_BEGIN, end: str = RESULTS_END) -> None:
     """Replace what lies between the results markers (or append the section when the markers are missing)."""
     text = path.read_text() if path.exists() else ""
-    block = f"{RESULTS_BEGIN}\n{markdown}\n{RESULTS_END}"
-    if RESULTS_BEGIN in text and RESULTS_END in text:
-        head, rest = text.split(RESULTS_BEGIN, 1)
-        tail = rest.split(RESULTS_END, 1)[1]
+    block = f"{begin}\n{markdown}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         path.write_text(head + block + tail)
     else:
         path.write_text(text + ("\n" if text else "") + block + "\n")

@@ -183,3 +183,23 @@ def test_git_sets_are_large_enough_and_spread_over_the_manual() -> None:
     # Not only the porcelain: plumbing, guides (git*.html without a dash) and formats answer questions too.
     guides = {q.source for q in test if not q.source.startswith("git-")}
     assert len(guides) >= 20
+
+
+# --- run.py: each corpus writes its own results block -----------------------------------------------------------------
+
+
+def test_each_corpus_rewrites_only_its_own_results_block(tmp_path: Path) -> None:
+    from bench.rag_eval.run import default_data_dir, results_markers, write_doc
+
+    doc = tmp_path / "rag-quality.md"
+    doc.write_text("# Title\n")
+    write_doc(doc, "pg one", *results_markers(POSTGRESQL))
+    write_doc(doc, "git one", *results_markers(GIT))
+    write_doc(doc, "git two", *results_markers(GIT))
+    text = doc.read_text()
+    assert "pg one" in text and "git two" in text and "git one" not in text
+    assert text.index("pg one") < text.index("git two")
+    # PostgreSQL keeps the markers (and the data directory) it had before there was a second corpus.
+    assert results_markers(POSTGRESQL)[0].startswith("<!-- results:begin")
+    assert default_data_dir(POSTGRESQL).name == "rag-eval-data"
+    assert default_data_dir(GIT).name == "rag-eval-data-git"
