@@ -104,8 +104,9 @@ GIT = Corpus(
             "howto-index.html",
         }
     ),
-    # everyday.html and git-tools.html only point elsewhere; git-stage, git-fsck-objects, git-init-db are "a synonym
-    # for ..." stubs; git-remote-helpers is a pointer to gitremote-helpers. All are under 500 characters of text.
+    # Under 500 characters of text: everyday, git-tools and git-remote-helpers only point elsewhere; git-stage,
+    # git-fsck-objects, git-init-db are "a synonym for ..." stubs; git-merge-one-file, git-unpack-file and
+    # git-version are one paragraph.
     min_text_chars=500,
     skip_links=True,  # index.html is a link to git.html
 )
