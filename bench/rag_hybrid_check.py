@@ -3,7 +3,7 @@ the full-text side's latency, on the RAG search benchmark's collections.
 
 "after" is ``PgVectorStore.search`` as it stands. "before" is the full-text side as it was until 2026-11-27: every
 chunk holding any of the query's terms ranked (``ts_rank`` of the ORed terms, the same ``RANK``), fused with the
-same dense candidates by the same ``fuse``. Each of the 235 questions of ``bench/rag_eval/*.jsonl`` names the page
+same dense candidates by the same ``fuse``. Each of the 235 questions of ``bench/rag_eval/postgresql15*.jsonl`` names the page
 that answers it; the top 10 chunks are reduced to distinct pages (``backend.rag.evaluation``), hit@k and MRR are
 over the questions. The collections are those ``bench.rag_search`` loads (fixed 512/51 chunks of the whole manual,
 the 100k one with perturbed copies that carry their original's page): pass the same ``--work`` to reuse them.

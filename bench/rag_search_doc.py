@@ -99,7 +99,7 @@ def render(res: Results, data: Data, args: argparse.Namespace, command: str, ela
         f"{real:,} are the real vectors plus perturbed copies of seeded random real ones (Gaussian noise of norm "
         f"{rag_data.NOISE_NORM:g}, normalised again: cosine ≈ 0.96 to the original; the copy carries the original's "
         "text), loaded with COPY, index built after the load",
-        f"- queries: {nq} of {len(data.queries)} ({qkinds['question']} questions from `bench/rag_eval/*.jsonl`, "
+        f"- queries: {nq} of {len(data.queries)} ({qkinds['question']} questions from `bench/rag_eval/postgresql15*.jsonl`, "
         f"{qkinds['chunk words']} windows of {rag_data.QUERY_WORDS} words from seeded random chunks), one at a time "
         "after 20 warm-up queries, top 10; exact SQL on the first "
         f"{min(args.exact_queries, nq)}; recall@10 against numpy exact search over the same vectors (float64)",
