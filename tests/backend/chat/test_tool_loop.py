@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,29 @@ def test_safe_mode_waits_for_approval_and_runs_the_call(
     assert turn.text == "tool said: hello tools"
     answer = final_answer(user, session["id"], turn.one("done")["assistant_message_id"])
     assert answer["metadata"]["tool_calls"][0]["approved"] is True
+
+
+def test_an_approval_posted_to_another_process_runs_the_call(
+    user: httpx.Client, lisa_peer: LisaServer, models: dict[str, str], tools_server: dict[str, Any]
+) -> None:
+    """The turn streams from the session's server; the decision goes to a second `lisa serve` on the same database."""
+    session = new_session(user, model=models["once-echo"])
+    token = user.headers["Authorization"].removeprefix("Bearer ")
+    with streaming(user, session["id"], {"content": "echo", "tools": [tools_server["id"]]}) as events, \
+            lisa_peer.client(token) as peer:  # fmt: skip
+        waiting = until(events, "tool_approval")
+        url = f"/api/sessions/{session['id']}/tool-calls/{waiting['call_id']}"
+        assert peer.post(f"/api/sessions/{session['id']}/tool-calls/nope", json={"approve": True}).status_code == 404
+        started = time.monotonic()
+        assert peer.post(url, json={"approve": True}).status_code == 204
+        turn = rest(events)
+        took = time.monotonic() - started
+        assert peer.post(url, json={"approve": False}).status_code == 409
+    assert user.post(url, json={"approve": True}).status_code == 409  # decided, whichever process is asked
+    assert turn.one("tool_call")["tool"] == "echo"
+    assert turn.one("tool_result")["result"] == "hello tools"
+    assert turn.text == "tool said: hello tools"
+    print(f"approval on the peer to the end of the turn on the server: {took * 1000:.0f} ms")
 
 
 def test_safe_mode_deny_tells_the_model(
