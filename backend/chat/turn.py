@@ -25,7 +25,7 @@ The client's stream (``RunningTurn.events``), in order::
     event: tool_result         {"id", "name", "result", "is_error", "approved", "duration_ms"}
     data: {chat.completion.chunk} ...   the next answer, with the results (backend/chat/tool_loop.py)
     event: tool_limit          {"detail"}                    the model asked for tools past the turn's limit
-    event: error               {"detail"}                    the upstream failed mid-answer
+    event: error               {"detail", "status", "retry_after"?}  the call failed mid-answer (429: when to retry)
     event: usage               {"prompt_tokens", "completion_tokens", "total_tokens", "latency_ms", "ttft_ms"}
     event: done                {"assistant_message_id", "status"}
 """
@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -247,7 +248,7 @@ class ChatTurns:
                     await stream.aclose()
                 await self._take_back(plan, saving)
                 if isinstance(exc, GatewayCallError) and exc.status_code == 429:
-                    raise RateLimited(exc.message, 1.0) from exc
+                    raise RateLimited(exc.message, exc.retry_after or 1.0) from exc
                 raise
         writer = AnswerWriter(
             self.store, plan.session_id, plan.assistant_id, plan.question_id, self.flush_seconds, running.delivered
@@ -306,7 +307,10 @@ class ChatTurns:
                 status = "incomplete"
         except GatewayCallError as exc:
             status, error = "error", exc.message
-            put(sse("error", {"detail": exc.message}))
+            detail: dict[str, Any] = {"detail": exc.message, "status": exc.status_code}
+            if exc.retry_after is not None:
+                detail["retry_after"] = max(1, math.ceil(exc.retry_after))
+            put(sse("error", detail))
         except asyncio.CancelledError:  # the server is stopping
             status = "incomplete"
             raise

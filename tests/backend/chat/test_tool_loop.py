@@ -214,3 +214,42 @@ def test_bad_tool_fields_are_refused(user: httpx.Client, models: dict[str, str])
         {"content": "x", "tools": [""]},
     ):
         assert send(user, session["id"], body).status == 422
+
+
+@pytest.fixture
+def limited(admin: httpx.Client, lisa: LisaServer) -> Iterator[httpx.Client]:
+    """A user allowed one request a minute."""
+    name = f"limited-{secrets.token_hex(3)}"
+    resp = admin.post("/api/tokens", json={"name": name, "username": name, "groups": []})
+    assert resp.status_code == 201, resp.text
+    assert admin.put(f"/api/limits/user/{name}", json={"rpm": 1}).status_code == 200
+    with lisa.client(resp.json()["token"]) as client:
+        yield client
+    admin.delete(f"/api/limits/user/{name}")
+
+
+def test_a_limit_before_the_answer_is_a_429_with_the_gateways_retry_after(
+    limited: httpx.Client, models: dict[str, str]
+) -> None:
+    session = new_session(limited, model=models["once-echo"])
+    assert send(limited, session["id"], {"content": "first", "tools": []}).status == 200
+    refused = send(limited, session["id"], {"content": "second", "tools": []})
+    assert refused.status == 429 and "limit" in refused.body["detail"].lower()
+    with limited.stream("POST", f"/api/sessions/{session['id']}/messages", json={"content": "third"}) as resp:
+        resp.read()
+        assert resp.status_code == 429 and 1 <= int(resp.headers["retry-after"]) <= 60
+        assert resp.json()["detail"] == refused.body["detail"]
+    messages = limited.get(f"/api/sessions/{session['id']}").json()["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["first"]  # the refused turns left nothing
+
+
+def test_a_limit_inside_the_tool_loop_is_an_error_event_with_retry_after(
+    limited: httpx.Client, models: dict[str, str], tools_server: dict[str, Any]
+) -> None:
+    session = new_session(limited, model=models["once-add"])
+    turn = send(limited, session["id"], {"content": "2+3?", "tools": [tools_server["id"]], "tool_mode": "autopilot"})
+    assert turn.status == 200, turn.body
+    assert turn.one("tool_result")["result"] == "5"  # the first model call ran; the second one is refused
+    error = turn.one("error")
+    assert error["status"] == 429 and 1 <= error["retry_after"] <= 60 and error["detail"]
+    assert turn.one("done")["status"] == "error"
