@@ -246,17 +246,29 @@ def test_deleting_sessions_can_be_turned_off(admin: httpx.Client, user: httpx.Cl
 
 
 @pytest.mark.usefixtures("toggles")
-def test_metadata_is_left_out_without_view_meta_data(admin: httpx.Client, user: httpx.Client, capture: Proc,
-                                                     model: str) -> None:  # fmt: skip
+def test_metadata_is_left_out_without_view_meta_data(admin: httpx.Client, lisa: LisaServer, user: httpx.Client,
+                                                     capture: Proc, model: str) -> None:  # fmt: skip
     sid = new_session(user, model=model)["id"]
     prompt_of(capture, user, sid, {"content": "x"})
-    assert answer_metadata(user, sid)["model"] == model
-    set_feature(admin, "view_meta_data", False)
-    assert answer_metadata(user, sid) == {}
-    exported = user.get(f"/api/sessions/{sid}/export").json()
-    assert all(m["metadata"] == {} for m in exported["messages"])
-    set_feature(admin, "view_meta_data", True)
-    assert answer_metadata(user, sid)["model"] == model
+    path = user.post(f"/api/sessions/{sid}/share").json()["path"]
+    with new_user(admin, lisa, "wired-reader") as reader:
+
+        def shared_metadata(client: httpx.Client) -> dict[str, Any]:
+            resp = client.get(path)
+            assert resp.status_code == 200, resp.text
+            return dict(resp.json()["messages"][-1]["metadata"])
+
+        assert answer_metadata(user, sid)["model"] == model
+        assert shared_metadata(reader)["model"] == model and shared_metadata(user)["model"] == model
+        set_feature(admin, "view_meta_data", False)
+        assert answer_metadata(user, sid) == {}
+        assert shared_metadata(reader) == {} and shared_metadata(user) == {}  # the shared view too
+        assert shared_metadata(admin)["model"] == model  # admins are exempt, here as everywhere
+        exported = user.get(f"/api/sessions/{sid}/export").json()
+        assert all(m["metadata"] == {} for m in exported["messages"])
+        set_feature(admin, "view_meta_data", True)
+        assert answer_metadata(user, sid)["model"] == model
+        assert shared_metadata(reader)["model"] == model
 
 
 @pytest.mark.usefixtures("toggles")
