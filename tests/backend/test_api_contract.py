@@ -4,7 +4,8 @@ shape it declares: no 5xx, no schema violation, no undocumented status.
 
 The run really creates, changes and deletes things, so it talks to a server of its own (its own database, no
 local models) whose embedding model is the session server's. It is given one of each resource to work on (a
-repository, collection, document, job, pipeline, and an MCP server that is a real one: tests/servers/mcp_tools.py);
+repository, collection, document, job, pipeline, prompt template, assistant, project, a chat session of the admin's
+with messages and a share link, and an MCP server that is a real one: tests/servers/mcp_tools.py);
 it never revokes the tokens it runs with nor deletes that repository (tests/backend/contract_hooks.py); every secret
 it sends or is issued goes to the session's secret watch.
 """
