@@ -16,6 +16,7 @@ then removed when a new wait opens; a deleted session takes its rows with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -101,6 +102,10 @@ class ToolApprovals:
                 finally:
                     for waiter in waiters:
                         waiter.cancel()
+        except asyncio.CancelledError:  # the server is stopping: the call no longer waits (a decision is a 409)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._expire(wait))
+            raise
         finally:
             if self._waking.get(key) is woken:
                 del self._waking[key]

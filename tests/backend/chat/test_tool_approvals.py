@@ -206,3 +206,23 @@ def test_overlong_model_call_ids_are_replaced(lisa: LisaServer, owner: tuple[str
             assert messages[-1]["tool_call_id"] == "call_0"
 
     run(main)
+
+
+def test_a_turn_stopped_with_the_server_no_longer_waits(lisa: LisaServer, owner: tuple[str, str, str]) -> None:
+    name, session_id, _ = owner
+
+    async def main() -> None:
+        async with process(lisa) as approvals:
+            rnd, mcp = tool_round(approvals, name, session_id, 30)
+            asked = asyncio.Event()
+            call_id = "stopped-" + secrets.token_hex(3)
+            running = asyncio.ensure_future(rnd.run([call(call_id)], "", lambda n, d: asked.set(), asyncio.Event()))
+            await asyncio.wait_for(asked.wait(), 10)
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await running
+            with pytest.raises(Conflict, match="no longer waiting"):
+                await approvals.decide(name, session_id, call_id, True)
+            assert not mcp.calls
+
+    run(main)
