@@ -24,6 +24,7 @@ from backend.chat.context_services import ContextServices
 from backend.chat.personas import Personas
 from backend.chat.sessions import ChatSessions
 from backend.chat.store import ChatStore
+from backend.chat.tool_approvals import ToolApprovals
 from backend.chat.tool_loop import ToolLoop
 from backend.chat.turn import ChatTurns
 from backend.chat.turn_sql import TurnDatabase
@@ -188,6 +189,8 @@ class Services:
         chat_store = ChatStore(engine)
         context = ContextServices.build(settings, engine, chat_store, registry, routes, chat_gateway, rag.runner.parser)
         personas = Personas(prompts, assistants)
+        approvals = ToolApprovals(engine)  # safe-mode tool calls waiting for a decision, in the database
+        feed.subscribe(approvals.on_change)
         chat_turns = ChatTurns(
             chat_store,
             TurnDatabase(asyncpg_dsn(database_url), settings.db_pool_size, settings.db_connect_timeout),
@@ -197,7 +200,7 @@ class Services:
             default_model=lambda: settings.textgen_model_id if settings.local_models else None,
             context=context.prompt,
             personas=personas,
-            tools=ToolLoop(mcp, configuration.enabled, approval_timeout=settings.chat_tool_approval_timeout),
+            tools=ToolLoop(mcp, configuration.enabled, approvals, approval_timeout=settings.chat_tool_approval_timeout),
         )
         return cls(
             settings, engine, feed, tokens, authenticator, registry, routes, meter, passthrough, gateway, limits, limiter,

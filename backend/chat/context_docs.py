@@ -217,6 +217,12 @@ class ContextDocuments:
             await self.check_session(principal, session_id)
             raise NotFound(f"document '{document_id}' not found in session '{session_id}'")
 
+    async def exported(self, session_id: str) -> list[Any]:
+        """Every document of a session (the caller checked it is theirs), with its text, oldest first: for export."""
+        query = sa.select(D).where(D.c.session_id == session_id).order_by(D.c.id)
+        async with self.engine.connect() as conn:
+            return [r._mapping for r in (await conn.execute(query)).all()]
+
     # --- for summaries ------------------------------------------------------------------------------------------
     async def text_of(self, principal: Principal, session_id: str, document_id: str) -> str:
         """A document's text."""

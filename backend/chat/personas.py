@@ -12,6 +12,7 @@ fill in from the prompt library (backend/prompts) and assistant stacks (backend/
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +20,7 @@ from backend.assistants.schemas import ResolvedAssistant
 from backend.assistants.service import AssistantService
 from backend.auth.principal import Principal
 from backend.chat.schemas import ChatTurn, SessionCreate
-from backend.errors import BadRequest
+from backend.errors import BadRequest, NotFound
 from backend.prompts.placeholders import fill, variables_of
 from backend.prompts.service import PromptTemplateService
 
@@ -76,7 +77,11 @@ class Personas:
         what ``data`` sets itself overrides them."""
         if data.assistant_id is None:
             return None, {}
-        found: ResolvedAssistant = await self.assistants.resolve(data.assistant_id, principal)
+        return await self.assistant_defaults(principal, data.assistant_id)
+
+    async def assistant_defaults(self, principal: Principal, assistant_id: str) -> tuple[str | None, dict[str, Any]]:
+        """The model and the settings an assistant gives a session (404 for one the caller may not use)."""
+        found: ResolvedAssistant = await self.assistants.resolve(assistant_id, principal)
         settings: dict[str, Any] = {"assistant_id": found.id}
         if found.model_args:
             settings["arguments"] = dict(found.model_args)
@@ -93,3 +98,40 @@ class Personas:
         if found.mcp_tools:
             settings["mcp_tools"] = list(found.mcp_tools)
         return found.model_id, settings
+
+    async def switch_assistant(
+        self, principal: Principal, model: str | None, settings: Mapping[str, Any], assistant_id: str | None
+    ) -> tuple[str | None, dict[str, Any]]:
+        """A session's model and settings once it uses ``assistant_id`` instead of its assistant (None: none).
+
+        The new assistant is checked as at creation (404 for one the caller may not use). A setting the session
+        has not overridden — absent, or still what the previous assistant gives — takes the new assistant's value
+        (or is removed when it gives none, or the assistant is cleared); one the user changed is kept. The
+        assistant's own texts (``assistant_persona``, ``directives``) and MCP tools always follow the assistant.
+        The model follows a new assistant unless the user chose another one; clearing keeps the model."""
+        new_model, new = (None, {}) if assistant_id is None else await self.assistant_defaults(principal, assistant_id)
+        old_model: str | None = None
+        old: dict[str, Any] = {}
+        if (old_id := settings.get("assistant_id")) is not None:
+            with contextlib.suppress(NotFound):  # deleted, or no longer the caller's: what it gave is unknown
+                old_model, old = await self.assistant_defaults(principal, old_id)
+        old["system_prompt"] = settings.get("assistant_persona")  # what it gave then, as the session kept it
+        switched = dict(settings)
+        for key in (
+            "assistant_id",
+            "assistant_persona",
+            "directives",
+            "mcp_tools",
+            "arguments",
+            "system_prompt",
+            "rag",
+        ):
+            following = key in ("assistant_id", "assistant_persona", "directives", "mcp_tools")
+            if following or switched.get(key) is None or switched.get(key) == old.get(key):
+                if new.get(key) is None:
+                    switched.pop(key, None)
+                else:
+                    switched[key] = new[key]
+        if new_model is not None and (model is None or model == old_model):
+            model = new_model
+        return model, switched

@@ -99,6 +99,11 @@ class SessionUpdate(_ChatSettings):
     title: Text | None = Field(default=None, min_length=1, max_length=TITLE_MAX)
     project_id: ResourceId | None = None
     active_leaf_id: ResourceId | None = None
+    assistant_id: ResourceId | None = Field(
+        default=None,
+        description="Switch to this assistant (null: none). Settings the session has not overridden take the new "
+        "assistant's values; fields sent in the same request win (docs/chat.md, 'Assistants').",
+    )
 
 
 class Usage(BaseModel):

@@ -146,11 +146,15 @@ class ChatSessions:
             if data.title is None:
                 raise BadRequest("'title' cannot be null")
             changes["title"] = data.title
+        model, settings = current["model"], current["settings"]
+        if "assistant_id" in sent:
+            model, settings = await self.personas.switch_assistant(owner, model, settings, data.assistant_id)
+            changes["model"], changes["settings"] = model, settings
         for key in ("project_id", "model"):
             if key in sent:
                 changes[key] = getattr(data, key)
-        if sent & set(SETTINGS):
-            settings = settings_values(data, current["settings"])
+        if sent & {*SETTINGS, "assistant_id"}:
+            settings = settings_values(data, settings)
             await self.personas.check(owner, settings)
             changes["settings"] = settings
         messages = await self.store.messages(session_id)

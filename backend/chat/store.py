@@ -19,6 +19,7 @@ from backend.paging import PageParams, encode_cursor
 P = tables.chat_projects
 S = tables.chat_sessions
 M = tables.chat_messages
+D = tables.chat_context_documents
 SESSION = [c for c in S.c if c.name != "search"]  # the search vector stays in the database
 SEARCH_MAX = 200  # characters of a search term
 
@@ -123,8 +124,15 @@ class ChatStore:
         async with self.engine.begin() as conn:
             return int((await conn.execute(S.delete().where(S.c.owner == owner))).rowcount)
 
-    async def import_session(self, owner: str, values: dict[str, Any], messages: list[dict[str, Any]]) -> str:
-        """A whole session and its messages (parents before children) in one transaction: all or nothing."""
+    async def import_session(
+        self,
+        owner: str,
+        values: dict[str, Any],
+        messages: list[dict[str, Any]],
+        documents: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """A whole session, its messages (parents before children) and its documents in context in one
+        transaction: all or nothing."""
         session_id = new_id("ses")
         async with self.engine.begin() as conn:
             if values.get("project_id") is not None:
@@ -133,6 +141,8 @@ class ChatStore:
             for start in range(0, len(messages), 500):
                 batch = [{**m, "session_id": session_id} for m in messages[start : start + 500]]
                 await conn.execute(M.insert(), batch)
+            if documents:
+                await conn.execute(D.insert(), [{**d, "session_id": session_id} for d in documents])
             await conn.execute(S.update().where(S.c.id == session_id).values(search=fts.rebuilt(S.c.id)))
         return session_id
 

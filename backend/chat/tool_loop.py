@@ -8,15 +8,14 @@ denial) — and returns the messages to send back (the assistant's calls, one ``
 ``MAX_TOOL_CALLS`` calls run in a turn; past it a call is refused, the next request carries no tools, and a model that
 still asks is stopped.
 
-Pending approvals live in this process (``ToolApprovals``, futures keyed by call id with owner and session): with
-several backend replicas the decision must reach the process that runs the turn (sticky sessions by session id).
+Pending approvals live in the database (backend/chat/tool_approvals.py), so the decision may reach any backend
+process; the one running the turn is woken over LISTEN/NOTIFY.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,55 +23,16 @@ from typing import Any
 import orjson
 
 from backend.auth.principal import Principal
+from backend.chat.tool_approvals import MAX_CALL_ID, ToolApprovals
 from backend.configuration.features import Feature
-from backend.errors import Conflict, LisaError, NotFound
+from backend.errors import LisaError
 from backend.mcp.schemas import ToolRef, ToolResult
 from backend.mcp.service import McpService
 
 MAX_TOOL_CALLS = 20  # tool calls one turn may run
 RESULT_KEPT_CHARS = 4000  # of a result's text, in the answer's metadata
-FINISHED_KEPT = 1000  # decided or expired call ids remembered (a late decision answers 409, not 404)
 
 Emit = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass
-class _Pending:
-    owner: str
-    session_id: str
-    future: asyncio.Future[bool]
-
-
-class ToolApprovals:
-    """The calls waiting for a user's decision, in this process."""
-
-    def __init__(self) -> None:
-        self._pending: dict[str, _Pending] = {}
-        self._finished: OrderedDict[str, tuple[str, str]] = OrderedDict()
-
-    def open(self, owner: str, session_id: str, call_id: str) -> asyncio.Future[bool]:
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending[call_id] = _Pending(owner, session_id, future)
-        return future
-
-    def close(self, call_id: str) -> None:
-        pending = self._pending.pop(call_id, None)
-        if pending is not None:
-            self._finished[call_id] = (pending.owner, pending.session_id)
-            while len(self._finished) > FINISHED_KEPT:
-                self._finished.popitem(last=False)
-
-    def decide(self, owner: str, session_id: str, call_id: str, approve: bool) -> None:
-        """The user's decision. 404: no such call of theirs in that session; 409: it was decided or timed out."""
-        pending = self._pending.get(call_id)
-        if pending is not None and (pending.owner, pending.session_id) == (owner, session_id):
-            if pending.future.done():
-                raise Conflict(f"tool call '{call_id}' was already decided")
-            pending.future.set_result(approve)
-            return
-        if self._finished.get(call_id) == (owner, session_id):
-            raise Conflict(f"tool call '{call_id}' is no longer waiting for a decision")
-        raise NotFound(f"tool call '{call_id}' not found in session '{session_id}'")
 
 
 @dataclass
@@ -93,7 +53,7 @@ class ToolRound:
         self, calls: list[dict[str, Any]], text: str, emit: Emit, cancelled: asyncio.Event
     ) -> list[dict[str, Any]]:
         """Runs (or refuses) the answer's calls; the messages to append to the request."""
-        calls = [{**c, "id": c.get("id") or f"call_{len(self.records) + i}"} for i, c in enumerate(calls)]
+        calls = [{**c, "id": _call_id(c.get("id"), len(self.records) + i)} for i, c in enumerate(calls)]
         messages: list[dict[str, Any]] = [{"role": "assistant", "content": text or None, "tool_calls": calls}]
         for call in calls:
             if cancelled.is_set():
@@ -142,20 +102,11 @@ class ToolRound:
         return text
 
     async def _approval(self, record: dict[str, Any], emit: Emit, cancelled: asyncio.Event) -> bool:
-        approvals, call_id = self.loop.approvals, record["id"]
-        future = approvals.open(self.principal.username, self.session_id, call_id)
-        emit("tool_approval", {"call_id": call_id, **{k: record[k] for k in ("name", "server_id", "tool", "arguments")},
-                               "timeout_seconds": self.loop.approval_timeout})  # fmt: skip
-        left = asyncio.ensure_future(cancelled.wait())
-        waiting: set[asyncio.Future[Any]] = {future, left}
-        try:
-            await asyncio.wait(waiting, timeout=self.loop.approval_timeout, return_when=asyncio.FIRST_COMPLETED)
-            return future.done() and not future.cancelled() and future.result()
-        finally:
-            left.cancel()
-            if not future.done():
-                future.cancel()
-            approvals.close(call_id)
+        approvals, timeout = self.loop.approvals, self.loop.approval_timeout
+        wait = await approvals.open(self.principal.username, self.session_id, record["id"], timeout)
+        emit("tool_approval", {"call_id": record["id"], **{k: record[k] for k in ("name", "server_id", "tool", "arguments")},
+                               "timeout_seconds": timeout})  # fmt: skip
+        return await approvals.wait(wait, timeout, cancelled)
 
     async def _call(self, ref: ToolRef, arguments: dict[str, Any]) -> ToolResult:
         try:
@@ -171,13 +122,14 @@ class ToolLoop:
         self,
         mcp: McpService,
         personal_enabled: Callable[[Feature, Principal], Awaitable[bool]],
+        approvals: ToolApprovals,
         *,
         approval_timeout: float,
     ) -> None:
         self.mcp = mcp
         self.personal_enabled = personal_enabled
         self.approval_timeout = approval_timeout
-        self.approvals = ToolApprovals()
+        self.approvals = approvals
 
     async def prepare(
         self,
@@ -199,3 +151,10 @@ class ToolLoop:
             return None
         payload["tools"] = definitions
         return ToolRound(self, principal, session_id, mode, include_personal, lookup)
+
+
+def _call_id(given: Any, index: int) -> str:
+    """The model's id for a call, or one of ours when it gave none (or one too long to keep)."""
+    if isinstance(given, str) and 0 < len(given) <= MAX_CALL_ID:
+        return given
+    return f"call_{index}"

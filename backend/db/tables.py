@@ -563,6 +563,22 @@ chat_images = Table(
     Index("ix_chat_images_message", "message_id"),
 )
 
+# Tool calls of safe-mode chat turns waiting for the user's decision, or given one (backend/chat/tool_approvals.py):
+# in the database so that the decision may reach any backend process. status: pending | approved | denied | expired.
+chat_tool_approvals = Table(
+    "chat_tool_approvals",
+    metadata,
+    Column("session_id", String(40), ForeignKey("chat_sessions.id", ondelete="CASCADE"), primary_key=True),
+    Column("call_id", String(128), primary_key=True),
+    Column("owner", String(256), nullable=False),
+    Column("wait_id", String(40), nullable=False),  # the waiting turn's own mark (a call id may come again)
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True)),
+    Index("ix_chat_tool_approvals_expires", "expires_at"),
+)
+
 # A workflow (create, update, enable, disable, delete of a deployed model) as a durable state machine: the step it
 # is at, when that step started and its deadline, what it applies (target) and what its steps found (data).
 model_workflows = Table(

@@ -36,11 +36,21 @@ class Asgi(Protocol):
 class GatewayCallError(LisaError):
     """The gateway answered an error (an OpenAI error object, or an error event in the middle of a stream)."""
 
-    def __init__(self, status_code: int, message: str, openai_type: str, *, started: bool = False) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        openai_type: str,
+        *,
+        started: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.openai_type = openai_type
         self.started = started  # True: raised after some of the answer had arrived
+        # The gateway's Retry-After (seconds) on a 429 or 503; /api answers carry it on (backend/api/errors.py).
+        self.retry_after = retry_after
 
 
 def _scope(principal: Principal, endpoint: str, body: bytes) -> Scope:
@@ -61,12 +71,22 @@ def _scope(principal: Principal, endpoint: str, body: bytes) -> Scope:
     }
 
 
-def _error_from(status: int, body: bytes) -> GatewayCallError:
+def _error_from(status: int, body: bytes, retry_after: float | None = None) -> GatewayCallError:
     try:
         error = orjson.loads(body)["error"]
-        return GatewayCallError(status, str(error["message"]), str(error.get("type") or "api_error"))
+        message, kind = str(error["message"]), str(error.get("type") or "api_error")
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        return GatewayCallError(status, body.decode("utf-8", "replace")[:500] or f"HTTP {status}", "api_error")
+        message, kind = body.decode("utf-8", "replace")[:500] or f"HTTP {status}", "api_error"
+    return GatewayCallError(status, message, kind, retry_after=retry_after)
+
+
+def _retry_after(message: Message) -> float | None:
+    """The ``Retry-After`` of a response start (the gateway writes whole seconds), when it has one."""
+    for name, value in message.get("headers") or ():
+        if bytes(name).lower() == b"retry-after":
+            with contextlib.suppress(ValueError):
+                return max(1.0, float(bytes(value).decode("latin-1")))
+    return None
 
 
 class GatewayClient:
@@ -77,6 +97,7 @@ class GatewayClient:
         """A non-streaming call: the answer's JSON object, or GatewayCallError with the gateway's status."""
         body = orjson.dumps({**payload, "stream": False} if endpoint != "images/generations" else payload)
         status = 500
+        retry_after: float | None = None
         chunks: list[bytes] = []
         sent = False
 
@@ -89,16 +110,17 @@ class GatewayClient:
             raise AssertionError("unreachable")
 
         async def send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, retry_after
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                retry_after = _retry_after(message)
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
         await self.gateway(_scope(principal, endpoint, body), receive, send)
         data = b"".join(chunks)
         if status >= 400:
-            raise _error_from(status, data)
+            raise _error_from(status, data, retry_after)
         answer: dict[str, Any] = orjson.loads(data)
         return answer
 
@@ -138,6 +160,7 @@ class GatewayClient:
 
         task = asyncio.create_task(run())
         status = 500
+        retry_after: float | None = None
         parser = SseParser()
         error_body: list[bytes] = []
         started = False
@@ -145,6 +168,7 @@ class GatewayClient:
             while (message := await queue.get()) is not None:
                 if message["type"] == "http.response.start":
                     status = int(message["status"])
+                    retry_after = _retry_after(message)
                     continue
                 if message["type"] != "http.response.body":
                     continue
@@ -170,7 +194,7 @@ class GatewayClient:
                     started = True
                     yield event
             if status >= 400:
-                raise _error_from(status, b"".join(error_body))
+                raise _error_from(status, b"".join(error_body), retry_after)
         finally:
             cancelled.set()
             if not task.done():

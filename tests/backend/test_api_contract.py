@@ -4,7 +4,8 @@ shape it declares: no 5xx, no schema violation, no undocumented status.
 
 The run really creates, changes and deletes things, so it talks to a server of its own (its own database, no
 local models) whose embedding model is the session server's. It is given one of each resource to work on (a
-repository, collection, document, job, pipeline, and an MCP server that is a real one: tests/servers/mcp_tools.py);
+repository, collection, document, job, pipeline, prompt template, assistant, project, a chat session of the admin's
+with messages and a share link, and an MCP server that is a real one: tests/servers/mcp_tools.py);
 it never revokes the tokens it runs with nor deletes that repository (tests/backend/contract_hooks.py); every secret
 it sends or is issued goes to the session's secret watch.
 """
@@ -82,7 +83,27 @@ def seed(api: httpx.Client, ingest_root: Path, mcp_url: str) -> dict[str, str]:
     body = {"name": "contract", "scope": "global", "transport": "streamable_http", "url": mcp_url}
     mcp = api.post("/api/mcp/servers", json=body)
     assert mcp.status_code == 201, mcp.text
+    project = api.post("/api/projects", json={"name": "contract"})
+    assert project.status_code == 201, project.text
+    # A chat session of the admin (the admin's run reaches its routes; the user's gets their 404) with a question
+    # and an answer (imported: the run's server has no model that answers) and a share link.
+    export = {"format": "lisa.chat.session", "version": 2, "exported_at": "2026-01-01T00:00:00Z",
+              "session": {"title": "contract", "model": "contract-chat", "active_leaf_id": "a",
+                          "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"},
+              "messages": [{"id": "q", "parent_id": None, "role": "user", "content": "Hello?",
+                            "created_at": "2026-01-01T00:00:00Z"},
+                           {"id": "a", "parent_id": "q", "role": "assistant", "content": "Hello.",
+                            "metadata": {"model": "contract-chat"}, "created_at": "2026-01-01T00:00:01Z"}]}  # fmt: skip
+    session = api.post("/api/sessions/import", params={"project_id": project.json()["id"]}, json=export)
+    assert session.status_code == 201, session.text
+    share = api.post(f"/api/sessions/{session.json()['id']}/share")
+    assert share.status_code == 201, share.text
     return {
+        "session_id": session.json()["id"],
+        "token": share.json()["token"],
+        "call_id": "call_contract",  # no call waits: the decision route answers its 404 past the session
+        "image_id": "img_contract",  # no image (the run's server has no image model): its 404 past the session
+        "project_id": project.json()["id"],
         "server_id": mcp.json()["id"],
         "repository_id": "contract",
         "collection_id": "default",

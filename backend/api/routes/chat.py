@@ -45,7 +45,7 @@ async def decide_tool_call(session_id: str, call_id: str, body: ToolDecision, us
                            services: ServicesDep) -> None:  # fmt: skip
     """Approves or denies a tool call that waits (a turn in ``safe`` tool mode; its ``tool_approval`` event).
     404: no such waiting call in this caller's session (another user's too); 409: already decided or timed out.
-    Waiting calls live in the process running the turn: with several replicas, route by session (sticky)."""
+    Any backend process may take the decision: waiting calls are kept in the database."""
     if services.chat_turns.tools is None:
         raise NotFound(f"tool call '{call_id}' not found in session '{session_id}'")
-    services.chat_turns.tools.approvals.decide(user.username, session_id, call_id, body.approve)
+    await services.chat_turns.tools.approvals.decide(user.username, session_id, call_id, body.approve)

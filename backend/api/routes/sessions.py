@@ -27,7 +27,7 @@ from backend.chat.schemas import (
     ShareLink,
 )
 from backend.chat.store import SEARCH_MAX
-from backend.chat.transfer import SessionExport, export_json, export_markdown, import_session
+from backend.chat.transfer import SessionExport, SessionImporter, export_json, export_markdown
 from backend.configuration.features import Feature
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
@@ -80,15 +80,18 @@ async def delete_all_sessions(user: CurrentUser, services: ServicesDep) -> Sessi
     return SessionsDeleted(deleted=await services.chat.delete_all(user))
 
 
-@router.post("/import", status_code=status.HTTP_201_CREATED, responses=errors(404))
+@router.post("/import", status_code=status.HTTP_201_CREATED, responses=errors(400, 403, 404, 413))
 async def import_session_export(
     body: SessionExport,
     user: CurrentUser,
     services: ServicesDep,
     project_id: Annotated[ResourceId | None, Query(description="Put the imported session in this project.")] = None,
 ) -> SessionPublic:
-    """A JSON export (GET .../export?format=json) as a new session of the caller: all of it, or nothing."""
-    session_id = await import_session(services.chat.store, user.username, body, project_id)
+    """A JSON export (GET .../export?format=json) as a new session of the caller: all of it, or nothing. What it
+    names (model, templates, assistant, repositories, MCP servers) must be visible to the caller (404), and the
+    feature toggles must allow its settings and documents (403)."""
+    importer = SessionImporter(services.chat, services.configuration, services.mcp.store, services.context.documents)
+    session_id = await importer.run(user, body, project_id)
     return await services.chat.get(user, session_id)
 
 
@@ -140,7 +143,8 @@ async def export_session(
             media_type="text/markdown; charset=utf-8",
             headers={"Content-Disposition": disposition},
         )
-    body = export_json(row, messages).model_dump_json().encode()
+    documents = await services.context.documents.exported(session_id)
+    body = export_json(row, messages, documents).model_dump_json().encode()
     disposition = content_disposition(f"{row['title']}.json")
     return Response(body, media_type="application/json", headers={"Content-Disposition": disposition})
 

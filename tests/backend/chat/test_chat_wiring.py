@@ -195,6 +195,53 @@ def test_a_session_from_an_assistant(admin: httpx.Client, lisa: LisaServer, user
         admin.delete(f"/api/assistants/{hidden.json()['id']}")
 
 
+def test_a_session_switches_assistant_or_drops_it(admin: httpx.Client, user: httpx.Client, capture: Proc,
+                                                  model: str, small: str) -> None:  # fmt: skip
+    def assistant(persona: str, model_id: str, args: dict[str, Any], **extra: Any) -> str:
+        resp = admin.post("/api/assistants", json={"name": f"switch-{secrets.token_hex(3)}", "model_id": model_id,
+                                                   "model_args": args, "persona": {"text": persona}, **extra})  # fmt: skip
+        assert resp.status_code == 201, resp.text
+        return str(resp.json()["id"])
+
+    first = assistant("You are A.", model, {"temperature": 0.3})
+    second = assistant("You are B.", small, {"max_tokens": 20})
+    hidden = assistant("You are hidden.", model, {}, allowed_groups=["wire-nobody"])
+    try:
+        plain = new_session(user, assistant_id=first, history_buffer=2)
+        mine = new_session(user, assistant_id=first)
+        assert user.patch(f"/api/sessions/{mine['id']}", json={"system_prompt": "My own.", "model": "gemma3-270m"}
+                          ).status_code == 200  # fmt: skip
+
+        switched = user.patch(f"/api/sessions/{plain['id']}", json={"assistant_id": second}).json()
+        assert switched["assistant_id"] == second and switched["model"] == small
+        assert switched["system_prompt"] == "You are B." and switched["arguments"]["max_tokens"] == 20
+        assert switched["arguments"]["temperature"] is None and switched["history_buffer"] == 2  # not the assistant's
+        _, sent = prompt_of(capture, user, plain["id"], {"content": "Hi"})
+        assert sent["messages"][0] == {"role": "system", "content": "You are B."} and sent["max_tokens"] == 20
+
+        kept = user.patch(f"/api/sessions/{mine['id']}", json={"assistant_id": second}).json()
+        assert kept["system_prompt"] == "My own." and kept["arguments"]["max_tokens"] == 20
+        assert kept["model"] == "gemma3-270m"  # chosen by the user: kept
+
+        for refused in (hidden, "nope"):
+            resp = user.patch(f"/api/sessions/{plain['id']}", json={"assistant_id": refused})
+            assert resp.status_code == 404, resp.text
+        assert user.get(f"/api/sessions/{plain['id']}").json()["assistant_id"] == second  # unchanged
+
+        both = user.patch(f"/api/sessions/{mine['id']}", json={"assistant_id": first, "arguments": {"seed": 7}}).json()
+        assert both["assistant_id"] == first and both["arguments"]["seed"] == 7  # the request's own field wins
+        assert both["arguments"]["temperature"] is None
+
+        cleared = user.patch(f"/api/sessions/{plain['id']}", json={"assistant_id": None}).json()
+        assert cleared["assistant_id"] is None and cleared["system_prompt"] is None and cleared["arguments"] is None
+        assert cleared["model"] == small and cleared["history_buffer"] == 2
+        _, sent = prompt_of(capture, user, plain["id"], {"content": "Hi"})
+        assert sent["messages"][0]["role"] != "system" and sent.get("max_tokens") != 20
+    finally:
+        for assistant_id in (first, second, hidden):
+            admin.delete(f"/api/assistants/{assistant_id}")
+
+
 # --- feature toggles ------------------------------------------------------------------------------------------------
 TURN_FIELDS = [
     ("edit_kwargs", {"arguments": {"temperature": 0.5}}),
@@ -246,17 +293,29 @@ def test_deleting_sessions_can_be_turned_off(admin: httpx.Client, user: httpx.Cl
 
 
 @pytest.mark.usefixtures("toggles")
-def test_metadata_is_left_out_without_view_meta_data(admin: httpx.Client, user: httpx.Client, capture: Proc,
-                                                     model: str) -> None:  # fmt: skip
+def test_metadata_is_left_out_without_view_meta_data(admin: httpx.Client, lisa: LisaServer, user: httpx.Client,
+                                                     capture: Proc, model: str) -> None:  # fmt: skip
     sid = new_session(user, model=model)["id"]
     prompt_of(capture, user, sid, {"content": "x"})
-    assert answer_metadata(user, sid)["model"] == model
-    set_feature(admin, "view_meta_data", False)
-    assert answer_metadata(user, sid) == {}
-    exported = user.get(f"/api/sessions/{sid}/export").json()
-    assert all(m["metadata"] == {} for m in exported["messages"])
-    set_feature(admin, "view_meta_data", True)
-    assert answer_metadata(user, sid)["model"] == model
+    path = user.post(f"/api/sessions/{sid}/share").json()["path"]
+    with new_user(admin, lisa, "wired-reader") as reader:
+
+        def shared_metadata(client: httpx.Client) -> dict[str, Any]:
+            resp = client.get(path)
+            assert resp.status_code == 200, resp.text
+            return dict(resp.json()["messages"][-1]["metadata"])
+
+        assert answer_metadata(user, sid)["model"] == model
+        assert shared_metadata(reader)["model"] == model and shared_metadata(user)["model"] == model
+        set_feature(admin, "view_meta_data", False)
+        assert answer_metadata(user, sid) == {}
+        assert shared_metadata(reader) == {} and shared_metadata(user) == {}  # the shared view too
+        assert shared_metadata(admin)["model"] == model  # admins are exempt, here as everywhere
+        exported = user.get(f"/api/sessions/{sid}/export").json()
+        assert all(m["metadata"] == {} for m in exported["messages"])
+        set_feature(admin, "view_meta_data", True)
+        assert answer_metadata(user, sid)["model"] == model
+        assert shared_metadata(reader)["model"] == model
 
 
 @pytest.mark.usefixtures("toggles")

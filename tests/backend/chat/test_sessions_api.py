@@ -186,7 +186,7 @@ def _broken(change: Any) -> dict[str, Any]:
 
 BAD_IMPORTS = {
     "wrong format": lambda d: d.update(format="other"),
-    "wrong version": lambda d: d.update(version=2),
+    "wrong version": lambda d: d.update(version=3),
     "extra field": lambda d: d.update(extra=1),
     "duplicate id": lambda d: d["messages"][1].update(id="m0"),
     "parent missing": lambda d: d["messages"][1].update(parent_id="nope"),

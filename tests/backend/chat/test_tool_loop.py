@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,29 @@ def test_safe_mode_waits_for_approval_and_runs_the_call(
     assert answer["metadata"]["tool_calls"][0]["approved"] is True
 
 
+def test_an_approval_posted_to_another_process_runs_the_call(
+    user: httpx.Client, lisa_peer: LisaServer, models: dict[str, str], tools_server: dict[str, Any]
+) -> None:
+    """The turn streams from the session's server; the decision goes to a second `lisa serve` on the same database."""
+    session = new_session(user, model=models["once-echo"])
+    token = user.headers["Authorization"].removeprefix("Bearer ")
+    with streaming(user, session["id"], {"content": "echo", "tools": [tools_server["id"]]}) as events, \
+            lisa_peer.client(token) as peer:  # fmt: skip
+        waiting = until(events, "tool_approval")
+        url = f"/api/sessions/{session['id']}/tool-calls/{waiting['call_id']}"
+        assert peer.post(f"/api/sessions/{session['id']}/tool-calls/nope", json={"approve": True}).status_code == 404
+        started = time.monotonic()
+        assert peer.post(url, json={"approve": True}).status_code == 204
+        turn = rest(events)
+        took = time.monotonic() - started
+        assert peer.post(url, json={"approve": False}).status_code == 409
+    assert user.post(url, json={"approve": True}).status_code == 409  # decided, whichever process is asked
+    assert turn.one("tool_call")["tool"] == "echo"
+    assert turn.one("tool_result")["result"] == "hello tools"
+    assert turn.text == "tool said: hello tools"
+    print(f"approval on the peer to the end of the turn on the server: {took * 1000:.0f} ms")
+
+
 def test_safe_mode_deny_tells_the_model(
     user: httpx.Client, models: dict[str, str], tools_server: dict[str, Any]
 ) -> None:
@@ -190,3 +214,42 @@ def test_bad_tool_fields_are_refused(user: httpx.Client, models: dict[str, str])
         {"content": "x", "tools": [""]},
     ):
         assert send(user, session["id"], body).status == 422
+
+
+@pytest.fixture
+def limited(admin: httpx.Client, lisa: LisaServer) -> Iterator[httpx.Client]:
+    """A user allowed one request a minute."""
+    name = f"limited-{secrets.token_hex(3)}"
+    resp = admin.post("/api/tokens", json={"name": name, "username": name, "groups": []})
+    assert resp.status_code == 201, resp.text
+    assert admin.put(f"/api/limits/user/{name}", json={"rpm": 1}).status_code == 200
+    with lisa.client(resp.json()["token"]) as client:
+        yield client
+    admin.delete(f"/api/limits/user/{name}")
+
+
+def test_a_limit_before_the_answer_is_a_429_with_the_gateways_retry_after(
+    limited: httpx.Client, models: dict[str, str]
+) -> None:
+    session = new_session(limited, model=models["once-echo"])
+    assert send(limited, session["id"], {"content": "first", "tools": []}).status == 200
+    refused = send(limited, session["id"], {"content": "second", "tools": []})
+    assert refused.status == 429 and "limit" in refused.body["detail"].lower()
+    with limited.stream("POST", f"/api/sessions/{session['id']}/messages", json={"content": "third"}) as resp:
+        resp.read()
+        assert resp.status_code == 429 and 1 <= int(resp.headers["retry-after"]) <= 60
+        assert resp.json()["detail"] == refused.body["detail"]
+    messages = limited.get(f"/api/sessions/{session['id']}").json()["messages"]
+    assert [m["content"] for m in messages if m["role"] == "user"] == ["first"]  # the refused turns left nothing
+
+
+def test_a_limit_inside_the_tool_loop_is_an_error_event_with_retry_after(
+    limited: httpx.Client, models: dict[str, str], tools_server: dict[str, Any]
+) -> None:
+    session = new_session(limited, model=models["once-add"])
+    turn = send(limited, session["id"], {"content": "2+3?", "tools": [tools_server["id"]], "tool_mode": "autopilot"})
+    assert turn.status == 200, turn.body
+    assert turn.one("tool_result")["result"] == "5"  # the first model call ran; the second one is refused
+    error = turn.one("error")
+    assert error["status"] == 429 and 1 <= error["retry_after"] <= 60 and error["detail"]
+    assert turn.one("done")["status"] == "error"
