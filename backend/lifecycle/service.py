@@ -25,6 +25,7 @@ from backend.lifecycle.worker import LifecycleWorker
 from backend.paging import PageParams
 from backend.registry.schemas import Hosting, ModelCreate, ModelHealth, ModelPublic, ModelStatus, ModelUpdate
 from backend.registry.service import ModelRegistry, to_public
+from backend.runtime.local_models import MANAGED_BY as BUNDLED
 
 log = logging.getLogger("lisa.lifecycle")
 
@@ -139,10 +140,14 @@ class LifecycleService:
         self, kind: WorkflowKind, model_id: str, actor: Principal, reason: str | None
     ) -> ModelPublic | WorkflowAccepted:
         """Disabling takes the model out of the gateway's routes at once (its status leaves InService on commit);
-        enabling a model LISA does not deploy checks that it answers first (else it is marked unreachable)."""
+        enabling a model LISA does not deploy checks that it answers first (else it is marked unreachable). A bundled
+        model's server is started and stopped by `lisa serve` itself once its status changes (backend/runtime/
+        bundled.py): enabled, it has not started yet, so it is not probed (its health is unknown until checked)."""
         row = await self._row(model_id)
         why: str | None = None
-        if kind == WorkflowKind.enable and row["deployment"] is None and row["hosting"] == Hosting.internal.value:
+        bundled = row["managed_by"] == BUNDLED
+        if kind == WorkflowKind.enable and row["deployment"] is None and row["hosting"] == Hosting.internal.value \
+                and not bundled:  # fmt: skip
             why = await self.probe.not_answering(str(row["base_url"]))
         workflow: RowMapping | None = None
         async with self.engine.begin() as conn:
@@ -178,7 +183,11 @@ class LifecycleService:
     ) -> RowMapping:
         now = datetime.now(UTC)
         values: dict[str, Any] = {"status": status.value, "status_reason": None, "updated_at": now}
-        if status != ModelStatus.in_service or current["hosting"] != Hosting.internal.value:
+        if (
+            status != ModelStatus.in_service
+            or current["hosting"] != Hosting.internal.value
+            or current["managed_by"] == BUNDLED
+        ):
             values |= {"health": ModelHealth.unknown.value, "health_reason": None, "unreachable_since": None,
                        "health_failures": 0}  # fmt: skip
         elif current["deployment"] is None:  # enabled now: as its probe found it
