@@ -233,6 +233,19 @@ class LifecycleService:
             raise NotFound(f"model '{model_id}' not found")
         return await store.events_page(self.engine, model_id, params)
 
+    # --- logs ------------------------------------------------------------------------------------------------------
+    async def logs(self, model_id: str, lines: int) -> str:
+        """The last ``lines`` lines of the model server's output, read by its deployer (a local process's log file,
+        an ECS model's CloudWatch log group); 404 for a model LISA does not deploy or whose deployment is gone."""
+        row = await self._row(model_id)
+        if row["deployment"] is None:
+            raise NotFound(f"model '{model_id}' is not deployed by LISA: it has no logs here")
+        kind = str(row["deployment"]["deployer"])
+        text = await self.deployers.get(kind).logs(model_id, lines)
+        if text is None:
+            raise NotFound(f"model '{model_id}' has no {kind} deployment now: it has no logs")
+        return text
+
     # --- parts -----------------------------------------------------------------------------------------------------
     async def _row(self, model_id: str) -> RowMapping:
         row = await self.registry.row(model_id)
