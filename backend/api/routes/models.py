@@ -55,7 +55,10 @@ async def model_events(model_id: str, _admin: AdminUser, services: ServicesDep, 
 @router.get(
     "/{model_id:path}/logs",
     response_class=PlainTextResponse,
-    responses={**errors(404), 200: {"content": {"text/plain": {}}, "description": "The last lines of its output."}},
+    responses={
+        **errors(400, 404, 502),
+        200: {"content": {"text/plain": {}}, "description": "The last lines of its output."},
+    },
 )
 async def model_logs(
     model_id: str,
