@@ -37,7 +37,7 @@ from backend.chat.summarize import gateway_asker
 from backend.db import tables
 from backend.errors import BadRequest, LisaError, NotFound
 from backend.registry.route_table import RouteTable
-from backend.registry.schemas import ModelRoute, ModelStatus, ModelType
+from backend.registry.schemas import ModelRoute, ModelType
 from backend.serve.internal import GatewayClient
 
 M = tables.chat_messages
@@ -232,7 +232,7 @@ class Compactor:
             if (
                 other is not None
                 and other.type == ModelType.textgen
-                and other.status == ModelStatus.in_service
+                and other.serving
                 and can_access(principal, other.allowed_groups)
             ):
                 return other

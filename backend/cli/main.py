@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from backend.cli import model_lifecycle
-from backend.cli.client import ApiError, LisaClient, resolve_token
+from backend.cli.common import DEFAULT_DATA_DIR, DEFAULT_URL, DataDirOpt, TokenOpt, UrlOpt, call, connect, console
 from backend.cli.rag import rag_app
 from backend.cli.rag_ingest import ingest as ingest_command
 
@@ -23,27 +22,6 @@ app.add_typer(models_app, name="models")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(rag_app, name="rag")
 app.command("ingest")(ingest_command)
-console = Console()
-
-UrlOpt = Annotated[str, typer.Option(envvar="LISA_URL", help="Address of a running LISA.")]
-TokenOpt = Annotated[str | None, typer.Option(help="API token (default: $LISA_API_KEY or DATA_DIR/admin-token).")]
-DataDirOpt = Annotated[Path, typer.Option(envvar="LISA_DATA_DIR", help="Data directory.")]
-
-
-def _client(url: str, token: str | None, data_dir: Path) -> LisaClient:
-    try:
-        return LisaClient(url, resolve_token(token, data_dir))
-    except ApiError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-
-
-def _call(client: LisaClient, method: str, path: str, **kwargs: object) -> object:
-    try:
-        return client.request(method, path, **kwargs)
-    except ApiError as exc:
-        console.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -88,11 +66,9 @@ def serve(
 
 
 @models_app.command("list")
-def models_list(
-    url: UrlOpt = "http://127.0.0.1:8080", token: TokenOpt = None, data_dir: DataDirOpt = Path(".lisa")
-) -> None:
+def models_list(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, data_dir: DataDirOpt = DEFAULT_DATA_DIR) -> None:
     """List the models you can see."""
-    items = _client(url, token, data_dir).paged("/api/models")
+    items = connect(url, token, data_dir).paged("/api/models")
     table = Table("id", "type", "hosting", "status", "streaming", "target")
     for m in items:
         target = m.get("base_url") or m.get("provider_model") or ""
@@ -110,9 +86,9 @@ def models_add(
     upstream_model: Annotated[str | None, typer.Option(help="Model name the upstream expects.")] = None,
     streaming: Annotated[bool | None, typer.Option(help="Whether the model streams.")] = None,
     group: Annotated[list[str] | None, typer.Option(help="Allowed group (repeatable).")] = None,
-    url: UrlOpt = "http://127.0.0.1:8080",
+    url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
     """Register a model."""
     body: dict[str, object] = {
@@ -129,21 +105,9 @@ def models_add(
         "allowed_groups": group,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
-    created = _call(_client(url, token, data_dir), "POST", "/api/models", json=body)
+    created = call(connect(url, token, data_dir), "POST", "/api/models", json=body)
     assert isinstance(created, dict)
     console.print(f"added [bold]{created['id']}[/bold] ({created['type']}, {created['hosting']})")
-
-
-@models_app.command("remove")
-def models_remove(
-    model_id: str,
-    url: UrlOpt = "http://127.0.0.1:8080",
-    token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
-) -> None:
-    """Delete a model from the registry."""
-    _call(_client(url, token, data_dir), "DELETE", f"/api/models/{model_id}")
-    console.print(f"removed [bold]{model_id}[/bold]")
 
 
 @tokens_app.command("create")
@@ -153,9 +117,9 @@ def tokens_create(
     user: Annotated[str | None, typer.Option(help="Owner (admins only; default: you).")] = None,
     group: Annotated[list[str] | None, typer.Option(help="Group the token carries (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    url: UrlOpt = "http://127.0.0.1:8080",
+    url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
     """Create an API token; the secret is printed once."""
     body: dict[str, object] = {"name": name}
@@ -165,7 +129,7 @@ def tokens_create(
         body["username"] = user
     if group:
         body["groups"] = group
-    created = _call(_client(url, token, data_dir), "POST", "/api/tokens", json=body)
+    created = call(connect(url, token, data_dir), "POST", "/api/tokens", json=body)
     assert isinstance(created, dict)
     if as_json:
         print(json.dumps(created))
@@ -178,12 +142,12 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(
     all_users: Annotated[bool, typer.Option("--all", help="Every user's tokens (admins).")] = False,
-    url: UrlOpt = "http://127.0.0.1:8080",
+    url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
     """List API tokens (never their secrets)."""
-    items = _client(url, token, data_dir).paged("/api/tokens", all_users=str(all_users).lower())
+    items = connect(url, token, data_dir).paged("/api/tokens", all_users=str(all_users).lower())
     table = Table("id", "name", "user", "prefix", "expires", "active")
     for t in items:
         table.add_row(t["id"], t["name"], t["username"], t["prefix"], t["expires_at"], str(t["active"]).lower())
@@ -193,18 +157,20 @@ def tokens_list(
 @tokens_app.command("revoke")
 def tokens_revoke(
     token_id: str,
-    url: UrlOpt = "http://127.0.0.1:8080",
+    url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
     """Revoke an API token; it stops working at once, in every backend process."""
-    _call(_client(url, token, data_dir), "DELETE", f"/api/tokens/{token_id}")
+    call(connect(url, token, data_dir), "DELETE", f"/api/tokens/{token_id}")
     console.print(f"revoked [bold]{token_id}[/bold]")
 
 
-# A model's lifecycle (backend/cli/model_lifecycle.py), listed after the registry's own commands.
+# A model's lifecycle (backend/cli/model_lifecycle.py), listed after the registry's own commands; `remove` is the
+# older name of `delete` (one command: a model LISA deploys goes with its deployment).
 for _name in ("deploy", "update", "enable", "disable", "delete", "events", "logs"):
     models_app.command(_name)(getattr(model_lifecycle, _name))
+models_app.command("remove", help="Delete a model (the same as `lisa models delete`).")(model_lifecycle.delete)
 
 
 if __name__ == "__main__":

@@ -16,18 +16,24 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
 
-from backend.cli.client import ApiError, LisaClient, resolve_token
+from backend.cli.client import ApiError, LisaClient
+from backend.cli.common import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_URL,
+    DataDirOpt,
+    TokenOpt,
+    UrlOpt,
+    call,
+    call_text,
+    connect,
+    console,
+    fail,
+)
 
-console = Console()
 SETTLED = {"InService", "Stopped", "Failed"}
 MAX_SPEC_BYTES = 1024 * 1024
-
-UrlOpt = Annotated[str, typer.Option(envvar="LISA_URL", help="Address of a running LISA.")]
-TokenOpt = Annotated[str | None, typer.Option(help="API token (default: $LISA_API_KEY or DATA_DIR/admin-token).")]
-DataDirOpt = Annotated[Path, typer.Option(envvar="LISA_DATA_DIR", help="Data directory.")]
 SpecOpt = Annotated[Path | None, typer.Option("--spec", help="The deployment spec: a YAML or JSON file.")]
 SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="A spec field, KEY=VALUE (repeatable; dotted keys nest).")
@@ -123,22 +129,6 @@ def model_path(model_id: str, suffix: str = "") -> str:
 
 
 # ---------------------------------------------------------------------------------------------- talking to LISA
-def _client(url: str, token: str | None, data_dir: Path) -> LisaClient:
-    try:
-        return LisaClient(url, resolve_token(token, data_dir))
-    except ApiError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from exc
-
-
-def _call(client: LisaClient, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        return client.request(method, path, **kwargs)
-    except ApiError as exc:
-        console.print(f"[red]error[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
-
-
 def _report(model_id: str, answer: Any, verb: str) -> None:
     if isinstance(answer, dict) and "workflow" in answer:  # 202: a workflow started
         workflow = answer["workflow"]
@@ -171,8 +161,7 @@ def follow(client: LisaClient, model_id: str, timeout: float, *, gone_is_done: b
             if gone_is_done and str(exc).startswith("404"):
                 console.print(f"deleted [bold]{escape(model_id)}[/bold]")
                 return None
-            console.print(f"[red]error[/red] {escape(str(exc))}")
-            raise typer.Exit(1) from exc
+            raise fail(exc) from exc
         status = str(model["status"])
         if status in SETTLED and not gone_is_done:
             if status == "Failed":
@@ -200,17 +189,17 @@ def deploy(
     group: Annotated[list[str] | None, typer.Option(help="Allowed group (repeatable).")] = None,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 3600.0,
-    url: UrlOpt = "http://127.0.0.1:8080",
+    url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
     """Deploy a model (LISA runs it: --deployer with --spec/--set), or register one running at --base-url."""
     body = deploy_body(
         model_id, type_, deployer, load_spec(spec_file, sets), base_url,
         name=name, streaming=streaming, context_window=context_window, allowed_groups=group,
     )  # fmt: skip
-    client = _client(url, token, data_dir)
-    _report(model_id, _call(client, "POST", "/api/models", json=body), "deploying" if deployer else "registered")
+    client = connect(url, token, data_dir)
+    _report(model_id, call(client, "POST", "/api/models", json=body), "deploying" if deployer else "registered")
     if wait and deployer:
         follow(client, model_id, timeout)
 
@@ -224,14 +213,14 @@ def update(
     group: Annotated[list[str] | None, typer.Option(help="Allowed group (repeatable; replaces them).")] = None,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 3600.0,
-    url: UrlOpt = "http://127.0.0.1:8080",
+    url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
     """Change a model: registry fields, and its deployment's spec (--spec/--set: the fields given change)."""
     body = update_body(load_spec(spec_file, sets), name=name, context_window=context_window, allowed_groups=group)
-    client = _client(url, token, data_dir)
-    _report(model_id, _call(client, "PATCH", model_path(model_id), json=body), "updating")
+    client = connect(url, token, data_dir)
+    _report(model_id, call(client, "PATCH", model_path(model_id), json=body), "updating")
     if wait:
         follow(client, model_id, timeout)
 
@@ -240,13 +229,13 @@ def enable(
     model_id: str,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 3600.0,
-    url: UrlOpt = "http://127.0.0.1:8080",
+    url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
     """Start a Stopped model."""
-    client = _client(url, token, data_dir)
-    _report(model_id, _call(client, "POST", model_path(model_id, "/enable")), "enabling")
+    client = connect(url, token, data_dir)
+    _report(model_id, call(client, "POST", model_path(model_id, "/enable")), "enabling")
     if wait:
         follow(client, model_id, timeout)
 
@@ -255,13 +244,13 @@ def disable(
     model_id: str,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 3600.0,
-    url: UrlOpt = "http://127.0.0.1:8080",
+    url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
     """Stop a model in service (the gateway stops routing to it at once)."""
-    client = _client(url, token, data_dir)
-    _report(model_id, _call(client, "POST", model_path(model_id, "/disable")), "disabling")
+    client = connect(url, token, data_dir)
+    _report(model_id, call(client, "POST", model_path(model_id, "/disable")), "disabling")
     if wait:
         follow(client, model_id, timeout)
 
@@ -270,13 +259,13 @@ def delete(
     model_id: str,
     wait: WaitOpt = False,
     timeout: TimeoutOpt = 3600.0,
-    url: UrlOpt = "http://127.0.0.1:8080",
+    url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
     """Delete a model, and its deployment when LISA runs it (refused while a repository or assistant uses it)."""
-    client = _client(url, token, data_dir)
-    answer = _call(client, "DELETE", model_path(model_id))
+    client = connect(url, token, data_dir)
+    answer = call(client, "DELETE", model_path(model_id))
     _report(model_id, answer, "deleting" if answer else "deleted")
     if wait and answer:
         follow(client, model_id, timeout, gone_is_done=True)
@@ -286,17 +275,17 @@ def events(
     model_id: str,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="The latest events to show (oldest first).")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
-    url: UrlOpt = "http://127.0.0.1:8080",
+    url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
     """What happened to a model: status changes, workflow steps, its deployment's events, health."""
-    client = _client(url, token, data_dir)
+    client = connect(url, token, data_dir)
     latest: deque[dict[str, Any]] = deque(maxlen=limit)
     cursor = None
     while True:
         params: dict[str, Any] = {"limit": 500} | ({"cursor": cursor} if cursor else {})
-        page = _call(client, "GET", model_path(model_id, "/events"), params=params)
+        page = call(client, "GET", model_path(model_id, "/events"), params=params)
         latest.extend(page["data"])
         cursor = page.get("next_cursor")
         if not cursor:
@@ -311,15 +300,10 @@ def events(
 def logs(
     model_id: str,
     lines: Annotated[int, typer.Option(min=1, max=10_000, help="Lines from the end of the log.")] = 100,
-    url: UrlOpt = "http://127.0.0.1:8080",
+    url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
-    data_dir: DataDirOpt = Path(".lisa"),
+    data_dir: DataDirOpt = DEFAULT_DATA_DIR,
 ) -> None:
-    """The last lines of a locally deployed model's server log."""
-    client = _client(url, token, data_dir)
-    try:
-        text = client.text("GET", model_path(model_id, "/logs"), params={"lines": lines})
-    except ApiError as exc:
-        console.print(f"[red]error[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
+    """The last lines of a deployed model's server output (a local model's log, an ECS model's CloudWatch logs)."""
+    text = call_text(connect(url, token, data_dir), "GET", model_path(model_id, "/logs"), params={"lines": lines})
     print(text, end="" if text.endswith("\n") or not text else "\n")

@@ -23,15 +23,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from backend.cli.client import ApiError, LisaClient, resolve_token
+from backend.cli.common import DataDirOpt, TokenOpt, UrlOpt
 from backend.rag.evaluation import DEFAULT_KS, Question, load_questions, page_of, rank_of, summarise
 
 rag_app = typer.Typer(help="Retrieval: evaluate search quality.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
-
-UrlOpt = Annotated[str, typer.Option(envvar="LISA_URL", help="Address of a running LISA.")]
-TokenOpt = Annotated[str | None, typer.Option(help="API token (default: $LISA_API_KEY or DATA_DIR/admin-token).")]
-DataDirOpt = Annotated[Path, typer.Option(envvar="LISA_DATA_DIR", help="Data directory.")]
 
 MAX_CONCURRENCY = 32
 TOP_K_LIMIT = 100  # the search endpoint's own bound

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from backend.net.egress import EgressGuard
+from backend.net.egress import EgressGuard, EgressUnresolved
 
 MAX_CONTEXT = 100_000_000  # the registry's bound on context_window
 MAX_BODY = 1024 * 1024  # bytes of /props or /v1/models read
@@ -44,6 +44,16 @@ class Probe:
                 transport=self._egress.httpx_transport(), timeout=httpx.Timeout(self.timeout), follow_redirects=False
             )
         return self._http
+
+    async def check_endpoint(self, url: str, what: str) -> str | None:
+        """The egress guard's registration check of an endpoint a deployment reports (``EgressRefused`` naming the
+        address and why). A name that does not resolve yet (a new load balancer's) passes with the reason returned:
+        every connection to it is still checked when it is made."""
+        try:
+            await self._egress.check_url(url, what)
+        except EgressUnresolved as exc:
+            return exc.message
+        return None
 
     async def aclose(self) -> None:
         if self._http is not None:

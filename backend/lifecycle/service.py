@@ -25,6 +25,7 @@ from backend.lifecycle.worker import LifecycleWorker
 from backend.paging import PageParams
 from backend.registry.schemas import Hosting, ModelCreate, ModelHealth, ModelPublic, ModelStatus, ModelUpdate
 from backend.registry.service import ModelRegistry, to_public
+from backend.runtime.local_models import MANAGED_BY as BUNDLED
 
 log = logging.getLogger("lisa.lifecycle")
 
@@ -139,10 +140,14 @@ class LifecycleService:
         self, kind: WorkflowKind, model_id: str, actor: Principal, reason: str | None
     ) -> ModelPublic | WorkflowAccepted:
         """Disabling takes the model out of the gateway's routes at once (its status leaves InService on commit);
-        enabling a model LISA does not deploy checks that it answers first (else it is marked unreachable)."""
+        enabling a model LISA does not deploy checks that it answers first (else it is marked unreachable). A bundled
+        model's server is started and stopped by `lisa serve` itself once its status changes (backend/runtime/
+        bundled.py): enabled, it has not started yet, so it is not probed (its health is unknown until checked)."""
         row = await self._row(model_id)
         why: str | None = None
-        if kind == WorkflowKind.enable and row["deployment"] is None and row["hosting"] == Hosting.internal.value:
+        bundled = row["managed_by"] == BUNDLED
+        if kind == WorkflowKind.enable and row["deployment"] is None and row["hosting"] == Hosting.internal.value \
+                and not bundled:  # fmt: skip
             why = await self.probe.not_answering(str(row["base_url"]))
         workflow: RowMapping | None = None
         async with self.engine.begin() as conn:
@@ -178,7 +183,11 @@ class LifecycleService:
     ) -> RowMapping:
         now = datetime.now(UTC)
         values: dict[str, Any] = {"status": status.value, "status_reason": None, "updated_at": now}
-        if status != ModelStatus.in_service or current["hosting"] != Hosting.internal.value:
+        if (
+            status != ModelStatus.in_service
+            or current["hosting"] != Hosting.internal.value
+            or current["managed_by"] == BUNDLED
+        ):
             values |= {"health": ModelHealth.unknown.value, "health_reason": None, "unreachable_since": None,
                        "health_failures": 0}  # fmt: skip
         elif current["deployment"] is None:  # enabled now: as its probe found it
@@ -223,6 +232,19 @@ class LifecycleService:
         if await self.registry.row(model_id) is None and not await store.has_events(self.engine, model_id):
             raise NotFound(f"model '{model_id}' not found")
         return await store.events_page(self.engine, model_id, params)
+
+    # --- logs ------------------------------------------------------------------------------------------------------
+    async def logs(self, model_id: str, lines: int) -> str:
+        """The last ``lines`` lines of the model server's output, read by its deployer (a local process's log file,
+        an ECS model's CloudWatch log group); 404 for a model LISA does not deploy or whose deployment is gone."""
+        row = await self._row(model_id)
+        if row["deployment"] is None:
+            raise NotFound(f"model '{model_id}' is not deployed by LISA: it has no logs here")
+        kind = str(row["deployment"]["deployer"])
+        text = await self.deployers.get(kind).logs(model_id, lines)
+        if text is None:
+            raise NotFound(f"model '{model_id}' has no {kind} deployment now: it has no logs")
+        return text
 
     # --- parts -----------------------------------------------------------------------------------------------------
     async def _row(self, model_id: str) -> RowMapping:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import RowMapping
 from backend.lifecycle.deployers import Deployer, Deployment, DeploymentFailed, ModelSpec, Progress
 from backend.lifecycle.probe import Probe
 from backend.lifecycle.schemas import WorkflowKind
+from backend.net.egress import EgressRefused
 
 PROBE_PAUSE_SECONDS = 1.0
 
@@ -54,25 +55,36 @@ class Step:
     deadline: str  # which deadline: "deployer" (a deployment operation), "probe", "registry"
 
 
-def _served(deployment: Deployment, step: str) -> dict[str, Any]:
+async def _served(ctx: StepContext, deployment: Deployment, step: str) -> dict[str, Any]:
+    """The endpoint to register, once it passed the egress guard as an admin's base_url does (an ECS stack's
+    ``http://<load balancer>/v1`` must lie in ``LISA_EGRESS_ALLOW``, the VPC's CIDR on AWS); one outside it fails the
+    step with the guard's reason."""
     if not deployment.endpoint_url:
         raise DeploymentFailed(step, f"the deployment ({deployment.detail}) gave no endpoint to register")
-    return {"endpoint_url": deployment.endpoint_url, "reference": deployment.reference}
+    what = f"model '{ctx.model_id}': the endpoint its deployment reports ({deployment.endpoint_url})"
+    try:
+        unresolved = await ctx.probe.check_endpoint(deployment.endpoint_url, what)
+    except EgressRefused as exc:
+        raise DeploymentFailed(step, exc.message, resource="endpoint") from exc
+    found: dict[str, Any] = {"endpoint_url": deployment.endpoint_url, "reference": deployment.reference}
+    if unresolved is not None:
+        found["endpoint_unresolved"] = unresolved
+    return found
 
 
 async def deploy(ctx: StepContext) -> dict[str, Any]:
-    return _served(await ctx.deployer.deploy(ctx.require_spec(), ctx.progress), "deploy")
+    return await _served(ctx, await ctx.deployer.deploy(ctx.require_spec(), ctx.progress), "deploy")
 
 
 async def update(ctx: StepContext) -> dict[str, Any]:
     """A stopped model takes its new spec and stays stopped (the deployer's stop deploys the spec scaled to none)."""
     if ctx.target.get("stopped"):
-        return _served(await ctx.deployer.stop(ctx.require_spec(), ctx.progress), "update")
-    return _served(await ctx.deployer.update(ctx.require_spec(), ctx.progress), "update")
+        return await _served(ctx, await ctx.deployer.stop(ctx.require_spec(), ctx.progress), "update")
+    return await _served(ctx, await ctx.deployer.update(ctx.require_spec(), ctx.progress), "update")
 
 
 async def start(ctx: StepContext) -> dict[str, Any]:
-    return _served(await ctx.deployer.start(ctx.require_spec(), ctx.progress), "start")
+    return await _served(ctx, await ctx.deployer.start(ctx.require_spec(), ctx.progress), "start")
 
 
 async def stop(ctx: StepContext) -> dict[str, Any]:

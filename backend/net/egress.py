@@ -1,6 +1,7 @@
 """The egress guard: one policy for every address the server connects to because someone configured it.
 
-What passes here: model ``base_url`` (internal and third_party), OpenSearch endpoints and external PostgreSQL URLs of
+What passes here: model ``base_url`` (internal and third_party; for a model LISA deploys, the endpoint its deployment
+reports, before it is registered: backend/lifecycle/steps.py), OpenSearch endpoints and external PostgreSQL URLs of
 repositories, the reranker, S3 buckets of ingestion sources and pipelines (and their SQS queue URLs), and MCP
 servers (``check_url(url, "MCP server ...")`` when one is registered; connections through ``httpx2_transport()``,
 as the ``mcp`` SDK's HTTP client is httpx2).
@@ -92,6 +93,12 @@ _BUCKET_PATTERN = re.compile(r"^[a-z0-9*][a-z0-9.*-]{0,62}$")
 
 class EgressRefused(BadRequest):
     """A URL, host or bucket the policy refuses (400, before anything is written)."""
+
+
+class EgressUnresolved(EgressRefused):
+    """A host name that does not resolve (yet): it cannot be checked, so registration refuses it; where the address
+    comes from a deployment (a new load balancer's name takes a while to resolve), the caller may accept it and leave
+    the judgement to connect time (``socket_factory``)."""
 
 
 class EgressBlocked(OSError):
@@ -254,7 +261,7 @@ class EgressGuard:
         try:
             addresses = await self.resolve(name, port)
         except (OSError, TimeoutError, UnicodeError) as exc:
-            raise EgressRefused(f"{what}: host name '{name}' does not resolve, so it cannot be checked") from exc
+            raise EgressUnresolved(f"{what}: host name '{name}' does not resolve, so it cannot be checked") from exc
         for address in addresses:
             why = self.policy.refusal(address)
             if why is not None:

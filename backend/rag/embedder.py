@@ -19,7 +19,7 @@ from langchain_core.embeddings import Embeddings
 from backend.errors import BadRequest, Unavailable, UpstreamError, UpstreamTimeout
 from backend.net.egress import EgressGuard
 from backend.registry.route_table import RouteTable
-from backend.registry.schemas import Hosting, ModelRoute, ModelStatus, ModelType
+from backend.registry.schemas import Hosting, ModelRoute, ModelType
 
 
 class Embedder:
@@ -47,7 +47,7 @@ class Embedder:
             raise BadRequest(f"embedding model '{model_id}' is not registered")
         if route.type != ModelType.embedding:
             raise BadRequest(f"model '{model_id}' is a {route.type.value} model, not an embedding model")
-        if route.status != ModelStatus.in_service:
+        if not route.serving:
             raise BadRequest(f"embedding model '{model_id}' is not in service (status: {route.status.value})")
         if (why := route.unavailable()) is not None:  # marked unreachable by the health checks
             raise Unavailable(f"embedding {why}")

@@ -7,7 +7,6 @@ heartbeat and queued again; the runner skips what was already done.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,19 +15,14 @@ import sqlalchemy as sa
 from procrastinate import App, PsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy.ext.asyncio import AsyncEngine
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from backend.db.engine import asyncpg_dsn
+from backend.db.job_worker import JobWorkerLoop
 from backend.rag.ingest import IngestRunner
 
 log = logging.getLogger("lisa.rag")
 QUEUE = "rag"
 INGEST_TASK = "rag.ingest"
-WORKER_RESTART_MAX_SECONDS = 5.0
-
-
-class WorkerStopped(Exception):
-    """procrastinate's worker returned although LISA did not stop it (its database connection failed)."""
 
 
 class RagWorker:
@@ -62,45 +56,18 @@ class RagWorker:
         self._ingest = self.app.task(name=INGEST_TASK, queue=QUEUE, pass_context=False)(self._run_ingest)
         tick = self.app.task(name="rag.tick", queue=QUEUE, pass_context=False)(self._tick)
         self.app.periodic(cron="* * * * *", periodic_id="rag-tick")(tick)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loop = JobWorkerLoop(
+            self.app, QUEUE, "ingestion worker", log, self.resume, concurrency, heartbeat_seconds, stalled_seconds,
+            resume_failed="resuming stalled ingestion jobs failed",
+        )  # fmt: skip
 
     async def start(self) -> None:
         await self.app.open_async()
-        if not self.run_worker:
-            return
-        self._tasks.append(asyncio.create_task(self._run_worker(), name="rag-worker"))
-        self._tasks.append(asyncio.create_task(self._resume_after_start(), name="rag-resume"))
-
-    async def _run_worker(self) -> None:
-        """procrastinate's worker stops when the database goes away (its heartbeat, listener or job fetch fails):
-        run it again, with backoff, for as long as LISA runs. Jobs it was running are found stalled and resumed."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(Exception),
-            wait=wait_exponential(multiplier=0.5, max=WORKER_RESTART_MAX_SECONDS),
-            before_sleep=lambda state: log.warning(
-                "ingestion worker stopped (%s); restarting", state.outcome.exception() if state.outcome else "?"
-            ),
-        )
-        await retrying(self._worker_until_it_stops)
-
-    async def _worker_until_it_stops(self) -> None:
-        await self.app.run_worker_async(
-            queues=[QUEUE],
-            concurrency=self.concurrency,
-            install_signal_handlers=False,
-            update_heartbeat_interval=self.heartbeat_seconds,
-            stalled_worker_timeout=self.stalled_seconds,
-            fetch_job_polling_interval=2.0,
-            delete_jobs="successful",
-        )
-        raise WorkerStopped("the worker stopped by itself")
+        if self.run_worker:
+            self._loop.start()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(task, timeout=10)
+        await self._loop.stop()
         await self.app.close_async()
 
     async def defer(self, job_id: str) -> None:
@@ -122,14 +89,6 @@ class RagWorker:
                 await hook()
             except Exception:
                 log.exception("rag tick hook failed")
-
-    async def _resume_after_start(self) -> None:
-        # A worker killed just before this process started is "stalled" only once its heartbeat is stale.
-        await asyncio.sleep(self.stalled_seconds + self.heartbeat_seconds)
-        try:
-            await self.resume()
-        except Exception:
-            log.exception("resuming stalled ingestion jobs failed")
 
     async def resume(self) -> None:
         """Queue again the jobs whose worker died, and unfinished jobs that have no queue entry at all."""

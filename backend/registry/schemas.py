@@ -203,6 +203,9 @@ class ModelPage(Page[ModelPublic]):
     pass
 
 
+SERVING = frozenset({ModelStatus.in_service, ModelStatus.updating})
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRoute:
     """What the gateway needs to route one request; api_key is decrypted, so this never leaves the process."""
@@ -222,10 +225,22 @@ class ModelRoute:
     health: ModelHealth = ModelHealth.unknown
     unreachable_since: datetime | None = None
 
+    @property
+    def serving(self) -> bool:
+        """Listed by /v1/models and routed: InService, or Updating (its current deployment serves until the update
+        ends). Creating, Starting, Stopping, Stopped, Deleting and Failed models are neither."""
+        return self.status in SERVING
+
+    def not_serving(self) -> str | None:
+        """Why the model is neither listed nor routed (its status); None while it serves."""
+        if self.serving:
+            return None
+        return f"model '{self.id}' is not in service (status: {self.status.value}); it cannot be used until it is"
+
     def unavailable(self) -> str | None:
-        """Why requests to the model are answered 503 at once (not in service, or not answering); None: route."""
-        if self.status != ModelStatus.in_service:
-            return f"model '{self.id}' is not in service (status: {self.status.value})"
+        """Why requests to the model are answered 503 at once (not serving, or not answering); None: route."""
+        if (why := self.not_serving()) is not None:
+            return why
         if self.health == ModelHealth.unreachable:
             since = self.unreachable_since.isoformat(timespec="seconds") if self.unreachable_since else "recently"
             return f"model '{self.id}' is not answering (unreachable since {since}); retry later"

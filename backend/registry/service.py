@@ -283,18 +283,16 @@ class ModelRegistry:
         return await self._row(model_id)
 
     async def upsert_managed(self, data: ModelCreate, managed_by: str) -> None:
-        """Register or refresh a model that LISA itself runs (its address changes between starts)."""
+        """Register or refresh a model that LISA itself runs (its address changes between starts). Its status is
+        kept: a model an admin disabled stays Stopped, a failed one Failed with its reason (backend/runtime/bundled.py
+        leaves their servers down)."""
         if await self._row(data.id) is None:
             try:
                 await self.create(data, managed_by=managed_by)
                 return
             except Conflict:
                 pass
-        await self.update(
-            data.id,
-            ModelUpdate(base_url=data.base_url, streaming=data.streaming),
-            status=ModelStatus.in_service,
-        )
+        await self.update(data.id, ModelUpdate(base_url=data.base_url, streaming=data.streaming))
 
     async def set_status(self, model_id: str, status: ModelStatus) -> None:
         await self.update(model_id, ModelUpdate(), status=status)

@@ -18,9 +18,10 @@ from backend.db import migrate
 from backend.db.engine import create_engine
 from backend.registry.schemas import ModelCreate
 from backend.registry.secrets import KeyMismatch, SecretBox, verify_key
+from backend.runtime.bundled import BundledWatcher, startable
 from backend.runtime.embedded_db import DataDirInUse, EmbeddedDatabase
 from backend.runtime.keys import with_keys
-from backend.runtime.local_models import MANAGED_BY, start_local_models
+from backend.runtime.local_models import MANAGED_BY, Bundled, bundled_models
 from backend.runtime.supervisor import Supervisor
 from backend.services import Services
 
@@ -91,6 +92,7 @@ def run(settings: Settings) -> None:
     database: EmbeddedDatabase | None = None
     runtime_written = False
     supervisor = Supervisor()
+    watcher: BundledWatcher | None = None
     if not settings.listens_on_loopback and not (settings.oidc_enabled or settings.allow_remote):
         raise SystemExit(
             f"refusing to listen on {settings.host} without an identity provider: configure OIDC "
@@ -119,10 +121,16 @@ def run(settings: Settings) -> None:
             asyncio.run(_check_key(settings, database_url))
         except (KeyMismatch, migrate.MigrationRefused) as exc:
             raise SystemExit(f"refusing to start: {exc}") from None
-        local: list[ModelCreate] = []
-        if settings.local_models:
+        bundled: list[Bundled] = bundled_models(settings) if settings.local_models else []
+        local = [b.model for b in bundled]
+        if bundled:
+            to_start = asyncio.run(startable(database_url, bundled))
+            held = ", ".join(b.model.id for b in bundled if b not in to_start)
             print("Starting local model servers (llama.cpp gemma3-270m, MiniLM embeddings)", flush=True)
-            local = start_local_models(settings, supervisor)
+            if held:
+                print(f"  not started (stopped or failed; enable or delete them): {held}", flush=True)
+            for item in to_start:
+                supervisor.start(item.child)
         address = f"http://{settings.host}:{settings.port}"
         bootstrap = asyncio.run(_prepare(settings, database_url, local))
         if bootstrap is not None:
@@ -135,6 +143,9 @@ def run(settings: Settings) -> None:
             ),
         )
         os.environ["LISA_DATABASE_URL"] = database_url  # workers read it
+        if bundled:
+            watcher = BundledWatcher(database_url, supervisor, bundled)
+            watcher.start()
         print(_banner(address, local, bootstrap[1] if bootstrap else None, settings), flush=True)
         uvicorn.run(
             "backend.main:create_app",
@@ -153,6 +164,8 @@ def run(settings: Settings) -> None:
         pass
     finally:
         print("Stopping LISA", flush=True)
+        if watcher is not None:
+            watcher.stop()
         supervisor.stop_all()
         if database is not None:
             database.stop()

@@ -213,6 +213,11 @@ class Supervisor:
             log.exception("%s: exit hook failed", child.name)
             return True
 
+    def watches(self, child: Child) -> bool:
+        """``child`` was started (``start``, ``add``) and not removed since (it may have been given up on)."""
+        with self._lock:
+            return child in self.children
+
     def pids(self) -> list[int]:
         return [c.process.pid for c in self.children if c.process is not None]
 

@@ -127,13 +127,15 @@ class Gateway:
     async def _models(self, path: str, principal: Principal, send: Send) -> None:
         routes = await self.routes.snapshot()
         if path.rstrip("/") == "/v1/models":
-            data = [_model_object(r) for r in routes.values() if can_access(principal, r.allowed_groups)]
+            data = [_model_object(r) for r in routes.values() if r.serving and can_access(principal, r.allowed_groups)]
             await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}))
             return
         model_id = path[len("/v1/models/") :]
         route = routes.get(model_id)
         if route is None or not can_access(principal, route.allowed_groups):
             raise NotFound(f"The model '{model_id}' does not exist or you do not have access to it.")
+        if (why := route.not_serving()) is not None:  # not listed either
+            raise Unavailable(why)
         await send_bytes(send, 200, orjson.dumps(_model_object(route)))
 
     async def _infer(self, scope: Scope, receive: Receive, send: Send, principal: Principal, endpoint: str) -> None:
@@ -155,7 +157,7 @@ class Gateway:
                 f"model '{model_id}' is a {route.type.value} model; /v1/{endpoint} needs {needed_type.value}",
                 param="model",
             )
-        if (why := route.unavailable()) is not None:  # not in service, or marked unreachable by the health checks
+        if (why := route.unavailable()) is not None:  # not serving (its status), or marked unreachable
             raise Unavailable(why)
         stream = payload.get("stream") is True
         if stream and not route.streaming:

@@ -88,7 +88,7 @@ def test_models_add_then_remove(lisa: LisaServer, admin: httpx.Client, tmp_path:
     finally:
         removed = run_cli("models", "remove", model_id, *as_admin(lisa), cwd=tmp_path)
     assert removed.returncode == 0, output(removed)
-    assert f"removed {model_id}" in removed.stdout
+    assert f"deleted {model_id}" in removed.stdout  # `remove` is `delete` under its older name
     assert admin.get(f"/api/models/{model_id}").status_code == 404
 
 

@@ -136,6 +136,51 @@ def test_streaming_refused_for_non_streaming_model_and_not_in_service(lisa: Lisa
     assert_openai_error(resp, 503, "Stopped")
 
 
+async def set_statuses_as_the_lifecycle_does(database_url: str, statuses: dict[str, str]) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        async with conn.transaction():
+            for model_id, status in statuses.items():
+                await conn.execute("UPDATE models SET status = $2 WHERE id = $1", model_id, status)
+            await conn.execute(f"SELECT pg_notify('{CHANNEL}', 'models')")
+    finally:
+        await conn.close()
+
+
+MID_WORKFLOW = ("Creating", "Starting", "Stopping", "Stopped", "Deleting", "Failed")
+
+
+def test_models_mid_workflow_are_neither_listed_nor_routed(
+    lisa: LisaServer, admin: httpx.Client, faulty_upstream: Proc
+) -> None:
+    """Only InService and Updating models (whose deployment serves until the update ends) are listed and routed."""
+    statuses = {f"wf-{status.lower()}": status for status in (*MID_WORKFLOW, "Updating", "InService")}
+    for model_id in statuses:
+        register(admin, model_id, faulty_upstream.url + "/v1", upstream_model="ok")
+    asyncio.run(set_statuses_as_the_lifecycle_does(lisa.database_url, statuses))
+    deadline = time.monotonic() + 10  # until the change feed's notification reaches the server's route table
+    while "wf-stopped" in (listed := {m["id"] for m in admin.get("/v1/models").json()["data"]}):
+        assert time.monotonic() < deadline, listed
+        time.sleep(0.1)
+    assert {"wf-updating", "wf-inservice"} <= listed
+    assert not listed & {f"wf-{status.lower()}" for status in MID_WORKFLOW}, listed
+    for status in MID_WORKFLOW:
+        model_id = f"wf-{status.lower()}"
+        for stream in (False, True):
+            body = {"model": model_id, "messages": MESSAGES, "stream": stream}
+            resp = admin.post("/v1/chat/completions", json=body)
+            error = assert_openai_error(resp, 503, model_id, f"status: {status}")
+            assert error["type"] == "service_unavailable"
+        assert_openai_error(admin.get(f"/v1/models/{model_id}"), 503, f"status: {status}")
+    for model_id in ("wf-updating", "wf-inservice"):
+        assert admin.get(f"/v1/models/{model_id}").json()["id"] == model_id
+        answer = admin.post("/v1/chat/completions", json={"model": model_id, "messages": MESSAGES})
+        assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"] == "hello world"
+    for model_id in statuses:  # the rules let an admin delete only InService, Stopped and Failed models
+        asyncio.run(set_statuses_as_the_lifecycle_does(lisa.database_url, {model_id: "Stopped"}))
+        assert admin.delete(f"/api/models/{model_id}").status_code == 204
+
+
 def test_upstream_down_is_502(admin: httpx.Client) -> None:
     register(admin, "down", f"http://127.0.0.1:{free_port()}/v1")
     resp = admin.post("/v1/chat/completions", json={"model": "down", "messages": MESSAGES})

@@ -13,7 +13,7 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -286,3 +286,92 @@ def test_a_postgres_left_running_on_the_data_dir_is_replaced_by_a_supervised_one
         assert api.get("/api/models").status_code == 200
     assert restarted.proc.stop(signal.SIGINT) == 0
     assert not postmasters(pgdata), "a clean stop left PostgreSQL running"
+
+
+def model_servers(server: LisaServer, marker: str) -> list[psutil.Process]:
+    """The running children of `lisa serve` whose command line contains ``marker``."""
+    found = []
+    for child in psutil.Process(server.proc.popen.pid).children():
+        try:
+            if alive(child) and marker in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
+        time.sleep(0.2)
+
+
+LLAMA, EMBEDDINGS = "llama_cpp.server", "backend.localmodels.embedding_server"
+
+
+@pytest.mark.timeout(600)
+def test_a_disabled_or_failed_bundled_model_keeps_its_status_and_stays_down_across_a_restart(
+    tmp_path: Path, janitor: Janitor
+) -> None:
+    data_dir = tmp_path / "data"
+    first = janitor.start(data_dir)
+    with first.client() as api:
+        # Disabled: Stopped, and `lisa serve` stops its server.
+        disabled = api.post("/api/models/minilm-l6-v2/disable")
+        assert disabled.status_code == 200, disabled.text
+        assert disabled.json()["status"] == "Stopped"
+        wait_for("the embedding server stops", lambda: not model_servers(first, EMBEDDINGS), 30)
+
+        # Its server dying over and over: the supervisor gives up, and the model is Failed with the reason.
+        killed: set[int] = set()
+        deadline = time.monotonic() + 120
+        while local_models(api)["gemma3-270m"]["status"] != "Failed":
+            assert time.monotonic() < deadline, "gemma3-270m never became Failed"
+            for proc in model_servers(first, LLAMA):
+                if proc.pid not in killed:
+                    killed.add(proc.pid)
+                    proc.kill()
+            time.sleep(0.1)
+        assert len(killed) == 6, killed  # the first start and 5 restarts
+        failed = local_models(api)["gemma3-270m"]
+        reason = str(failed["status_reason"])
+        assert "exited with status -9, 6 times in a row" in reason and "llama.log" in reason, reason
+        events = api.get("/api/models/gemma3-270m/events", params={"limit": 100}).json()["data"]
+        assert any(e["status"] == "Failed" and "6 times in a row" in e["message"] for e in events), events
+    stop_and_assert_clean(first, signal.SIGINT, [])
+
+    second = janitor.start(data_dir)
+    assert second.children == [], "a stopped or failed bundled model's server was started"
+    assert not model_servers(second, LLAMA) and not model_servers(second, EMBEDDINGS)
+    assert "not started (stopped or failed; enable or delete them): gemma3-270m, minilm-l6-v2" in (
+        second.proc.log_tail()
+    )
+    with second.client() as api:
+        models = local_models(api)
+        assert models["minilm-l6-v2"]["status"] == "Stopped"
+        assert models["gemma3-270m"]["status"] == "Failed"
+        assert models["gemma3-270m"]["status_reason"] == reason  # kept until an admin acts
+        refused = api.post("/v1/embeddings", json={"model": "minilm-l6-v2", "input": "hello"})
+        assert refused.status_code == 503, refused.text
+        assert "Stopped" in refused.json()["error"]["message"]
+        time.sleep(2)  # the watcher's ticks change nothing
+        assert not model_servers(second, LLAMA) and not model_servers(second, EMBEDDINGS)
+
+        # Enabled again: its server starts and it answers.
+        enabled = api.post("/api/models/minilm-l6-v2/enable")
+        assert enabled.status_code == 200, enabled.text
+        assert enabled.json()["status"] == "InService"
+        wait_for("the embedding server starts", lambda: model_servers(second, EMBEDDINGS), 30)
+
+        def embeds() -> bool:
+            resp = api.post("/v1/embeddings", json={"model": "minilm-l6-v2", "input": "hello"})
+            return resp.status_code == 200 and len(resp.json()["data"][0]["embedding"]) == 384
+
+        wait_for("the enabled embedding model answers", embeds, 120)
+        assert not model_servers(second, LLAMA)  # the failed one stays down
+        servers = model_servers(second, EMBEDDINGS)
+    stop_and_assert_clean(second, signal.SIGTERM, servers)

@@ -135,6 +135,12 @@ def test_backend_roles(aws: Client, core: Core) -> None:
     assert manage["Condition"]["StringEquals"]["cloudformation:RoleArn"] == deploy_role_arn
     assert by_sid["PassOnlyTheModelDeployRole"]["Resource"] == deploy_role_arn
     assert "Bedrock" in by_sid and "OpenSearch" not in by_sid  # AllowBedrock=true, EnableOpenSearch=false
+    logs = by_sid["ReadModelLogs"]  # the model stacks' log groups only (GET /api/models/{id}/logs)
+    assert sorted(logs["Action"]) == ["logs:DescribeLogStreams", "logs:GetLogEvents"]
+    assert logs["Resource"] == [
+        f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/ecs/lisa-model-*",
+        f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/ecs/lisa-model-*:log-stream:*",
+    ]
     (execution,) = inline_policies(iam, core.stack.created["BackendExecutionRole"]).values()
     readable = [s["Resource"] for s in execution["Statement"] if s["Action"] == "secretsmanager:GetSecretValue"]
     # None: the Refs to AppSecretKey and AppEncryptionKey, which moto skipped (the template test checks them).

@@ -14,8 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from backend.api.deps import AdminUser, CurrentUser, Paging, ServicesDep, requires
 from backend.api.openapi import errors
 from backend.configuration.features import Feature
-from backend.errors import NotFound
-from backend.lifecycle.deployers.local import MAX_LOG_LINES
+from backend.lifecycle.deployers.base import MAX_LOG_LINES
 from backend.lifecycle.schemas import ModelEventPage, WorkflowAccepted
 from backend.registry.schemas import ModelCreate, ModelPage, ModelPublic, ModelUpdate
 
@@ -56,7 +55,10 @@ async def model_events(model_id: str, _admin: AdminUser, services: ServicesDep, 
 @router.get(
     "/{model_id:path}/logs",
     response_class=PlainTextResponse,
-    responses={**errors(404), 200: {"content": {"text/plain": {}}, "description": "The last lines of its output."}},
+    responses={
+        **errors(400, 404, 502),
+        200: {"content": {"text/plain": {}}, "description": "The last lines of its output."},
+    },
 )
 async def model_logs(
     model_id: str,
@@ -64,11 +66,9 @@ async def model_logs(
     services: ServicesDep,
     lines: Annotated[int, Query(ge=1, le=MAX_LOG_LINES, description="How many of the last lines.")] = 200,
 ) -> PlainTextResponse:
-    """The model server's own output (a model the local deployer runs); 404 for a model it does not run."""
-    text = await services.local_models.logs(model_id, lines)
-    if text is None:
-        raise NotFound(f"model '{model_id}' is not run by this machine's local deployer: it has no logs here")
-    return PlainTextResponse(text)
+    """The model server's own output (a local model's log, an ECS model's CloudWatch log group), oldest line first;
+    404 for a model LISA does not deploy."""
+    return PlainTextResponse(await services.lifecycle.service.logs(model_id, lines))
 
 
 @router.post("/{model_id:path}/enable", response_model=ModelPublic, responses={**errors(400, 404, 409), **STARTED})

@@ -79,6 +79,9 @@ class DeploymentFailed(UpstreamError):
         self.reason = reason
 
 
+MAX_LOG_LINES = 10_000  # the most lines a deployer's logs() returns
+
+
 class DeploymentTimeout(DeploymentFailed):
     """An operation did not finish before its deadline; ``resource`` is what it was still waiting on."""
 
@@ -116,6 +119,11 @@ class Deployer(ABC, Generic[SpecT]):
     @abstractmethod
     async def events(self, model_id: str, limit: int = 100) -> list[DeploymentEvent]:
         """The latest ``limit`` events of the model's deployment, oldest first; none when there is no deployment."""
+
+    async def logs(self, model_id: str, lines: int = 100) -> str | None:
+        """The last ``lines`` (1 to ``MAX_LOG_LINES``) lines of the model server's own output; None when the model
+        has no deployment here. A deployer that cannot read its servers' output keeps this default."""
+        return None
 
     async def aclose(self) -> None:  # most deployers hold nothing to close
         """Release what the deployer holds (clients, supervisors)."""

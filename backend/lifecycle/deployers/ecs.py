@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from backend.errors import Conflict
-from backend.lifecycle.deployers import stack_events
+from backend.errors import BadRequest, Conflict
+from backend.lifecycle.deployers import ecs_logs, stack_events
 from backend.lifecycle.deployers.base import (
+    MAX_LOG_LINES,
     Deployer,
     Deployment,
     DeploymentEvent,
@@ -48,6 +49,10 @@ def _exists(code: str, _message: str) -> bool:
     return code == "AlreadyExistsException"
 
 
+def _no_log_group(code: str, _message: str) -> bool:
+    return code == "ResourceNotFoundException"
+
+
 class EcsDeployer(Deployer[EcsModelSpec]):
     kind: ClassVar[str] = "ecs"
 
@@ -65,9 +70,10 @@ class EcsDeployer(Deployer[EcsModelSpec]):
         self.timeout_seconds = timeout_seconds
         self.poll_seconds = poll_seconds
         self._region, self._endpoint_url = region, endpoint_url
-        self._client = client  # made at the first call (boto3 resolves region and credentials then)
+        # made at the first call of each service (boto3 resolves region and credentials then)
+        self._clients: dict[str, Any] = {"cloudformation": client} if client is not None else {}
 
-    def _make_client(self) -> Any:
+    def _make_client(self, service: str) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -75,18 +81,19 @@ class EcsDeployer(Deployer[EcsModelSpec]):
         if self._endpoint_url:
             kwargs["endpoint_url"] = self._endpoint_url
         config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60)
-        return boto3.session.Session().client("cloudformation", config=config, **kwargs)
+        return boto3.session.Session().client(service, config=config, **kwargs)
 
-    def _call_sync(self, operation: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        if self._client is None:
-            self._client = self._make_client()
-        result: dict[str, Any] = getattr(self._client, operation)(**kwargs)
+    def _call_sync(self, service: str, operation: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if service not in self._clients:
+            self._clients[service] = self._make_client(service)
+        result: dict[str, Any] = getattr(self._clients[service], operation)(**kwargs)
         return result
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and hasattr(client, "close"):
-            await asyncio.to_thread(client.close)
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            if hasattr(client, "close"):
+                await asyncio.to_thread(client.close)
 
     def render(self, spec: EcsModelSpec) -> RenderedStack:
         return render(spec, self.platform, load_template(self.platform.template_path))
@@ -156,6 +163,23 @@ class EcsDeployer(Deployer[EcsModelSpec]):
             if not token:
                 break
         return [stack_events.to_event(e) for e in reversed(raw[:limit])]
+
+    async def logs(self, model_id: str, lines: int = 100) -> str | None:
+        """The last ``lines`` lines its containers wrote to CloudWatch Logs (backend/lifecycle/deployers/ecs_logs.py);
+        None when the model has no stack; empty when nothing was written yet."""
+        if not 1 <= lines <= MAX_LOG_LINES:
+            raise BadRequest(f"lines must be from 1 to {MAX_LOG_LINES}", "lines")
+        stack = await self._existing("logs", stack_name(self.platform.stack_prefix, model_id), model_id)
+        if stack is None:
+            return None
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        group = outputs.get("LogGroupName") or f"/ecs/{stack['StackName']}"
+
+        async def call(operation: str, arguments: dict[str, Any]) -> dict[str, Any]:
+            found = await self._aws("logs", operation, service="logs", tolerate=_no_log_group, **arguments)
+            return found or {}
+
+        return await ecs_logs.tail(call, group, lines)
 
     # ------------------------------------------------------------------------------------------ steps
     async def _create(self, rendered: RenderedStack, model_id: str) -> Stack:
@@ -322,14 +346,20 @@ class EcsDeployer(Deployer[EcsModelSpec]):
         return result
 
     async def _aws(
-        self, step: str, operation: str, *, tolerate: Callable[[str, str], bool] | None = None, **kwargs: Any
+        self,
+        step: str,
+        operation: str,
+        *,
+        tolerate: Callable[[str, str], bool] | None = None,
+        service: str = "cloudformation",
+        **kwargs: Any,
     ) -> dict[str, Any] | None:
-        """One boto3 call in a thread; an AWS error becomes :class:`DeploymentFailed` unless ``tolerate`` accepts
-        its code and message (then None)."""
+        """One boto3 call (of ``service``'s client) in a thread; an AWS error becomes :class:`DeploymentFailed`
+        unless ``tolerate`` accepts its code and message (then None)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            result = await asyncio.to_thread(self._call_sync, operation, kwargs)
+            result = await asyncio.to_thread(self._call_sync, service, operation, kwargs)
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code, message = str(error.get("Code", "")), str(error.get("Message", exc))

@@ -27,6 +27,7 @@ import httpx
 
 from backend.errors import BadRequest
 from backend.lifecycle.deployers.base import (
+    MAX_LOG_LINES,
     Deployer,
     Deployment,
     DeploymentEvent,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from backend.config import Settings
 
 log = logging.getLogger(__name__)
-MAX_LOG_LINES = 10_000
 
 
 class LocalDeployer(Deployer[LocalModelSpec]):

@@ -1,5 +1,10 @@
 """Model schedules through the running server (/api/models/{id}/schedule), and the scheduler end to end on its
-database: a recording LifecycleActions stands in for the workflows and moves the model's status as they would."""
+database: a recording LifecycleActions stands in for the workflows and moves the model's status as they would.
+
+The server is these tests' own, with no background worker (``LISA_RAG_WORKER=false``): the only scheduler ticks on
+its database are the ones the tests drive, at the times they give. On a server whose worker ticks once a minute,
+a real tick could act on a test's schedule at the real time (disabling its model, recording its own last action)
+or hold the tick's lock at the moment a test's tick runs (which then does nothing), between two assertions."""
 
 from __future__ import annotations
 
@@ -19,10 +24,26 @@ from backend.db.engine import create_engine
 from backend.lifecycle.schedule_windows import Action
 from backend.lifecycle.schedules import Scheduler
 from backend.registry.schemas import ModelStatus
-from tests.support import LisaServer
+from tests.support import LisaServer, start_lisa
 
 BERLIN = ZoneInfo("Europe/Berlin")
 OFFICE = {"timezone": "Europe/Berlin", "days": ["fri", "mon", "tue", "wed", "thu"], "start": "08:00", "end": "18:00"}
+
+
+@pytest.fixture(scope="module")
+def lisa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LisaServer]:
+    """This module's own LISA, where no scheduler tick runs unless a test drives it (see above)."""
+    server = start_lisa(
+        tmp_path_factory.mktemp("schedules") / "data", local_models=False, env={"LISA_RAG_WORKER": "false"}
+    )
+    yield server
+    server.proc.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(lisa: LisaServer) -> Iterator[httpx.Client]:
+    with lisa.client() as client:
+        yield client
 
 
 @pytest.fixture
