@@ -11,8 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -181,3 +183,19 @@ class TcpPostgres:
             self.process.send_signal(sig)
             self.process.wait(30)
         self.process = None
+
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 90, pause: float = 0.2) -> T:
+    """``check()``'s first truthy value, polled every ``pause`` seconds; an AssertionError naming ``what`` (and the
+    last value seen) when none comes within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s (last: {last!r})")
+        time.sleep(pause)

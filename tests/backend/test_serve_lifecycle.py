@@ -13,7 +13,7 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from backend.runtime.embedded_db import BundledPostgres
-from tests.support import LISA, ROOT, LisaServer, free_port, start_lisa
+from tests.support import LISA, ROOT, LisaServer, free_port, start_lisa, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -298,16 +298,6 @@ def model_servers(server: LisaServer, marker: str) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             continue
     return found
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
-        time.sleep(0.2)
 
 
 LLAMA, EMBEDDINGS = "llama_cpp.server", "backend.localmodels.embedding_server"

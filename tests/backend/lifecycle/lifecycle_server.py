@@ -8,7 +8,6 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import psutil
 from backend.db.engine import asyncpg_dsn
 from backend.lifecycle.deployers.ecs_spec import stack_name
 from backend.lifecycle.faults import CRASH_EXIT_CODE
-from tests.support import LisaServer, Proc, start_lisa
+from tests.support import LisaServer, Proc, start_lisa, wait_for
 
 REGION = "us-east-1"
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
@@ -134,17 +133,6 @@ class LifecycleLisa:
         name = stack_name(PREFIX, model_id)
         summaries = cf.list_stacks()["StackSummaries"]
         return [s for s in summaries if s["StackName"] == name and s["StackStatus"] != "DELETE_COMPLETE"]
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 90, pause: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(pause)
-    raise AssertionError(f"{what}: not after {timeout} s (last: {last!r})")
 
 
 def wait_status(client: httpx.Client, model_id: str, status: str | None, timeout: float = 90) -> dict[str, Any]:

@@ -6,28 +6,16 @@ are those of their valid tokens (revoking the token that grants a group takes th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.backend.rag.helpers import fresh_repository, wait_job
-from tests.support import LisaServer
+from tests.support import LisaServer, wait_for
 
 YEARLY = {"type": "schedule", "cron": "0 0 1 1 *"}  # never fires while the tests run: runs come from POST /run
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def token(lisa: LisaServer, admin: httpx.Client, username: str, groups: list[str]) -> tuple[httpx.Client, str]:

@@ -7,11 +7,11 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import boto3
@@ -22,13 +22,12 @@ from backend.db.engine import asyncpg_dsn
 from backend.rag.pipeline_watchers import WATCH_LOCK, is_s3_notification
 from backend.rag.pipelines import is_due, plan_sync
 from tests.backend.rag.helpers import fresh_repository, search, stored_chunks, wait_job
-from tests.support import LisaServer, Proc, start_lisa
+from tests.support import LisaServer, Proc, start_lisa, wait_for
 
 REPO = "pipelines"
 EMBEDDINGS = "minilm-l6-v2"
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 YEARLY = {"type": "schedule", "cron": "0 0 1 1 *"}  # never fires while the tests run: runs come from POST /run
-T = TypeVar("T")
 WATCHER = "lisa-pipeline-watch:"
 
 
@@ -117,16 +116,6 @@ def _keys() -> dict[str, str]:
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-
-
 def create(client: httpx.Client, body: dict[str, Any], repo: str = REPO) -> dict[str, Any]:
     resp = client.post(f"/api/repositories/{repo}/pipelines", json=body)
     assert resp.status_code == 201, resp.text
