@@ -1,0 +1,88 @@
+"""What the chat tab shows, as plain functions of the backend's data (no Gradio events here, so they test alone)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from frontend.schemas import ChatArguments, Message, SessionSummary
+from frontend.sse import UsageReport
+
+ChatHistory = list[dict[str, Any]]  # gr.Chatbot's messages: {"role", "content"}
+TITLE_CHARS = 60
+
+
+def title_from(question: str) -> str:
+    line = " ".join(question.split())
+    return (line[: TITLE_CHARS - 1] + "…") if len(line) > TITLE_CHARS else (line or "New chat")
+
+
+def meta_line(model: str | None, prompt_tokens: int, completion_tokens: int, latency_ms: float | None) -> str:
+    """The small line under an answer: model, tokens in and out, how long it took."""
+    parts = [f"`{model}`"] if model else []
+    if prompt_tokens or completion_tokens:
+        parts.append(f"{prompt_tokens} → {completion_tokens} tokens")
+    if latency_ms is not None:
+        parts.append(f"{latency_ms / 1000:.2f} s")
+    return " · ".join(parts)
+
+
+def with_meta(content: str, meta: str) -> str:
+    return f"{content}\n\n<sub>{meta}</sub>" if meta else content
+
+
+def message_meta(message: Message) -> str:
+    metadata = message.metadata or {}
+    usage = metadata.get("usage") or {}
+    return meta_line(
+        metadata.get("model"),
+        int(usage.get("prompt_tokens") or 0),
+        int(usage.get("completion_tokens") or 0),
+        metadata.get("latency_ms"),
+    )
+
+
+def usage_meta(model: str | None, usage: UsageReport | None) -> str:
+    if usage is None:
+        return meta_line(model, 0, 0, None)
+    return meta_line(model, usage.prompt_tokens, usage.completion_tokens, usage.latency_ms)
+
+
+def status_note(message: Message) -> str:
+    if message.status == "error":
+        return f"\n\n**The answer failed:** {message.error or 'the model failed mid-answer'}"
+    if message.status == "incomplete":
+        return "\n\n*(stopped)*"
+    return ""
+
+
+def history_of(messages: list[Message], show_meta: bool) -> ChatHistory:
+    """A session's active branch as the chatbot shows it."""
+    history: ChatHistory = []
+    for message in messages:
+        if message.role not in ("user", "assistant"):
+            continue
+        content = message.content
+        if message.role == "assistant":
+            content += status_note(message)
+            if show_meta:
+                content = with_meta(content, message_meta(message))
+        history.append({"role": message.role, "content": content})
+    return history
+
+
+def session_choices(sessions: list[SessionSummary]) -> list[tuple[str, str]]:
+    return [(s.title, s.id) for s in sessions]
+
+
+def parse_arguments(
+    max_tokens: float | None, temperature: float | None, top_p: float | None, stop: str | None, seed: float | None
+) -> ChatArguments:
+    """The accordion's fields as the backend's allowlisted arguments (blank fields are left to the model)."""
+    words = [w.strip() for w in (stop or "").split(",") if w.strip()]
+    return ChatArguments(
+        max_tokens=int(max_tokens) if max_tokens else None,
+        temperature=temperature,
+        top_p=top_p,
+        stop=words or None,
+        seed=int(seed) if seed is not None and seed != "" else None,
+    )
