@@ -74,15 +74,26 @@ def session_choices(sessions: list[SessionSummary]) -> list[tuple[str, str]]:
     return [(s.title, s.id) for s in sessions]
 
 
+def _number(label: str, text: str | None, kind: type[int] | type[float]) -> Any:
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{label} must be {'a whole number' if kind is int else 'a number'}, not {text!r}") from None
+
+
 def parse_arguments(
-    max_tokens: float | None, temperature: float | None, top_p: float | None, stop: str | None, seed: float | None
+    max_tokens: str | None, temperature: str | None, top_p: str | None, stop: str | None, seed: str | None
 ) -> ChatArguments:
-    """The accordion's fields as the backend's allowlisted arguments (blank fields are left to the model)."""
+    """The accordion's fields as the backend's allowlisted arguments (blank fields are left to the model). Ranges
+    are the backend's to check: its refusal names the field."""
     words = [w.strip() for w in (stop or "").split(",") if w.strip()]
     return ChatArguments(
-        max_tokens=int(max_tokens) if max_tokens else None,
-        temperature=temperature,
-        top_p=top_p,
+        max_tokens=_number("Max tokens", max_tokens, int),
+        temperature=_number("Temperature", temperature, float),
+        top_p=_number("Top p", top_p, float),
         stop=words or None,
-        seed=int(seed) if seed is not None and seed != "" else None,
+        seed=_number("Seed", seed, int),
     )

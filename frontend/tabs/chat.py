@@ -65,13 +65,14 @@ class ChatTab:
                     self.send = gr.Button("Send", variant="primary", scale=1, elem_id="lisa-send")
                     self.stop = gr.Button("Stop", variant="stop", scale=1, elem_id="lisa-stop")
                 with gr.Accordion("Model arguments", open=False, elem_id="lisa-arguments") as self.arguments:
+                    # Text fields, not gr.Number: a blank field must mean "the model's default" (a Number sends 0).
                     with gr.Row():
-                        self.max_tokens = gr.Number(label="Max tokens", minimum=1, precision=0, value=None)
-                        self.temperature = gr.Number(label="Temperature", minimum=0, maximum=2, value=None)
-                        self.top_p = gr.Number(label="Top p", minimum=0, maximum=1, value=None)
+                        self.max_tokens = gr.Textbox(label="Max tokens", placeholder="default")
+                        self.temperature = gr.Textbox(label="Temperature (0-2)", placeholder="default")
+                        self.top_p = gr.Textbox(label="Top p (0-1)", placeholder="default")
                     with gr.Row():
                         self.stop_words = gr.Textbox(label="Stop words (comma-separated, up to 4)")
-                        self.seed = gr.Number(label="Seed", minimum=0, precision=0, value=None)
+                        self.seed = gr.Textbox(label="Seed", placeholder="random")
         self.session_id = gr.State(None)
         self.history = gr.State([])
         self.show_meta = gr.State(True)
@@ -128,11 +129,11 @@ class ChatTab:
         history: ChatHistory,
         session_id: str | None,
         model: str | None,
-        max_tokens: float | None,
-        temperature: float | None,
-        top_p: float | None,
-        stop_words: str | None,
-        seed: float | None,
+        max_tokens: str,
+        temperature: str,
+        top_p: str,
+        stop_words: str,
+        seed: str,
         show_meta: bool,
         request: gr.Request,
     ) -> AsyncIterator[tuple[Any, ...]]:
@@ -141,7 +142,10 @@ class ChatTab:
             yield history, history, text, session_id
             return
         client = self.backend.client(request)
-        arguments = parse_arguments(max_tokens, temperature, top_p, stop_words, seed)
+        try:
+            arguments = parse_arguments(max_tokens, temperature, top_p, stop_words, seed)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
         if session_id is None:
             session_id = (await client.create_session(title_from(question), model or None)).id
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
