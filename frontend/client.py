@@ -63,9 +63,10 @@ class Credential:
         return {}
 
 
-def no_cookie_jar() -> httpx.Cookies:
-    """A jar that refuses every cookie: the shared connection pool must never carry one user's cookie to another."""
-    return httpx.Cookies(CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])))
+def no_cookie_jar() -> CookieJar:
+    """A jar that refuses every cookie: the shared connection pool must never carry one user's cookie to another.
+    (Given as a ``CookieJar``: httpx copies an ``httpx.Cookies`` into a fresh jar of its own, policy lost.)"""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 def shared_http(base_url: str, timeout: float = 30.0) -> httpx.AsyncClient:
