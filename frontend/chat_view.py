@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from frontend.schemas import ChatArguments, Message, SessionSummary
+from frontend.schemas import ChatArguments, Message, PromptTemplate, SessionSummary
 from frontend.sse import UsageReport
 
 ChatHistory = list[dict[str, Any]]  # gr.Chatbot's messages: {"role", "content"}
@@ -97,3 +97,20 @@ def parse_arguments(
         stop=words or None,
         seed=_number("Seed", seed, int),
     )
+
+
+def parse_variables(text: str | None) -> dict[str, str]:
+    """``name = value`` lines (the templates' ``{{name}}`` placeholders); blank lines are skipped."""
+    variables: dict[str, str] = {}
+    for number, line in enumerate((text or "").splitlines(), 1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"variables, line {number}: write it as name = value")
+        variables[name.strip()] = value.strip()
+    return variables
+
+
+def template_choices(templates: list[PromptTemplate], kind: str) -> list[tuple[str, str]]:
+    return [(t.title, t.id) for t in templates if t.kind == kind]

@@ -185,6 +185,9 @@ class BackendClient:
         arguments: ChatArguments | None = None,
         parent_id: str | None = None,
         regenerate: bool = False,
+        persona_template_id: str | None = None,
+        directive_template_ids: list[str] | None = None,
+        variables: dict[str, str] | None = None,
     ) -> AsyncIterator[ChatEvent]:
         """One turn, its events as they arrive. Closing the iterator (``aclose``, or cancelling the task reading
         it) is the stop button: the connection closes, the backend ends the turn and keeps what arrived."""
@@ -197,6 +200,12 @@ class BackendClient:
             body["model"] = model
         if arguments is not None and (args := arguments.body()):
             body["arguments"] = args
+        if persona_template_id:
+            body["persona_template_id"] = persona_template_id
+        if directive_template_ids:
+            body["directive_template_ids"] = directive_template_ids
+        if variables:
+            body["variables"] = variables
         headers = {**self.credential.headers(), "Accept": "text/event-stream"}
         try:
             async with self.http.stream(

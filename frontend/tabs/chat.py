@@ -15,7 +15,9 @@ from frontend.chat_view import (
     ChatHistory,
     history_of,
     parse_arguments,
+    parse_variables,
     session_choices,
+    template_choices,
     title_from,
     usage_meta,
     with_meta,
@@ -35,7 +37,7 @@ class ChatTab:
 
     # --- build ------------------------------------------------------------------------------------------------
     def build(self) -> None:
-        with gr.Tab("Chat", id="chat", elem_id="lisa-chat-tab"), gr.Row():
+        with gr.Tab("Chat", id="chat", elem_id="lisa-chat-tab") as self.tab, gr.Row():
             with gr.Column(scale=1, min_width=240):
                 self.new = gr.Button("New chat", elem_id="lisa-new-chat")
                 self.search = gr.Textbox(placeholder="Search chats", show_label=False, elem_id="lisa-search")
@@ -49,6 +51,17 @@ class ChatTab:
                     self.export_file = gr.File(label="Export", visible=False, interactive=False)
             with gr.Column(scale=4):
                 self.model = gr.Dropdown(label="Model", choices=[], elem_id="lisa-model")
+                with gr.Accordion("Persona and directives", open=False, elem_id="lisa-prompts") as self.prompts:
+                    with gr.Row():
+                        self.persona = gr.Dropdown(label="Persona", choices=[], elem_id="lisa-persona")
+                        self.directives = gr.Dropdown(
+                            label="Directives", choices=[], multiselect=True, elem_id="lisa-directives"
+                        )
+                    self.variables = gr.Textbox(
+                        label="Variables ({{name}} in the templates): one 'name = value' a line",
+                        lines=2,
+                        elem_id="lisa-variables",
+                    )
                 self.chatbot = gr.Chatbot(
                     elem_id="lisa-chatbot",
                     show_label=False,
@@ -80,9 +93,11 @@ class ChatTab:
     # --- wire -------------------------------------------------------------------------------------------------
     def wire(self, demo: gr.Blocks) -> None:
         demo.load(self.on_load, outputs=[self.model, self.sessions, self.arguments, self.delete, self.show_meta])
+        self.tab.select(self.load_templates, outputs=[self.prompts, self.persona, self.directives])
+        demo.load(self.load_templates, outputs=[self.prompts, self.persona, self.directives])
         turn_inputs = [
             self.text, self.history, self.session_id, self.model, self.max_tokens, self.temperature, self.top_p,
-            self.stop_words, self.seed, self.show_meta,
+            self.stop_words, self.seed, self.show_meta, self.persona, self.directives, self.variables,
         ]  # fmt: skip
         turn_outputs = [self.chatbot, self.history, self.text, self.session_id]
         turns = [
@@ -135,6 +150,9 @@ class ChatTab:
         stop_words: str,
         seed: str,
         show_meta: bool,
+        persona: str | None,
+        directives: list[str] | None,
+        variables_text: str,
         request: gr.Request,
     ) -> AsyncIterator[tuple[Any, ...]]:
         question = (text or "").strip()
@@ -144,6 +162,7 @@ class ChatTab:
         client = self.backend.client(request)
         try:
             arguments = parse_arguments(max_tokens, temperature, top_p, stop_words, seed)
+            variables = parse_variables(variables_text)
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
         if session_id is None:
@@ -152,7 +171,11 @@ class ChatTab:
         yield history, history, "", session_id
         answer, usage = "", None
         try:
-            async for event in client.chat(session_id, question, model=model or None, arguments=arguments):
+            stream = client.chat(
+                session_id, question, model=model or None, arguments=arguments, persona_template_id=persona or None,
+                directive_template_ids=list(directives or []), variables=variables,
+            )  # fmt: skip
+            async for event in stream:
                 if isinstance(event, Delta):
                     answer += event.text
                     history = [*history[:-1], {"role": "assistant", "content": answer}]
@@ -170,6 +193,22 @@ class ChatTab:
         content = with_meta(answer, usage_meta(model, usage)) if show_meta and usage is not None else answer
         history = [*history[:-1], {"role": "assistant", "content": content}]
         yield history, history, "", session_id
+
+    @shows_errors
+    async def load_templates(self, request: gr.Request) -> tuple[Any, ...]:
+        """Personas and directives one may use; the pickers are hidden when the library is closed to the user."""
+        try:
+            page = await self.backend.client(request).templates()
+        except BackendError as exc:
+            if exc.status != 403:
+                raise
+            return gr.update(visible=False), gr.update(choices=[]), gr.update(choices=[])
+        personas = [("(none)", ""), *template_choices(page.data, "persona")]
+        return (
+            gr.update(visible=True),
+            gr.update(choices=personas),
+            gr.update(choices=template_choices(page.data, "directive")),
+        )
 
     @shows_errors
     async def list_sessions(self, query: str | None, session_id: str | None, request: gr.Request) -> Any:
