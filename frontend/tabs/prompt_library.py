@@ -25,7 +25,14 @@ class PromptLibraryTab:
         self.backend = backend
 
     def build(self) -> None:
-        with gr.Tab("Prompt Library", id="prompts", elem_id="lisa-prompts-tab") as self.tab, gr.Row():
+        with gr.Tab("Prompt Library", id="prompts", elem_id="lisa-prompts-tab") as self.tab:
+            self.closed = gr.Markdown(
+                "The prompt library is turned off for you by an administrator.", visible=False, elem_id="lisa-pt-off"
+            )
+            self.build_library()
+
+    def build_library(self) -> None:
+        with gr.Row(elem_id="lisa-pt-library") as self.library:
             with gr.Column(scale=1, min_width=260):
                 self.kind_filter = gr.Radio(
                     [("All", ""), ("Personas", "persona"), ("Directives", "directive")], value="", label="Show"
@@ -49,7 +56,7 @@ class PromptLibraryTab:
 
     def wire(self, demo: gr.Blocks) -> None:
         listing = [self.kind_filter, self.search, self.template_id]
-        demo.load(self.on_load, outputs=[self.tab, self.editor])
+        demo.load(self.on_load, outputs=[self.library, self.closed, self.editor])
         self.tab.select(self.list_templates, listing, [self.templates])
         self.kind_filter.change(self.list_templates, listing, [self.templates])
         self.search.submit(self.list_templates, listing, [self.templates])
@@ -64,10 +71,14 @@ class PromptLibraryTab:
         )
 
     @shows_errors
-    async def on_load(self, request: gr.Request) -> tuple[Any, Any]:
+    async def on_load(self, request: gr.Request) -> tuple[Any, ...]:
         config = await self.backend.client(request).configuration()
+        allowed = config.allows("show_prompt_template_library")
+        # The tab's button stays: hiding it ("hidden"; False leaves it in Gradio 6.31) worked in a small app, but
+        # here the whole update was then lost. So the tab's content is hidden and a notice shown instead.
         return (
-            gr.update(visible=config.allows("show_prompt_template_library")),
+            gr.update(visible=allowed),
+            gr.update(visible=not allowed),
             gr.update(visible=config.allows("edit_prompt_template")),
         )
 
