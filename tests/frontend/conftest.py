@@ -25,7 +25,9 @@ class User:
     api: httpx.Client  # the same user through the API, to check what the app did
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session-scoped: while Playwright's sync API is started, its event loop counts as running in
+# this thread, so the async tests (pytest-asyncio) and asyncio.run() of other modules would fail.
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install.sh (it installs Debian's chromium)")
@@ -33,7 +35,7 @@ def playwright_driver() -> Iterator[Playwright]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium(playwright_driver: Playwright) -> Iterator[Browser]:
     browser = playwright_driver.chromium.launch(executable_path=str(CHROMIUM), headless=True)
     yield browser

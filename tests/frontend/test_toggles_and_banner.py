@@ -28,10 +28,6 @@ def restricted(admin: httpx.Client) -> Iterator[None]:
         assert restore.status_code == 200, restore.text
 
 
-def visible_tabs(page: Page) -> list[str]:
-    return [t.strip() for t in page.locator('button[role="tab"]').locator("visible=true").all_inner_texts()]
-
-
 def test_toggles_hide_their_parts_and_the_banner_shows(
     page: Page, lisa: LisaServer, user: User, admin: httpx.Client
 ) -> None:
