@@ -41,3 +41,12 @@ def test_signed_in_browser_opens_the_app_and_a_post_from_another_site_is_refused
             headers={"Origin": "https://evil.example"},
         )  # fmt: skip
         assert evil.status_code == 403 and "cross-site" in evil.json()["detail"]
+
+
+def test_lisa_serve_prints_the_apps_address() -> None:
+    from backend.config import Settings
+    from backend.runtime.launch import _banner
+
+    address = "http://127.0.0.1:8080"
+    assert f"App:                  {address}/ui/" in _banner(address, [], None, Settings())
+    assert "App:" not in _banner(address, [], None, Settings(ui=False))
