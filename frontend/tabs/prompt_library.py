@@ -57,7 +57,7 @@ class PromptLibraryTab:
     def wire(self, demo: gr.Blocks) -> None:
         listing = [self.kind_filter, self.search, self.template_id]
         demo.load(self.on_load, outputs=[self.library, self.closed, self.editor])
-        self.tab.select(self.list_templates, listing, [self.templates])
+        demo.load(self.list_templates, listing, [self.templates])
         self.kind_filter.change(self.list_templates, listing, [self.templates])
         self.search.submit(self.list_templates, listing, [self.templates])
         form = [self.template_id, self.title, self.kind, self.sharing, self.body, self.info]
