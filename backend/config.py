@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     oidc_username_claims: list[str] = ["username", "preferred_username", "sub"]
     oidc_leeway_seconds: int = Field(default=30, ge=0, le=600)  # clock skew allowed on exp/nbf
     public_url: str = ""  # the address browsers use, for the OIDC callback; default http://host:port
+    # The Gradio app (frontend/, docs/frontend.md), mounted at ui_path in the same process. ui_backend_url: where the
+    # mounted app calls the API as its users (default: this server on the loopback address).
+    ui: bool = True
+    ui_path: str = Field(default="/ui", pattern=r"^/[a-z][a-z0-9_-]*$")
+    ui_backend_url: str = ""
+    ui_concurrency: int = Field(default=64, ge=1, le=10_000)  # UI events (chat streams) running at once
     # Local mode: each start issues a fresh admin token and prints it as a login link (revoking the last one).
     bootstrap_admin: bool = True
     sign_in_code_seconds: int = Field(default=600, ge=1, le=86_400)  # the one-time code in the printed link

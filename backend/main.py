@@ -99,6 +99,10 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
         app.include_router(module.router)
     for module in (session_documents, session_images, session_context):  # chat context (backend/chat)
         app.include_router(module.router)
+    if settings.ui:
+        from backend.api.ui import mount_ui
+
+        mount_ui(app, settings)  # the Gradio app at /ui, outside the request guard's redirect (docs/frontend.md)
     return app
 
 

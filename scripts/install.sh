@@ -17,6 +17,8 @@ fi
 command -v gcc >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The browser tests (tests/frontend) drive Debian's chromium through Playwright; never `playwright install`.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

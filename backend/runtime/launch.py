@@ -68,6 +68,7 @@ async def _prepare(settings: Settings, database_url: str, local: list[ModelCreat
 def _banner(address: str, local: list[ModelCreate], code: str | None, settings: Settings) -> str:
     lines = [
         f"\nLISA is running at {address}",
+        *([f"  App:                  {address}{settings.ui_path}/"] if settings.ui else []),
         f"  OpenAI-compatible API: {address}/v1   (models: {', '.join(m.id for m in local) or 'none registered yet'})",
         f"  API docs:              {address}/docs (after signing in)",
     ]

@@ -15,14 +15,14 @@ def test_anonymous_gets_nothing_but_health(lisa: LisaServer) -> None:
         for path in ("/docs", "/openapi.json", "/api/models", "/api/tokens"):
             resp = anon.get(path)
             assert resp.status_code == 401 and "missing credentials" in resp.json()["detail"], path
-        assert anon.get("/").headers["location"] == "/docs"
+        assert anon.get("/").headers["location"] == "/ui/"  # the app (LISA_UI=false: the API docs)
 
 
 def test_sign_in_with_a_token_sets_a_session_cookie(lisa: LisaServer, admin: httpx.Client) -> None:
     token = admin.post("/api/tokens", json={"name": "browser", "username": "bea", "groups": []}).json()
     with browser(lisa) as web:
         resp = sign_in(web, token["token"])
-        assert resp.status_code == 303 and resp.headers["location"] == "/docs"
+        assert resp.status_code == 303 and resp.headers["location"] == "/ui/"
         cookie = resp.headers["set-cookie"].lower()
         assert "lisa_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
         assert token["token"] not in resp.headers["set-cookie"]  # the cookie holds a random session id only

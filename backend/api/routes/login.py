@@ -19,6 +19,7 @@ from swagger_ui_bundle import swagger_ui_path
 from backend.api.authentication import SESSION_COOKIE, set_session_cookie
 from backend.api.deps import CurrentUser, ServicesDep, SessionsDep
 from backend.api.login_page import sign_in_page, sign_out_page
+from backend.api.ui import home_path
 from backend.auth.tokens import hash_token
 from backend.errors import BadRequest, NotFound, Unauthorized
 from backend.text import Text
@@ -66,7 +67,7 @@ async def login(
         expires_at=datetime.now(UTC) + timedelta(hours=services.settings.session_hours),
         replacing=request.cookies.get(SESSION_COOKIE),  # never keep a session id from before the sign-in
     )
-    response = RedirectResponse("/docs", status_code=303)
+    response = RedirectResponse(home_path(services.settings), status_code=303)
     set_session_cookie(response, session_id, services.settings)
     return response
 
@@ -101,8 +102,9 @@ async def logout(request: Request, services: ServicesDep, sessions: SessionsDep)
 
 
 @router.get("/")
-async def home() -> Response:
-    return RedirectResponse("/docs", status_code=307)
+async def home(services: ServicesDep) -> Response:
+    """The app (or the API docs when the app is off)."""
+    return RedirectResponse(home_path(services.settings), status_code=307)
 
 
 @router.get("/openapi.json")
