@@ -13,7 +13,9 @@ import gradio as gr
 from frontend.backend import Backend, shows_errors
 from frontend.schemas import Banner
 from frontend.tabs.chat import ChatTab
+from frontend.tabs.documents import DocumentsTab
 from frontend.tabs.prompt_library import PromptLibraryTab
+from frontend.tabs.rag_admin import RagAdminTab
 
 # Events of different users run side by side (Gradio runs each event one at a time unless told otherwise); a chat
 # turn mostly waits on the backend, so the limit is about open streams, not CPU.
@@ -42,7 +44,7 @@ def banner_html(banner: Banner) -> str:
 
 
 def build_app(backend: Backend, concurrency: int | None = DEFAULT_CONCURRENCY) -> gr.Blocks:
-    tabs: list[Tab] = [ChatTab(backend), PromptLibraryTab(backend)]
+    tabs: list[Tab] = [ChatTab(backend), PromptLibraryTab(backend), DocumentsTab(backend), RagAdminTab(backend)]
 
     @shows_errors
     async def load_shell(request: gr.Request) -> tuple[Any, Any]:
