@@ -142,9 +142,8 @@ class RagAdminTab:
         coll_form = [self.coll_id, self.coll_name, self.coll_model, self.coll_groups, self.coll_description,
                      self.coll_strategy, self.coll_size, self.coll_overlap, self.coll_override, self.coll_info]  # fmt: skip
         pipes = [self.pipelines, self.pipeline]
-        demo.load(self.on_load, outputs=[self.body, self.closed]).then(
-            self.list_repositories, [self.repo], [self.repo]
-        ).then(self.open_repository, [self.repo], [*repo_form, self.coll, *pipes])
+        # At load the form is left alone (it starts empty, as for a new repository): one types into it at once.
+        demo.load(self.on_load, outputs=[self.body, self.closed]).then(self.list_repositories, [self.repo], [self.repo])
         self.repo.input(self.open_repository, [self.repo], [*repo_form, self.coll, *pipes])
         self.repo_create.click(self.create_repository, repo_form, [self.repo]).then(
             self.open_repository, [self.repo], [*repo_form, self.coll, *pipes]
@@ -186,7 +185,7 @@ class RagAdminTab:
             return gr.update(choices=[], value=None)
         repositories = await self.rag(request).repositories()
         ids = [r.id for r in repositories]
-        value = selected if selected in ids else (ids[0] if ids else NEW)
+        value = selected if selected in ids else NEW
         return gr.update(choices=[("— new repository —", NEW), *((f"{r.name} ({r.id})", r.id) for r in repositories)],
                          value=value)  # fmt: skip
 
