@@ -22,3 +22,10 @@ def fill(page: Page, field: str, text: str) -> None:
 def toast(page: Page, text: str) -> None:
     """A Gradio message (error or info) containing ``text``."""
     expect(page.locator(".toast-body", has_text=text).first).to_be_visible()
+
+
+def screenshot(page: Page, path: str) -> None:
+    """The page without the messages (toasts) that happen to be showing over it."""
+    style = page.add_style_tag(content=".toast-wrap{display:none !important}")
+    page.screenshot(path=path, full_page=True)
+    style.evaluate("node => node.remove()")

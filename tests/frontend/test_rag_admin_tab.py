@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.frontend.conftest import User, sign_in
-from tests.frontend.rag_page import fill, open_tab, pick, toast
+from tests.frontend.rag_page import fill, open_tab, pick, screenshot, toast
 from tests.support import ROOT, LisaServer
 
 
@@ -92,7 +92,7 @@ def test_a_rag_admin_creates_a_repository_a_collection_and_a_pipeline(
     expect(page.locator("#lisa-ra-pipelines")).to_contain_text("never")
     (pipeline,) = rag_admin.api.get(f"/api/repositories/{repo_id}/pipelines").json()["data"]
     assert pipeline["source"]["path"] == str(folder) and pipeline["collection_id"] == "manifests"
-    page.screenshot(path=str(ROOT / "docs" / "screenshots" / "rag-admin.png"), full_page=True)
+    screenshot(page, str(ROOT / "docs" / "screenshots" / "rag-admin.png"))
 
     pick(page, "#lisa-ra-pipeline", f"Tide tables ({pipeline['id']})")
     page.click("#lisa-ra-pipe-run")
