@@ -3,6 +3,7 @@ download the original and delete it; the ``upload_rag_docs`` toggle hides the up
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 
@@ -102,3 +103,31 @@ def test_the_upload_toggle_hides_the_upload_for_a_plain_user(
     finally:
         restore = admin.patch("/api/configuration", json={"features": {"upload_rag_docs": None}})
         assert restore.status_code == 200, restore.text
+
+
+def test_a_running_job_updates_live_and_can_be_cancelled(
+    page: Page, lisa: LisaServer, user: User, admin: httpx.Client, tmp_path: Path
+) -> None:
+    repo_id = fresh_repository(admin, "docs-ui-cancel")
+    paragraph = "Tide tables list the times of high and low water at a harbour, day by day. " * 40
+    files = []
+    for i in range(100):  # the most one upload may carry; enough chunks to embed that the job runs a while
+        path = tmp_path / f"harbour-{i:03}.md"
+        path.write_text(f"# Harbour {i}\n\n" + "\n\n".join(f"{n} {paragraph}" for n in range(8)))
+        files.append(str(path))
+    sign_in(page, lisa, user.token)
+    open_tab(page, "Documents")
+    pick(page, "#lisa-docs-repo", f"Library {repo_id} ({repo_id})")
+    page.set_input_files("#lisa-docs-files input[type=file]", files)
+    expect(page.locator("#lisa-docs-files")).to_contain_text("harbour-000.md", timeout=60_000)
+    page.click("#lisa-docs-send")
+    # The running job is offered for cancelling while the table follows it.
+    expect(page.locator("#lisa-docs-job input")).to_have_value(re.compile(r"^job-"), timeout=30_000)
+    expect(page.locator("#lisa-docs-jobs")).to_contain_text(re.compile(r"pending|in progress"))
+    expect(page.locator("#lisa-docs-jobs")).to_contain_text("/100")
+    page.click("#lisa-docs-cancel")
+    toast(page, "Job job-")
+    expect(page.locator("#lisa-docs-jobs")).to_contain_text("cancelled", timeout=60_000)
+    expect(page.locator("#lisa-docs-job input")).to_have_value("")  # nothing running: the timer stopped
+    (job,) = user.api.get(f"/api/repositories/{repo_id}/jobs").json()["data"]
+    assert job["status"] == "cancelled" and job["documents_done"] < 100
