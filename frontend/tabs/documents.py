@@ -5,11 +5,15 @@ apply to (the backend refuses either way)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import gradio as gr
 import pandas as pd
 
@@ -54,10 +58,21 @@ def doc_rows(docs: list[Document]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DOC_COLUMNS)
 
 
+DOWNLOADS = Path(tempfile.gettempdir()) / "lisa-ui-downloads"
+DOWNLOAD_TTL_S = 300.0
+
+
 def download_path(name: str, content: bytes) -> str:
-    """The original, in a fresh temporary folder under a name that cannot leave it."""
+    """The original, in a fresh private folder under a name that cannot leave it. Gradio copies it into its own
+    cache when the event returns, so copies older than a few minutes are removed here on the next download."""
+    DOWNLOADS.mkdir(mode=0o700, exist_ok=True)
+    cutoff = time.time() - DOWNLOAD_TTL_S
+    for old in DOWNLOADS.iterdir():
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
     safe = SAFE_NAME.sub("_", Path(name).name).strip(" .") or "document"
-    target = Path(tempfile.mkdtemp(prefix="lisa-doc-")) / safe[:200]
+    target = Path(tempfile.mkdtemp(dir=DOWNLOADS)) / safe[:200]
     target.write_bytes(content)
     return str(target)
 
@@ -209,7 +224,8 @@ class DocumentsTab:
         if doc is None:
             raise gr.Error("That document is gone: refresh the list.")
         content = await rag.download(repository, document_id)
-        return gr.update(value=download_path(doc.name, content), interactive=True)
+        path = await anyio.to_thread.run_sync(download_path, doc.name, content)
+        return gr.update(value=path, interactive=True)
 
     @shows_errors
     async def delete_document(self, repository: str | None, document_id: str | None, request: gr.Request) -> None:
