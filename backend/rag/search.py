@@ -237,7 +237,13 @@ class LisaRetriever(BaseRetriever):
             Document(
                 page_content=hit.text,
                 id=hit.id,
-                metadata={**hit.model_dump(exclude={"text", "metadata"}), "repository_id": self.repository_id},
+                metadata={
+                    **hit.model_dump(exclude={"text", "metadata"}),
+                    "repository_id": self.repository_id,
+                    # what a citation shows: the page title (HTML <title>, markdown # heading) and heading trail
+                    "title": str(hit.metadata.get("title") or ""),
+                    "section": str(hit.metadata.get("section") or ""),
+                },
             )
             for hit in result.results
         ]
