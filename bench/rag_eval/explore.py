@@ -71,7 +71,7 @@ async def load(pgdata: Path, collection: str, questions: dict[str, list[Question
             f"%{collection}%",
         )
         rows = await conn.fetch(
-            f'SELECT langchain_id::text AS id, source, embedding::text AS e, langchain_metadata::jsonb->>\'title\' '
+            f"SELECT langchain_id::text AS id, source, embedding::text AS e, langchain_metadata::jsonb->>'title' "
             f'AS title FROM "{table}"'
         )
         chunks = [Chunk(r["id"], page_of(r["source"]), r["title"] or "") for r in rows]
@@ -170,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def variants(dense_all: list[Scored], sp: dict[str, list[Scored]], page_of_id: dict[str, str]) -> dict[str, list[Scored]]:
+def variants(
+    dense_all: list[Scored], sp: dict[str, list[Scored]], page_of_id: dict[str, str]
+) -> dict[str, list[Scored]]:
     out: dict[str, list[Scored]] = {}
 
     def ordered(total: dict[str, float]) -> list[Scored]:
@@ -186,9 +188,7 @@ def variants(dense_all: list[Scored], sp: dict[str, list[Scored]], page_of_id: d
                 tag = f"blend {w} pool {pool} fts={fts}"
                 out[tag] = fused[:10]
                 for decay in (0.0, 0.1, 0.2, 0.3, 0.5):
-                    pages = fuse_pages(
-                        [(s.id, s.page, s.score) for s in fused], PageFusion(decay=decay, per_page=3)
-                    )
+                    pages = fuse_pages([(s.id, s.page, s.score) for s in fused], PageFusion(decay=decay, per_page=3))
                     out[f"{tag} + pages decay {decay} cap 3"] = [Scored(i, p, sc) for i, p, sc in pages][:10]
         for k in (20, 60):
             for fts in ("body", "title"):
@@ -196,7 +196,9 @@ def variants(dense_all: list[Scored], sp: dict[str, list[Scored]], page_of_id: d
                 fused = ordered(total)
                 out[f"rrf k{k} 0.7/0.3 pool {pool} fts={fts}"] = fused[:10]
                 pages = fuse_pages([(s.id, s.page, s.score) for s in fused], PageFusion(decay=0.2, per_page=3))
-                out[f"rrf k{k} 0.7/0.3 pool {pool} fts={fts} + pages 0.2"] = [Scored(i, p, sc) for i, p, sc in pages][:10]
+                out[f"rrf k{k} 0.7/0.3 pool {pool} fts={fts} + pages 0.2"] = [Scored(i, p, sc) for i, p, sc in pages][
+                    :10
+                ]
     _ = diversify
     return out
 
