@@ -3,7 +3,7 @@
 A search ranks chunks, but a question is answered by a page: a page with several strong chunks is more likely the
 answer than one with a single lucky chunk, and a top k that is one long page repeated shows the reader one page.
 :func:`fuse_pages` does both: each page's best chunk is ranked by the page's score (its best chunk's score plus a
-decayed share of its next best chunks'), further chunks of a page keep their own score, and at most ``per_page``
+decayed share of its next best chunk's: one by default), further chunks of a page keep their own score, and at most ``per_page``
 chunks of a page are kept. :func:`rrf` is reciprocal-rank fusion, kept for the measurements that compare it with
 the min-max blend the stores use.
 """
@@ -21,7 +21,7 @@ K = TypeVar("K", bound=Hashable)
 class PageFusion:
     decay: float = 0.2  # share of each further chunk's score a page's best chunk gains
     per_page: int = 3  # chunks of one page kept in the results (0: no cap)
-    support: int = 3  # further chunks of a page that count towards its score
+    support: int = 1  # further chunks of a page that count towards its score
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.decay <= 1.0:

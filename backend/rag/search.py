@@ -121,7 +121,7 @@ class SearchService:
             raise BadRequest("reranking was asked for, but no reranker is configured (LISA_RAG_RERANKER_URL)")
         weight = self.default_hybrid_weight if params.hybrid_weight is None else params.hybrid_weight
         pool = max(params.top_k, self.rerank_candidates) if rerank else params.top_k
-        if params.pages:  # page fusion sees a page's further chunks, and the cap leaves room for other pages
+        if params.pages:  # page fusion sees a page's next chunk, and the cap leaves room for other pages
             pool = max(pool, params.top_k * PAGE_POOL_FACTOR)
         store = await self.repositories.store(repository_id)
         models = sorted({c.embedding_model for c in visible})

@@ -173,33 +173,47 @@ def main(argv: Sequence[str] | None = None) -> int:
 def variants(
     dense_all: list[Scored], sp: dict[str, list[Scored]], page_of_id: dict[str, str]
 ) -> dict[str, list[Scored]]:
+    """Today's search (blend 0.3, 40 a side, top 10), its halves, and the variants measured against it. The server's
+    page ranking fetches 3 x top_k fused chunks (30), its stores fusing 4 x that a side (120)."""
     out: dict[str, list[Scored]] = {}
 
     def ordered(total: dict[str, float]) -> list[Scored]:
         return sorted((Scored(i, page_of_id[i], s) for i, s in total.items()), key=lambda s: s.score, reverse=True)
 
+    def by_page(fused: list[Scored], decay: float, support: int, cap: int = 3) -> list[Scored]:
+        pages = fuse_pages([(s.id, s.page, s.score) for s in fused], PageFusion(decay, cap, support))
+        return [Scored(i, p, sc) for i, p, sc in pages]
+
     out["dense"] = dense_all[:10]
-    out["fulltext"] = sp["body"][:10]
-    out["fulltext title A"] = sp["title"][:10]
-    for pool in (40, 100):
+    out["full-text"] = sp["body"][:10]
+    out["full-text, title weight A"] = sp["title"][:10]
+    out["full-text, title weight B"] = sp["title_b"][:10]
+    for weight in (0.3, 0.5):
         for fts in ("body", "title", "title_b"):
-            for w in (0.3, 0.5):
-                fused = ordered(blend(dense_all[:pool], sp[fts][:pool], w))
-                tag = f"blend {w} pool {pool} fts={fts}"
+            for pool in (40, 120):
+                tag = f"blend {weight}, {pool} a side, fts {fts}"
+                fused = ordered(blend(dense_all[:pool], sp[fts][:pool], weight))
                 out[tag] = fused[:10]
-                for decay in (0.0, 0.1, 0.2, 0.3, 0.5):
-                    pages = fuse_pages([(s.id, s.page, s.score) for s in fused], PageFusion(decay=decay, per_page=3))
-                    out[f"{tag} + pages decay {decay} cap 3"] = [Scored(i, p, sc) for i, p, sc in pages][:10]
+                if pool == 120:
+                    capped = diversify([(s.id, s.page, s.score) for s in fused[:30]], 3)
+                    out[f"{tag}, cap 3"] = [Scored(*h) for h in capped]
+                    for support in (1, 3):
+                        for decay in (0.05, 0.1, 0.2, 0.3):
+                            out[f"{tag}, pages decay {decay} support {support} cap 3"] = by_page(
+                                fused[:30], decay, support
+                            )
+    for pool in (40, 120):
         for k in (20, 60):
-            for fts in ("body", "title"):
-                total = rrf([[s.id for s in dense_all[:pool]], [s.id for s in sp[fts][:pool]]], [0.7, 0.3], k)
+            for dense_weight in (0.7, 0.5):
+                total = rrf(
+                    [[s.id for s in dense_all[:pool]], [s.id for s in sp["body"][:pool]]],
+                    [dense_weight, 1 - dense_weight],
+                    k,
+                )
                 fused = ordered(total)
-                out[f"rrf k{k} 0.7/0.3 pool {pool} fts={fts}"] = fused[:10]
-                pages = fuse_pages([(s.id, s.page, s.score) for s in fused], PageFusion(decay=0.2, per_page=3))
-                out[f"rrf k{k} 0.7/0.3 pool {pool} fts={fts} + pages 0.2"] = [Scored(i, p, sc) for i, p, sc in pages][
-                    :10
-                ]
-    _ = diversify
+                tag = f"rrf k{k} {dense_weight}/{1 - dense_weight:.1f}, {pool} a side"
+                out[tag] = fused[:10]
+                out[f"{tag}, pages decay 0.1 support 3 cap 3"] = by_page(fused[:30], 0.1, 3)
     return out
 
 

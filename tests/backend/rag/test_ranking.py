@@ -12,7 +12,7 @@ from tests.backend.rag.helpers import fresh_repository, ingest, search
 
 REPO = "rag-ranking"
 CHUNKING = '{"strategy": "fixed", "size": 220, "overlap": 0}'
-DECAY, PER_PAGE, SUPPORT = 0.1, 3, 3  # the server's defaults (backend/config.py, backend/rag/ranking.py)
+DECAY, PER_PAGE, SUPPORT = 0.1, 3, 1  # the server's defaults (backend/config.py, backend/rag/ranking.py)
 QUERY = "How do I rotate the TLS certificate of the load balancer?"
 # One page whose many chunks are all about the question, one with a single close chunk, and unrelated pages.
 MANUAL = " ".join(
