@@ -3,8 +3,8 @@
 A search ranks chunks, but a question is answered by a page: a page with several strong chunks is more likely the
 answer than one with a single lucky chunk, and a top k that is one long page repeated shows the reader one page.
 :func:`fuse_pages` does both: each page's best chunk is ranked by the page's score (its best chunk's score plus a
-decayed share of its next best chunk's: one by default), further chunks of a page keep their own score, and at most ``per_page``
-chunks of a page are kept. :func:`rrf` is reciprocal-rank fusion, kept for the measurements that compare it with
+decayed share of its next best chunks', one by default), further chunks of a page keep their own score, and at most
+``per_page`` chunks of a page are kept. :func:`rrf` is reciprocal-rank fusion, kept for the measurements that compare it with
 the min-max blend the stores use.
 """
 

@@ -1,6 +1,7 @@
 """Search over a repository's collections: embed the query once per embedding model, ask the store (vector,
-full-text or both), drop what falls under the score threshold, and optionally rerank with a cross-encoder served
-by a TEI-compatible ``/rerank`` endpoint."""
+full-text or both), optionally rerank with a cross-encoder served by a TEI-compatible ``/rerank`` endpoint, rank by page
+(:mod:`backend.rag.ranking`: a page's best chunk gains a share of its next one's score, at most a few chunks a page),
+and drop what falls under the score threshold."""
 
 from __future__ import annotations
 
