@@ -147,7 +147,7 @@ def test_sources_cite_title_section_passage_and_a_link_to_the_original(
 ) -> None:
     """A source says which page and section it comes from, quotes a passage, and links to the original: the link
     downloads the uploaded file for a user who may see the repository, and is 404 for one who may not."""
-    from tests.backend.chat.helpers import new_user
+    from tests.backend.chat.helpers import new_session, new_user, send
 
     fresh_repository(admin, "rag-cite", allowed_groups=["cite-team"])
     job = ingest(admin, "rag-cite", {"runbook.md": RUNBOOK}, chunking='{"strategy": "markdown"}')
@@ -175,6 +175,15 @@ def test_sources_cite_title_section_passage_and_a_link_to_the_original(
     assert original.status_code == 200 and original.content == RUNBOOK
     assert "runbook.md" in original.headers["content-disposition"]
     assert outsider.get(source["url"]).status_code == 404
+    # A chat turn with RAG records the same citation on the answer it stores.
+    session = new_session(member, title="cite", model="gemma3-270m")
+    turn = send(member, session["id"], {"content": "When does the storage pager pass on?", "arguments": {
+        "max_tokens": 4}, "rag": {"repositories": ["rag-cite"], "top_k": 1}})  # fmt: skip
+    assert turn.status == 200 and turn.one("done")["status"] == "complete"
+    stored = member.get(f"/api/sessions/{session['id']}").json()["messages"][1]["metadata"]["sources"]
+    assert [(s["title"], s["section"], s["url"]) for s in stored] == [
+        (source["title"], source["section"], source["url"])
+    ]
     # A page without headings (plain text) is cited by its name, with no section.
     plain = client.chat.completions.create(
         model="gemma3-270m",
