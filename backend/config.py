@@ -157,6 +157,10 @@ class Settings(BaseSettings):
     rag_hybrid_weight: float = Field(default=0.3, ge=0.0, le=1.0)
     rag_reranker_url: str = ""  # a TEI-compatible server with POST /rerank; empty: no reranking
     rag_rerank_candidates: int = Field(default=30, ge=1, le=500)
+    # Page-level ranking (backend/rag/ranking.py, docs/rag-quality.md): a page's best chunk gains this share of its
+    # next best chunks' scores, and at most rag_per_page chunks of one page are returned (0: no cap).
+    rag_page_decay: float = Field(default=0.1, ge=0.0, le=1.0)
+    rag_per_page: int = Field(default=3, ge=0, le=100)
     rag_max_context_chars: int = Field(default=12_000, ge=500)  # retrieved text put into a chat prompt
     rag_poll_seconds: float = Field(default=5.0, gt=0)  # folder/S3 event pipelines without notifications
     # Untrusted files: each user's stored originals (413 past it; 0: no quota), and parsing in separate processes.

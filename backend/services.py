@@ -51,6 +51,7 @@ from backend.rag.ingest import IngestRunner
 from backend.rag.jobs import JobService
 from backend.rag.pipeline_owner import OwnerLookup
 from backend.rag.pipelines import PipelineService
+from backend.rag.ranking import PageFusion
 from backend.rag.repositories import RepositoryService
 from backend.rag.search import Reranker, SearchService
 from backend.rag.sources import Sources
@@ -305,7 +306,12 @@ class RagServices:
         jobs.dispatch = worker.defer
         reranker = Reranker(settings.rag_reranker_url, egress) if settings.rag_reranker_url else None
         search = SearchService(
-            repositories, embedder, reranker, settings.rag_hybrid_weight, settings.rag_rerank_candidates
+            repositories,
+            embedder,
+            reranker,
+            settings.rag_hybrid_weight,
+            settings.rag_rerank_candidates,
+            PageFusion(decay=settings.rag_page_decay, per_page=settings.rag_per_page),
         )
         chat = ChatRag(search, settings.rag_max_context_chars)
         documents = DocumentService(engine, repositories)

@@ -135,13 +135,17 @@ class MarkdownChunking:
         FixedChunking(self.size, 0)  # long sections are split by FixedChunking: same size bounds, checked up front
 
     def split(self, text: str) -> list[str]:
+        return [piece for _, piece in self.split_sections(text)]
+
+    def split_sections(self, text: str) -> list[tuple[str, str]]:
+        """(heading trail, chunk) pairs; the trail ("Guide > Install") is empty before the first heading."""
         marks = list(headings(text))
         if not marks:
-            return FixedChunking(self.size, 0).split(text)
-        pieces: list[str] = []
+            return [("", piece) for piece in FixedChunking(self.size, 0).split(text)]
+        pieces: list[tuple[str, str]] = []
         preamble = text[: marks[0].start].strip()
         if preamble:
-            pieces += FixedChunking(self.size, 0).split(preamble)
+            pieces += [("", piece) for piece in FixedChunking(self.size, 0).split(preamble)]
         trail: list[tuple[int, str]] = []
         for i, mark in enumerate(marks):
             level, title = mark.level, mark.title
@@ -149,7 +153,7 @@ class MarkdownChunking:
             body = text[mark.end : marks[i + 1].start if i + 1 < len(marks) else len(text)].strip()
             context = " > ".join(t for _, t in trail)
             for part in FixedChunking(self.size, 0).split(body) if body else []:
-                pieces.append(f"{context}\n\n{part}")
+                pieces.append((context, f"{context}\n\n{part}"))
         return pieces
 
 
@@ -213,14 +217,23 @@ def chunk_sections(sections: list[Section], chunking: Chunking, metadata: dict[s
     already begin with it gets it as a first line: a chunk from the middle of a page then still says what the page
     is about, to the embedding, to full-text search and to the model reading it. For fixed and token chunking the
     line counts against the chunk size (a title longer than a quarter of it is left out); markdown chunks, which
-    carry their header trail the same way, are not shortened for it.
+    carry their header trail the same way, are not shortened for it, and record that trail as ``section`` (what an
+    answer citing the chunk shows).
     """
     chunks: list[Chunk] = []
     for section in sections:
         title = " ".join(str(section.metadata.get("title") or "").split())
         strategy = _making_room(chunking, title) if title else None
-        for piece in (strategy or chunking).split(section.text):
+        split = strategy or chunking
+        pairs = (
+            split.split_sections(section.text)
+            if isinstance(split, MarkdownChunking)
+            else [("", piece) for piece in split.split(section.text)]
+        )
+        for trail, piece in pairs:
             meta = {**metadata, **section.metadata, "part": len(chunks) + 1}
+            if trail:
+                meta["section"] = trail
             if section.page is not None:
                 meta["page"] = section.page
             text = piece if strategy is None or _starts_with(piece, title) else f"{title}\n{piece}"

@@ -7,7 +7,9 @@ Request (openai SDK: ``extra_body={"rag": {...}}``)::
 
 Response: a top-level ``sources`` list; for streams, one extra chunk with empty ``choices`` and the ``sources``
 (the shape of the usage chunk, which OpenAI clients already accept), after the content and before the usage chunk
-and ``data: [DONE]``. The gateway adds them to the answer (``backend/serve/answer.py``).
+and ``data: [DONE]``. The gateway adds them to the answer (``backend/serve/answer.py``). Each source cites its
+page: ``title``, ``section`` (heading trail, or null), ``passage`` (a short excerpt), ``url`` (the original's download
+route in the document library, relative to the server) next to the chunk's full ``text`` and its scores.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from langchain_core.documents import Document
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,6 +31,7 @@ from backend.rag.embedder import Embedder
 from backend.rag.search import MAX_QUERY_CHARS, LisaRetriever, Reranker, SearchParams, SearchService
 
 T = TypeVar("T")
+PASSAGE_CHARS = 300  # a source's ``passage``: enough to recognise the cited text; ``text`` has all of it
 RERANKER_MODEL = "rag-reranker"  # the model name usage records give the reranker (LISA_RAG_RERANKER_URL)
 INSTRUCTION = (
     "Answer the question using the numbered context passages below when they are relevant, and cite them as [1], "
@@ -187,12 +191,35 @@ class ChatRag:
                     "index": n,
                     **{k: meta[k] for k in ("repository_id", "collection_id", "document_id", "name", "source")},
                     **{k: meta[k] for k in ("page", "part", "score", "similarity", "rerank_score")},
+                    **citation(meta, doc.page_content),
                     "text": doc.page_content,
                 }
             )
         if passages:
             _prepend_context(payload["messages"], INSTRUCTION + "\n\nContext:\n" + "\n\n".join(passages))
         return sources
+
+
+def citation(meta: dict[str, Any], text: str) -> dict[str, Any]:
+    """What a client shows for a source and opens: the page's title (its name when it has none), the section (the
+    heading trail, null where the chunking records none), a short passage, and the download route of the original in
+    the document library (it answers 404 to a user who may not see the repository)."""
+    repository, document = quote(str(meta["repository_id"]), safe=""), quote(str(meta["document_id"]), safe="")
+    return {
+        "title": meta.get("title") or meta["name"],
+        "section": meta.get("section") or None,
+        "passage": passage(text),
+        "url": f"/api/repositories/{repository}/documents/{document}/content",
+    }
+
+
+def passage(text: str, limit: int = PASSAGE_CHARS) -> str:
+    """The chunk's text on one line, cut at a word boundary near ``limit`` characters (an ellipsis marks a cut)."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat.rfind(" ", 0, limit)
+    return flat[: cut if cut > limit // 2 else limit].rstrip() + "…"
 
 
 def _prepend_context(messages: list[Any], context: str) -> None:

@@ -1,6 +1,7 @@
 """Search over a repository's collections: embed the query once per embedding model, ask the store (vector,
-full-text or both), drop what falls under the score threshold, and optionally rerank with a cross-encoder served
-by a TEI-compatible ``/rerank`` endpoint."""
+full-text or both), optionally rerank with a cross-encoder served by a TEI-compatible ``/rerank`` endpoint, rank by page
+(:mod:`backend.rag.ranking`: a page's best chunk gains a share of its next one's score, at most a few chunks a page),
+and drop what falls under the score threshold."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ from backend.auth.principal import Principal
 from backend.errors import BadRequest, LisaError, UpstreamError
 from backend.net.egress import EgressGuard, EgressRefused
 from backend.rag.embedder import Embedder
+from backend.rag.ranking import PageFusion, diversify, fuse_pages
 from backend.rag.repositories import RepositoryService, collection_ref
 from backend.rag.schemas import SearchHit, SearchResult
 from backend.rag.vectorstores import Hit, SearchQuery
 
 log = logging.getLogger("lisa.rag")
 MAX_QUERY_CHARS = 4000
+PAGE_POOL_FACTOR = 3  # chunks fetched per chunk asked for when ranking by page
 
 
 @dataclass
@@ -38,6 +41,7 @@ class SearchParams:
     tags: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     rerank: bool | None = None  # None: rerank when a reranker is configured
+    pages: bool = True  # page-level fusion and the per-page cap (False: chunks ranked alone, as before)
 
 
 class Reranker:
@@ -86,12 +90,14 @@ class SearchService:
         reranker: Reranker | None,
         default_hybrid_weight: float,
         rerank_candidates: int,
+        page_fusion: PageFusion | None = None,
     ) -> None:
         self.repositories = repositories
         self.embedder = embedder
         self.reranker = reranker
         self.default_hybrid_weight = default_hybrid_weight
         self.rerank_candidates = rerank_candidates
+        self.page_fusion = page_fusion or PageFusion()
 
     async def start(self) -> None:
         if self.reranker is not None:
@@ -116,6 +122,8 @@ class SearchService:
             raise BadRequest("reranking was asked for, but no reranker is configured (LISA_RAG_RERANKER_URL)")
         weight = self.default_hybrid_weight if params.hybrid_weight is None else params.hybrid_weight
         pool = max(params.top_k, self.rerank_candidates) if rerank else params.top_k
+        if params.pages:  # page fusion sees a page's next chunk, and the cap leaves room for other pages
+            pool = max(pool, params.top_k * PAGE_POOL_FACTOR)
         store = await self.repositories.store(repository_id)
         models = sorted({c.embedding_model for c in visible})
         t0 = time.perf_counter()
@@ -145,6 +153,8 @@ class SearchService:
             order = sorted(range(len(hits)), key=lambda i: scores[i], reverse=True)
             hits = [hits[i] for i in order]
             rerank_scores = [scores[i] for i in order]
+        if params.pages:
+            hits, rerank_scores = self._by_page(hits, rerank_scores, reranked=rerank)
         t3 = time.perf_counter()
         results: list[SearchHit] = []
         for hit, rerank_score in zip(hits, rerank_scores, strict=True):
@@ -166,6 +176,16 @@ class SearchService:
             },
         )
 
+    def _by_page(
+        self, hits: list[Hit], rerank_scores: list[float | None], *, reranked: bool
+    ) -> tuple[list[Hit], list[float | None]]:
+        """Page-level order: fused page scores (not after a reranker, whose scores are its own: there only the cap),
+        then at most ``per_page`` chunks of a page. A page is its source (the same file in two collections is one)."""
+        keyed = [(i, page_key(h), h.score) for i, h in enumerate(hits)]
+        order = diversify(keyed, self.page_fusion.per_page) if reranked else fuse_pages(keyed, self.page_fusion)
+        out = [Hit(hits[i].id, hits[i].text, score, hits[i].metadata, hits[i].similarity) for i, _, score in order]
+        return out, [rerank_scores[i] for i, _, _ in order]
+
     async def _embed(self, model: str, query: str, weight: float) -> list[float]:
         if weight >= 1.0:
             return []  # full-text only: no vector needed
@@ -181,6 +201,10 @@ async def _guarded(*searches: Any) -> list[list[Hit]]:
         raise
     except Exception as exc:
         raise UpstreamError(f"the vector store failed: {exc.__class__.__name__}: {exc}") from exc
+
+
+def page_key(hit: Hit) -> str:
+    return str(hit.metadata.get("source") or hit.metadata.get("document_id") or hit.id)
 
 
 def _passes(hit: Hit, threshold: float, weight: float) -> bool:
@@ -237,7 +261,13 @@ class LisaRetriever(BaseRetriever):
             Document(
                 page_content=hit.text,
                 id=hit.id,
-                metadata={**hit.model_dump(exclude={"text", "metadata"}), "repository_id": self.repository_id},
+                metadata={
+                    **hit.model_dump(exclude={"text", "metadata"}),
+                    "repository_id": self.repository_id,
+                    # what a citation shows: the page title (HTML <title>, markdown # heading) and heading trail
+                    "title": str(hit.metadata.get("title") or ""),
+                    "section": str(hit.metadata.get("section") or ""),
+                },
             )
             for hit in result.results
         ]

@@ -46,6 +46,7 @@ CHUNKINGS: dict[str, dict[str, Any]] = {
 WEIGHTS = (0.0, 0.3, 0.5, 0.7, 1.0)
 KS = (1, 3, 5, 10)
 TOP_K = 10
+PAGES = True  # the server's page-level ranking (--no-pages: off)
 CANDIDATES = 30  # chunks a reranker reorders by default (LISA_RAG_RERANK_CANDIDATES)
 STATE_FILE = "bench-rag-state.json"
 RESULTS_BEGIN = "<!-- results:begin (written by python -m bench.rag_eval.run --doc) -->"
@@ -73,8 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="Write every figure here as JSON.")
     parser.add_argument("--doc", type=Path, default=None, help="Rewrite the results section of this markdown file.")
     parser.add_argument("--ingest-only", action="store_true", help="Ingest (or find ingested) and stop.")
+    parser.add_argument(
+        "--no-pages", action="store_true", help="Search with pages=false: chunks ranked alone, no per-page cap."
+    )
     args = parser.parse_args(argv)
     corpus = CORPORA[args.corpus]
+    global PAGES
+    PAGES = not args.no_pages
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Started in the background, a process ignores SIGINT: let SIGTERM unwind (and stop LISA) instead.
@@ -222,6 +228,8 @@ def score(
 
         def search(query: str) -> list[str]:
             params = search_params(query, top_k, [collection], weight, False)
+            if not PAGES:
+                params.append(("pages", "false"))
             resp = http.get(f"/api/repositories/{repository}/search", params=tuple(params))
             resp.raise_for_status()
             return [hit["source"] for hit in resp.json()["results"]]

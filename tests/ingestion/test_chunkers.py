@@ -78,6 +78,16 @@ def test_markdown_chunks_keep_their_header_trail_instead_of_a_second_title() -> 
     assert [c.text for c in chunks] == ["Guide\n\nIntro.", "Guide > Setup\n\nInstall it."]
 
 
+def test_markdown_chunks_record_their_heading_trail_as_section() -> None:
+    """What a citation shows as the section: the trail of headings above the chunk; none before the first one."""
+    text = "Preface.\n# Guide\nIntro.\n## Setup\n### Linux\nInstall it.\n## Use\nRun it.\n"
+    chunks = chunk_sections([Section(text, metadata={"title": "Guide"})], MarkdownChunking(500), {"source": "g.md"})
+    assert [c.metadata.get("section") for c in chunks] == [None, "Guide", "Guide > Setup > Linux", "Guide > Use"]
+    assert all(c.metadata["source"] == "g.md" and c.metadata["title"] == "Guide" for c in chunks)
+    fixed = chunk_sections([Section(text, metadata={"title": "Guide"})], FixedChunking(500, 0), {})
+    assert all("section" not in c.metadata for c in fixed)  # only markdown chunking knows the trail
+
+
 def test_a_title_too_long_for_the_chunk_is_left_out() -> None:
     title = "A very long page title " * 3  # over a quarter of 200 characters
     chunks = chunk_sections([Section(WORDS, metadata={"title": title})], FixedChunking(200, 20), {})

