@@ -3,8 +3,9 @@
 Measured reason (embedded PostgreSQL, 2 cores; docs/benchmarks.md "Chat"): reading the session and the path to
 the parent took 2.5 ms through SQLAlchemy Core (two statements and their row processing), 0.5 ms as this one
 statement through asyncpg; saving the question 2.0 ms and 1.1 ms; and a checkout from the engine's pool costs
-0.8 ms in the server (its ``pool_pre_ping`` round trip), an asyncpg pool's acquire a few microseconds. All of it
-sits between the request and the first token, where the chat endpoint's budget is 2 ms over ``/v1``.
+0.8 ms in the server (its ``pool_pre_ping`` round trip), an asyncpg pool's acquire a few microseconds (and its
+release no round trip: ``_nothing_to_reset``). All of it sits between the request and the first token, where the
+chat endpoint's budget is 2 ms over ``/v1``.
 
 Without the ping, a connection the server dropped (a restart, a failover) is found dead on use: the read is
 retried once on a fresh connection (it changes nothing), so a turn fails only when the database is really away
@@ -71,7 +72,12 @@ class TurnDatabase:
 
     async def start(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=0, max_size=self.size, timeout=self.connect_timeout, command_timeout=30
+            self.dsn,
+            min_size=0,
+            max_size=self.size,
+            timeout=self.connect_timeout,
+            command_timeout=30,
+            reset=_nothing_to_reset,
         )
 
     async def stop(self) -> None:
@@ -102,6 +108,13 @@ class TurnDatabase:
             finally:
                 await self._pool.release(conn)
             return
+
+
+async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
+    """A released connection is pooled again as it is. asyncpg's default reset (advisory unlocks, ``CLOSE ALL``,
+    ``UNLISTEN *``, ``RESET ALL``) is a round trip, and it sat before the first token (0.3-0.5 ms, measured): this
+    pool's two statements leave no session state behind (no SET, cursor, lock, LISTEN or open transaction; asyncpg
+    still rolls back an open transaction itself)."""
 
 
 def _context(rows: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
