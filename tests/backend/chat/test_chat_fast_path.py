@@ -37,7 +37,8 @@ def user(admin: httpx.Client, lisa: LisaServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def post(client: httpx.Client, session_id: str, content: bytes | None = None, **kwargs: Any) -> httpx.Response:
+def post(client: httpx.Client, session_id: str, content: bytes | Iterator[bytes] | None = None,
+         **kwargs: Any) -> httpx.Response:  # fmt: skip
     headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
     return client.post(f"/api/sessions/{session_id}/messages", content=content, headers=headers, **kwargs)
 
