@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
+from backend.api.chat_asgi import ChatFastPath
 from backend.api.deps import refuse_unstorable_parameters
 from backend.api.errors import install_error_handlers
 from backend.api.request_guard import RequestGuard
@@ -83,7 +84,8 @@ def create_api(settings: Settings, database_url: str) -> FastAPI:
         same_site="lax",
         https_only=settings.environment == "production",
     )
-    app.add_middleware(RequestGuard, api=app)  # outermost: nothing reads a body before it has had its say
+    # outermost: nothing reads a body before it has had its say; the chat turn is answered by its raw-ASGI fast path
+    app.add_middleware(RequestGuard, api=app, fast={chat.send_message: ChatFastPath.for_route})
     install_error_handlers(app)
     # model_schedules before models: its /api/models/{id}/schedule paths would match models' /{model_id:path}.
     routers = (health, login, oidc_login, model_schedules, models, tokens, usage, limits, audit, repositories,

@@ -11,13 +11,17 @@ In order:
    streamed (chunked) body is counted as it arrives (Starlette's RequestBodyLimitMiddleware). The cap is
    ``max_json_bytes``, or ``rag_max_upload_bytes`` for an authenticated multipart/form-data request.
 ``/v1`` never comes here: the gateway does all of this itself (backend/main.py routes it first).
+
+A route given a fast path (``fast``: its endpoint -> a factory of a raw-ASGI handler, backend/api/chat_asgi.py) is
+then answered by that handler, with the cap, in place of FastAPI (the chat endpoint's time to first token).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, params
 from fastapi.dependencies.models import Dependant
@@ -34,12 +38,16 @@ from backend.api.same_site import SAFE_METHODS, cross_site_problem
 from backend.errors import LisaError
 from backend.services import Services
 
+FastHandler = Callable[[Scope, Receive, Send, int], Awaitable[None]]  # (scope, receive, send, body cap)
+FastFactory = Callable[[FastAPI, APIRoute], FastHandler | None]  # None: FastAPI serves the route after all
+
 
 @dataclass(frozen=True, slots=True)
 class RouteNeeds:
     matched: bool  # a route takes this method and path
     principal: bool  # ... and needs a signed-in caller
     json_body: bool  # ... and takes a JSON body
+    fast: FastHandler | None = None  # ... and is answered by this raw-ASGI handler, not by FastAPI
 
 
 UNMATCHED = RouteNeeds(matched=False, principal=False, json_body=False)
@@ -49,12 +57,13 @@ def depends_on(dependant: Dependant, target: object) -> bool:
     return any(d.call is target or depends_on(d, target) for d in dependant.dependencies)
 
 
-def needs_of(route: APIRoute) -> RouteNeeds:
+def needs_of(route: APIRoute, fast: FastHandler | None = None) -> RouteNeeds:
     body = route.body_field
     return RouteNeeds(
         matched=True,
         principal=depends_on(route.dependant, get_current_user),
         json_body=body is not None and not isinstance(body.field_info, params.Form),
+        fast=fast,
     )
 
 
@@ -72,12 +81,15 @@ class RouteNeedsTable:
     """What each route needs, looked up by method and path before FastAPI routes the request (first match wins,
     as in routing). Anything that is not an APIRoute (a mounted app) needs a principal: fail closed."""
 
-    def __init__(self, routes: Iterable[BaseRoute]) -> None:
+    def __init__(self, routes: Iterable[BaseRoute], fast: Mapping[Any, FastHandler | None] | None = None) -> None:
+        """``fast``: endpoint function -> its raw-ASGI handler (None: none)."""
         self._api: list[tuple[re.Pattern[str], frozenset[str], RouteNeeds]] = []
         self._other: list[BaseRoute] = []
+        fast = fast or {}
         for route in flat_routes(routes):
             if isinstance(route, APIRoute):
-                self._api.append((route.path_regex, frozenset(route.methods or ()), needs_of(route)))
+                needs = needs_of(route, fast.get(route.endpoint))
+                self._api.append((route.path_regex, frozenset(route.methods or ()), needs))
             else:
                 self._other.append(route)
 
@@ -106,16 +118,22 @@ def _refuse(status: int, message: str) -> JSONResponse:
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
+    def __init__(self, app: ASGIApp, api: FastAPI, fast: Mapping[Any, FastFactory] | None = None) -> None:
         self.app = app
         self.api = api
+        self.fast = dict(fast or {})
         self._table: RouteNeedsTable | None = None
         self._limited: dict[int, ASGIApp] = {}
 
     @property
     def table(self) -> RouteNeedsTable:
         if self._table is None:  # built at the first request, when every route is in place
-            self._table = RouteNeedsTable(self.api.routes)
+            handlers = {
+                route.endpoint: factory(self.api, route)
+                for route in flat_routes(self.api.routes)
+                if isinstance(route, APIRoute) and (factory := self.fast.get(route.endpoint)) is not None
+            }
+            self._table = RouteNeedsTable(self.api.routes, handlers)
         return self._table
 
     def _limit(self, cap: int) -> ASGIApp:
@@ -165,4 +183,7 @@ class RequestGuard:
                 message = f"the request body is {length} bytes; the limit for this request is {cap} bytes"
                 await _refuse(413, message)(scope, receive, send)
                 return
+        if needs.fast is not None:
+            await needs.fast(scope, receive, send, cap)
+            return
         await self._limit(cap)(scope, receive, send)

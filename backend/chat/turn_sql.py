@@ -3,8 +3,17 @@
 Measured reason (embedded PostgreSQL, 2 cores; docs/benchmarks.md "Chat"): reading the session and the path to
 the parent took 2.5 ms through SQLAlchemy Core (two statements and their row processing), 0.5 ms as this one
 statement through asyncpg; saving the question 2.0 ms and 1.1 ms; and a checkout from the engine's pool costs
-0.8 ms in the server (its ``pool_pre_ping`` round trip), an asyncpg pool's acquire a few microseconds. All of it
-sits between the request and the first token, where the chat endpoint's budget is 2 ms over ``/v1``.
+0.8 ms in the server (its ``pool_pre_ping`` round trip), an asyncpg pool's acquire a few microseconds (and its
+release no round trip: ``_nothing_to_reset``). All of it sits between the request and the first token, where the
+chat endpoint's budget is 2 ms over ``/v1``.
+
+The question's commit does not wait for its WAL flush (``synchronous_commit=off`` on this pool's connections):
+waiting for it was the slowest part of the turn when the disk was busy (1.3-1.9 ms after the upstream's first event
+had arrived, measured with timestamps in the server on 2 busy cores), and the first token waited for it. The commit
+is still atomic and at once visible to every other connection; only a crash of PostgreSQL itself (or of the
+machine) within about 0.6 s (three ``wal_writer_delay``) can lose it, and the answer's own first write, a
+synchronous commit moments later on the store's pool, flushes the WAL up to and including the question. The read
+changes nothing, so the setting affects the question alone.
 
 Without the ping, a connection the server dropped (a restart, a failover) is found dead on use: the read is
 retried once on a fresh connection (it changes nothing), so a turn fails only when the database is really away
@@ -71,7 +80,13 @@ class TurnDatabase:
 
     async def start(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=0, max_size=self.size, timeout=self.connect_timeout, command_timeout=30
+            self.dsn,
+            min_size=0,
+            max_size=self.size,
+            timeout=self.connect_timeout,
+            command_timeout=30,
+            reset=_nothing_to_reset,
+            server_settings={"synchronous_commit": "off"},  # see the module's docstring: the question's commit
         )
 
     async def stop(self) -> None:
@@ -102,6 +117,13 @@ class TurnDatabase:
             finally:
                 await self._pool.release(conn)
             return
+
+
+async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
+    """A released connection is pooled again as it is. asyncpg's default reset (advisory unlocks, ``CLOSE ALL``,
+    ``UNLISTEN *``, ``RESET ALL``) is a round trip, and it sat before the first token (0.3-0.5 ms, measured): this
+    pool's two statements leave no session state behind (no SET, cursor, lock, LISTEN or open transaction; asyncpg
+    still rolls back an open transaction itself)."""
 
 
 def _context(rows: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:

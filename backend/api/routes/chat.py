@@ -1,5 +1,9 @@
 """POST /api/sessions/{id}/messages: one chat turn, streamed as server-sent events (backend/chat/turn.py has the
-events and their order). Errors before the answer begins are ordinary JSON errors; the turn then leaves nothing."""
+events and their order). Errors before the answer begins are ordinary JSON errors; the turn then leaves nothing.
+
+In the app, requests to it are answered by its raw-ASGI fast path (backend/api/chat_asgi.py, called by the request
+guard), which runs ``serve_turn`` and writes the same stream; the route declared here documents the endpoint (and
+serves it where the guard is not in front)."""
 
 from __future__ import annotations
 
@@ -10,15 +14,21 @@ from fastapi.responses import StreamingResponse
 
 from backend.api.deps import CurrentUser, ServicesDep
 from backend.api.openapi import errors
+from backend.auth.principal import Principal
 from backend.chat.features import check_settings
 from backend.chat.schemas import ChatTurn, ToolDecision
+from backend.chat.turn import RunningTurn
 from backend.errors import NotFound
+from backend.services import Services
 
 router = APIRouter(prefix="/api/sessions", tags=["chat"])
 
 
 class EventStream(StreamingResponse):
     media_type = "text/event-stream"
+
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -35,9 +45,14 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def send_message(session_id: str, body: ChatTurn, user: CurrentUser, services: ServicesDep) -> EventStream:
     """Asks the model (through the gateway, as the caller: its access rules, limits and metering) and streams
     the answer, saving the question at once and the answer as it arrives."""
+    running = await serve_turn(services, user, session_id, body)
+    return EventStream(running.events(), headers=STREAM_HEADERS)
+
+
+async def serve_turn(services: Services, user: Principal, session_id: str, body: ChatTurn) -> RunningTurn:
+    """The route's steps after validation (the fast path runs them too): the feature toggles, then the turn."""
     await check_settings(services.configuration, user, body)
-    running = await services.chat_turns.start(user, session_id, body)
-    return EventStream(running.events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return await services.chat_turns.start(user, session_id, body)
 
 
 @router.post("/{session_id}/tool-calls/{call_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404, 409))
