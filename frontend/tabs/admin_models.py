@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 import gradio as gr
@@ -28,12 +29,21 @@ MODEL_COLUMNS = ["Model", "Type", "Hosting", "Status", "Health", "Runs at", "Rea
 EVENT_COLUMNS = ["At", "Event", "Status", "Step", "Message"]
 
 
-def model_rows(models: list[AdminModel]) -> list[list[str]]:
-    return [[m.id, m.type, m.hosting, m.status, m.health, m.where, m.status_reason or ""] for m in models]
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    """An HTML table of escaped text (a ``gr.Dataframe`` refreshed every few seconds kept stale cells)."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table class='lisa-admin-table'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def event_rows(events: list[ModelEvent]) -> list[list[str]]:
-    return [[e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.status or "", e.step or "", e.message] for e in events]
+def model_rows(models: list[AdminModel]) -> str:
+    rows = [[m.id, m.type, m.hosting, m.status, m.health, m.where, m.status_reason or ""] for m in models]
+    return table(MODEL_COLUMNS, rows)
+
+
+def event_rows(events: list[ModelEvent]) -> str:
+    rows = [[e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.status or "", e.step or "", e.message] for e in events]
+    return table(EVENT_COLUMNS, rows)
 
 
 class ModelsPanel:
