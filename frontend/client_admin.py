@@ -73,7 +73,7 @@ class AdminClient:
 
     # --- tokens, limits, audit --------------------------------------------------------------------------------
     async def tokens(self, username: str | None = None) -> list[JSON]:
-        return await self._all("/api/tokens", username=username)
+        return await self._all("/api/tokens", username=username, all_users=None if username else "true")
 
     async def create_token(self, body: JSON) -> JSON:
         result: JSON = await self._json("POST", "/api/tokens", json=body)

@@ -10,8 +10,10 @@ from typing import Any, Protocol
 import gradio as gr
 
 from frontend.backend import Backend, shows_errors
+from frontend.tabs.admin_access import AccessPanel
 from frontend.tabs.admin_config import ConfigPanel
 from frontend.tabs.admin_models import ModelsPanel
+from frontend.tabs.admin_usage import UsagePanel
 
 # Gradio 6.31 cannot hide this tab's button from a load event here: visible=False leaves it, an update to "hidden"
 # was lost, and a tab built "hidden" and shown later could not be selected. So a style rule hides it in the browser.
@@ -36,7 +38,9 @@ class AdminTab:
         self.backend = backend
         self.models = ModelsPanel(backend)
         self.config = ConfigPanel(backend)
-        self.panels: list[Panel] = [self.models, self.config]
+        self.usage = UsagePanel(backend)
+        self.access = AccessPanel(backend)
+        self.panels: list[Panel] = [self.models, self.config, self.usage, self.access]
 
     def build(self) -> None:
         with gr.Tab("Admin", id="admin", elem_id="lisa-admin-tab") as self.tab:
@@ -52,6 +56,8 @@ class AdminTab:
         demo.load(self.on_load, outputs=[flag]).then(None, [flag], js=HIDE_TAB)
         demo.load(self.on_load_content, outputs=[self.closed, self.content, self.models.timer])
         demo.load(self.config.load, outputs=self.config.outputs())
+        demo.load(self.load_lists, outputs=self.access.load_outputs())
+        demo.load(self.load_usage, [self.usage.group_by, self.usage.range], self.usage.outputs())
 
     async def is_admin(self, request: gr.Request) -> bool:
         return (await self.backend.client(request).me()).is_admin
@@ -65,3 +71,15 @@ class AdminTab:
         if not await self.is_admin(request):
             return gr.skip(), gr.skip(), gr.skip()
         return gr.update(visible=False), gr.update(visible=True), self.models.start()
+
+    @shows_errors
+    async def load_lists(self, request: gr.Request) -> tuple[Any, ...]:
+        if not await self.is_admin(request):
+            return tuple(gr.skip() for _ in self.access.load_outputs())
+        return await self.access.load(request)
+
+    @shows_errors
+    async def load_usage(self, group_by: str, range_name: str, request: gr.Request) -> tuple[Any, ...]:
+        if not await self.is_admin(request):
+            return tuple(gr.skip() for _ in self.usage.outputs())
+        return await self.usage.load(group_by, range_name, request)

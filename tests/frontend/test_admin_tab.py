@@ -80,3 +80,29 @@ def test_a_toggle_switched_off_hides_the_feature_on_the_users_next_page_load(
     finally:
         admin.patch("/api/configuration", json={"features": {"edit_kwargs": None}})
         user_context.close()
+
+
+def test_admin_creates_a_token_shown_once_finds_it_in_the_audit_log_and_sees_usage(
+    page: Page, lisa: LisaServer, admin: httpx.Client
+) -> None:
+    answer = admin.post("/v1/chat/completions", json={"model": "gemma3-270m", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    owner = f"ui-tok-{secrets.token_hex(3)}"
+    sign_in(page, lisa, lisa.token)
+    open_admin(page, "Usage")
+    expect(page.locator("#lisa-au-summary")).to_contain_text("requests")
+    assert "No metered traffic" not in page.locator("#lisa-au-summary").inner_text()
+    open_admin(page, "Tokens")
+    page.fill("#lisa-at-owner input, #lisa-at-owner textarea", owner)
+    page.fill("#lisa-at-name input, #lisa-at-name textarea", "laptop")
+    page.click("#lisa-at-create")
+    expect(page.locator("#lisa-at-result")).to_contain_text(f"Created token laptop for {owner}")
+    secret = page.locator("#lisa-at-secret input, #lisa-at-secret textarea").first.input_value()
+    assert secret and lisa.client(secret).get("/api/users/me").json()["username"] == owner
+    expect(page.locator("#lisa-at-list")).to_contain_text(owner)
+    assert secret not in page.locator("#lisa-at-list").inner_text()
+    open_admin(page, "Audit log")
+    page.fill("#lisa-aa-action input, #lisa-aa-action textarea", "token.create")
+    page.click("#lisa-aa-search")
+    expect(page.locator("#lisa-aa-list")).to_contain_text("token.create")
+    expect(page.locator("#lisa-aa-list")).not_to_contain_text("model.create")
