@@ -14,6 +14,7 @@ from frontend.backend import Backend, shows_errors
 from frontend.schemas import Banner
 from frontend.tabs.admin import AdminTab
 from frontend.tabs.chat import ChatTab
+from frontend.tabs.my_tokens import MyTokensTab
 from frontend.tabs.prompt_library import PromptLibraryTab
 
 # Events of different users run side by side (Gradio runs each event one at a time unless told otherwise); a chat
@@ -43,7 +44,7 @@ def banner_html(banner: Banner) -> str:
 
 
 def build_app(backend: Backend, concurrency: int | None = DEFAULT_CONCURRENCY) -> gr.Blocks:
-    tabs: list[Tab] = [ChatTab(backend), PromptLibraryTab(backend), AdminTab(backend)]
+    tabs: list[Tab] = [ChatTab(backend), PromptLibraryTab(backend), MyTokensTab(backend), AdminTab(backend)]
 
     @shows_errors
     async def load_shell(request: gr.Request) -> tuple[Any, Any]:

@@ -13,6 +13,7 @@ from frontend.backend import Backend, shows_errors
 from frontend.tabs.admin_access import AccessPanel
 from frontend.tabs.admin_config import ConfigPanel
 from frontend.tabs.admin_models import ModelsPanel
+from frontend.tabs.admin_resources import ResourcePanel, assistant_panel, mcp_panel
 from frontend.tabs.admin_usage import UsagePanel
 
 # Gradio 6.31 cannot hide this tab's button from a load event here: visible=False leaves it, an update to "hidden"
@@ -40,7 +41,8 @@ class AdminTab:
         self.config = ConfigPanel(backend)
         self.usage = UsagePanel(backend)
         self.access = AccessPanel(backend)
-        self.panels: list[Panel] = [self.models, self.config, self.usage, self.access]
+        self.assistants, self.mcp = assistant_panel(backend), mcp_panel(backend)
+        self.panels: list[Panel] = [self.models, self.config, self.usage, self.access, self.assistants, self.mcp]
 
     def build(self) -> None:
         with gr.Tab("Admin", id="admin", elem_id="lisa-admin-tab") as self.tab:
@@ -57,6 +59,8 @@ class AdminTab:
         demo.load(self.on_load_content, outputs=[self.closed, self.content, self.models.timer])
         demo.load(self.config.load, outputs=self.config.outputs())
         demo.load(self.load_lists, outputs=self.access.load_outputs())
+        for resources in (self.assistants, self.mcp):
+            demo.load(self.loader(resources), [resources.selected], [resources.listing, resources.selected])
         demo.load(self.load_usage, [self.usage.group_by, self.usage.range], self.usage.outputs())
 
     async def is_admin(self, request: gr.Request) -> bool:
@@ -83,3 +87,12 @@ class AdminTab:
         if not await self.is_admin(request):
             return tuple(gr.skip() for _ in self.usage.outputs())
         return await self.usage.load(group_by, range_name, request)
+
+    def loader(self, panel: ResourcePanel) -> Any:
+        @shows_errors
+        async def load(selected: str | None, request: gr.Request) -> tuple[Any, Any]:
+            if not await self.is_admin(request):
+                return gr.skip(), gr.skip()
+            return await panel.list(selected, request)
+
+        return load

@@ -51,7 +51,7 @@ class AccessPanel:
             with gr.Row():
                 self.token_owner = gr.Textbox(label="Owner (user name)", elem_id="lisa-at-owner")
                 self.token_name = gr.Textbox(label="Token name", elem_id="lisa-at-name")
-                self.token_days = gr.Number(value=90, label="Expires in (days)", precision=0)
+                self.token_days = gr.Number(value=30, label="Expires in (days)", precision=0)
                 self.token_create = gr.Button("Create token", variant="primary", elem_id="lisa-at-create")
             self.token_secret = gr.Textbox(
                 label="The new token: copy it now, it is shown this once", interactive=False, elem_id="lisa-at-secret"

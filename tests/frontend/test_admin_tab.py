@@ -106,3 +106,17 @@ def test_admin_creates_a_token_shown_once_finds_it_in_the_audit_log_and_sees_usa
     page.click("#lisa-aa-search")
     expect(page.locator("#lisa-aa-list")).to_contain_text("token.create")
     expect(page.locator("#lisa-aa-list")).not_to_contain_text("model.create")
+    page.screenshot(path="docs/screenshots/admin.png")
+
+
+def test_a_user_creates_an_own_api_token_shown_once(page: Page, lisa: LisaServer, user: User) -> None:
+    sign_in(page, lisa, user.token)
+    page.locator('button[role="tab"]', has_text="API tokens").locator("visible=true").first.click()
+    expect(page.locator("#lisa-mt-content")).to_be_visible()
+    page.fill("#lisa-mt-name input, #lisa-mt-name textarea", "my-script")
+    page.click("#lisa-mt-create")
+    expect(page.locator("#lisa-mt-result")).to_contain_text("Created my-script")
+    secret = page.locator("#lisa-mt-secret input, #lisa-mt-secret textarea").first.input_value()
+    assert lisa.client(secret).get("/api/users/me").json()["username"] == user.name
+    expect(page.locator("#lisa-mt-list")).to_contain_text("my-script")
+    assert secret not in page.locator("#lisa-mt-list").inner_text()
