@@ -9,7 +9,7 @@ ADMIN_TAB = 'button[role="tab"][data-tab-id="admin"]'
 
 def open_admin(page: Page, panel: str) -> None:
     page.locator(ADMIN_TAB).locator("visible=true").first.click()
-    page.locator('button[role="tab"]', has_text=panel).locator("visible=true").first.click()
+    page.get_by_role("tab", name=panel, exact=True).locator("visible=true").first.click()
 
 
 def model_row(page: Page, model_id: str) -> Locator:

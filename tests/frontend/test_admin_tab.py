@@ -49,6 +49,7 @@ def test_admin_adds_an_internal_model_sees_it_in_service_then_disables_it(
     try:
         choose(page, "#lisa-am-selected", model_id)
         expect(page.locator("#lisa-am-events")).to_contain_text("InService", timeout=15_000)
+        page.screenshot(path="docs/screenshots/admin.png")
         page.click("#lisa-am-disable")
         expect(page.locator("#lisa-am-action")).to_contain_text(f"Disabling {model_id}")
         expect(model_row(page, model_id)).to_contain_text("Stopped", timeout=30_000)
@@ -106,7 +107,6 @@ def test_admin_creates_a_token_shown_once_finds_it_in_the_audit_log_and_sees_usa
     page.click("#lisa-aa-search")
     expect(page.locator("#lisa-aa-list")).to_contain_text("token.create")
     expect(page.locator("#lisa-aa-list")).not_to_contain_text("model.create")
-    page.screenshot(path="docs/screenshots/admin.png")
 
 
 def test_a_user_creates_an_own_api_token_shown_once(page: Page, lisa: LisaServer, user: User) -> None:
