@@ -49,6 +49,7 @@ def test_admin_adds_an_internal_model_sees_it_in_service_then_disables_it(
     try:
         choose(page, "#lisa-am-selected", model_id)
         expect(page.locator("#lisa-am-events")).to_contain_text("InService", timeout=15_000)
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path="docs/screenshots/admin.png")
         page.click("#lisa-am-disable")
         expect(page.locator("#lisa-am-action")).to_contain_text(f"Disabling {model_id}")
