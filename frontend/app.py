@@ -12,8 +12,10 @@ import gradio as gr
 
 from frontend.backend import Backend, shows_errors
 from frontend.schemas import Banner
+from frontend.tabs.admin import AdminTab
 from frontend.tabs.chat import ChatTab
 from frontend.tabs.documents import DocumentsTab
+from frontend.tabs.my_tokens import MyTokensTab
 from frontend.tabs.prompt_library import PromptLibraryTab
 from frontend.tabs.rag_admin import RagAdminTab
 
@@ -44,7 +46,14 @@ def banner_html(banner: Banner) -> str:
 
 
 def build_app(backend: Backend, concurrency: int | None = DEFAULT_CONCURRENCY) -> gr.Blocks:
-    tabs: list[Tab] = [ChatTab(backend), PromptLibraryTab(backend), DocumentsTab(backend), RagAdminTab(backend)]
+    tabs: list[Tab] = [
+        ChatTab(backend),
+        PromptLibraryTab(backend),
+        DocumentsTab(backend),
+        MyTokensTab(backend),
+        RagAdminTab(backend),
+        AdminTab(backend),
+    ]
 
     @shows_errors
     async def load_shell(request: gr.Request) -> tuple[Any, Any]:
