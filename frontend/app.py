@@ -13,6 +13,7 @@ import gradio as gr
 from frontend.backend import Backend, shows_errors
 from frontend.schemas import Banner
 from frontend.tabs.chat import ChatTab
+from frontend.tabs.compare import CompareTab
 from frontend.tabs.prompt_library import PromptLibraryTab
 
 # Events of different users run side by side (Gradio runs each event one at a time unless told otherwise); a chat
@@ -42,7 +43,7 @@ def banner_html(banner: Banner) -> str:
 
 
 def build_app(backend: Backend, concurrency: int | None = DEFAULT_CONCURRENCY) -> gr.Blocks:
-    tabs: list[Tab] = [ChatTab(backend), PromptLibraryTab(backend)]
+    tabs: list[Tab] = [ChatTab(backend), PromptLibraryTab(backend), CompareTab(backend)]
 
     @shows_errors
     async def load_shell(request: gr.Request) -> tuple[Any, Any]:

@@ -24,6 +24,7 @@ from frontend.chat_view import (
 )
 from frontend.client import BackendError
 from frontend.sse import Delta, Done, StreamError, UsageReport
+from frontend.tabs.chat_tools import ChatTools
 
 LATEX: list[dict[str, str | bool]] = [
     {"left": "$$", "right": "$$", "display": True},
@@ -34,6 +35,7 @@ LATEX: list[dict[str, str | bool]] = [
 class ChatTab:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self.extras = ChatTools(backend)  # MCP tools and image generation (frontend/tabs/chat_tools.py)
 
     # --- build ------------------------------------------------------------------------------------------------
     def build(self) -> None:
@@ -86,6 +88,7 @@ class ChatTab:
                     with gr.Row():
                         self.stop_words = gr.Textbox(label="Stop words (comma-separated, up to 4)")
                         self.seed = gr.Textbox(label="Seed", placeholder="random")
+                self.extras.build()
         self.session_id = gr.State(None)
         self.history = gr.State([])
         self.show_meta = gr.State(True)
@@ -98,6 +101,7 @@ class ChatTab:
         turn_inputs = [
             self.text, self.history, self.session_id, self.model, self.max_tokens, self.temperature, self.top_p,
             self.stop_words, self.seed, self.show_meta, self.persona, self.directives, self.variables,
+            *self.extras.turn_inputs,
         ]  # fmt: skip
         turn_outputs = [self.chatbot, self.history, self.text, self.session_id]
         turns = [
@@ -120,6 +124,7 @@ class ChatTab:
             [self.chatbot, self.history, self.session_id, self.title, self.sessions],
         )
         self.export.click(self.export_session, [self.session_id], [self.export_file])
+        self.extras.wire(demo, self)
 
     # --- handlers ---------------------------------------------------------------------------------------------
     @shows_errors
@@ -153,6 +158,8 @@ class ChatTab:
         persona: str | None,
         directives: list[str] | None,
         variables_text: str,
+        tools: list[str] | None,
+        tool_mode: str | None,
         request: gr.Request,
     ) -> AsyncIterator[tuple[Any, ...]]:
         question = (text or "").strip()
@@ -174,6 +181,7 @@ class ChatTab:
             stream = client.chat(
                 session_id, question, model=model or None, arguments=arguments, persona_template_id=persona or None,
                 directive_template_ids=list(directives or []), variables=variables,
+                extra=self.extras.turn_fields(tools, tool_mode),
             )  # fmt: skip
             async for event in stream:
                 if isinstance(event, Delta):
@@ -186,6 +194,9 @@ class ChatTab:
                     usage = event
                 elif isinstance(event, Done):
                     break
+                elif (shown := self.extras.on_event(event, history)) is not None:
+                    history = shown
+                    yield history, history, "", session_id
         except BackendError as exc:
             # Refused before the answer began (a bad argument, a model one may not use, a limit): say why, here.
             gr.Warning(exc.detail)
