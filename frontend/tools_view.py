@@ -43,12 +43,19 @@ def _find(history: ChatHistory, call_id: str) -> int | None:
     return None
 
 
-def _put(history: ChatHistory, call_id: str, message: dict[str, Any]) -> ChatHistory:
-    """Replaces the call's message, or puts a new one just before the answer bubble (the last message)."""
+def _put(history: ChatHistory, call_id: str, message: dict[str, Any], options: list[Any] | None = None) -> ChatHistory:
+    """Replaces the call's message, or puts a new one just before the answer bubble (the last message). Gradio shows
+    options (the Approve/Deny buttons) only under the conversation's last message: they go on the answer bubble too,
+    and leave it with the call's next event."""
     index = _find(history, call_id)
     if index is not None:
-        return [*history[:index], message, *history[index + 1 :]]
-    return [*history[:-1], message, history[-1]] if history else [message]
+        history = [*history[:index], message, *history[index + 1 :]]
+    else:
+        history = [*history[:-1], message, history[-1]] if history else [message]
+    last = {k: v for k, v in history[-1].items() if k != "options"}
+    if options:
+        last["options"] = options
+    return [*history[:-1], last]
 
 
 def tool_message(call_id: str, title: str, body: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -67,7 +74,7 @@ def apply_tool_event(history: ChatHistory, name: str, data: dict[str, Any]) -> C
             {"label": "Deny", "value": f"{DENY}:{call_id}"},
         ]
         message = tool_message(call_id, f"🔧 {tool}: waiting for your approval", body, "pending", options=options)
-        return _put(history, call_id, message)
+        return _put(history, call_id, message, options)
     if name == "tool_call":
         call_id = str(data.get("id", ""))
         tool = _tool_name(data)

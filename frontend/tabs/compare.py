@@ -14,8 +14,9 @@ from typing import Any
 import gradio as gr
 
 from frontend.backend import Backend, shows_errors, streams_errors
-from frontend.chat_view import title_from, usage_meta, with_meta
+from frontend.chat_view import parse_arguments, title_from, usage_meta, with_meta
 from frontend.client import BackendClient, BackendError
+from frontend.schemas import ChatArguments
 from frontend.sse import Delta, Done, StreamError, UsageReport
 
 MAX_MODELS = 4
@@ -25,12 +26,14 @@ def column_text(model: str, answer: str, meta: str = "") -> str:
     return with_meta(f"#### {model}\n\n{answer}", meta)
 
 
-async def one_answer(client: BackendClient, model: str, prompt: str, index: int, out: asyncio.Queue[Any]) -> None:
+async def one_answer(
+    client: BackendClient, model: str, prompt: str, arguments: ChatArguments, index: int, out: asyncio.Queue[Any]
+) -> None:
     """Streams one model's answer into ``out`` as (index, text so far, finished)."""
     answer, usage = "", None
     try:
         session = await client.create_session(title_from(f"Compare · {model}: {prompt}"), model)
-        async for event in client.chat(session.id, prompt, model=model):
+        async for event in client.chat(session.id, prompt, model=model, arguments=arguments):
             if isinstance(event, Delta):
                 answer += event.text
                 await out.put((index, column_text(model, answer), False))
@@ -67,6 +70,9 @@ class CompareTab:
                 )
                 self.send = gr.Button("Compare", variant="primary", scale=1, elem_id="lisa-compare-send")
                 self.stop = gr.Button("Stop", variant="stop", scale=1, elem_id="lisa-compare-stop")
+            self.max_tokens = gr.Textbox(
+                label="Max tokens (each answer)", placeholder="default", max_lines=1, elem_id="lisa-compare-max-tokens"
+            )
             with gr.Row(equal_height=True):
                 self.columns = [
                     gr.Markdown(visible=False, elem_id=f"lisa-compare-{i}", elem_classes=["lisa-compare-answer"])
@@ -74,19 +80,24 @@ class CompareTab:
                 ]
 
     def wire(self, demo: gr.Blocks) -> None:
-        demo.load(self.on_load, outputs=[self.models])
+        demo.load(self.on_load, outputs=[self.models, self.max_tokens])
         runs = [
-            trigger(self.compare, [self.prompt, self.models], self.columns, concurrency_limit=None)
+            trigger(self.compare, [self.prompt, self.models, self.max_tokens], self.columns, concurrency_limit=None)
             for trigger in (self.prompt.submit, self.send.click)
         ]
         self.stop.click(None, cancels=list[dict[str, Any]](runs))
 
     @shows_errors
-    async def on_load(self, request: gr.Request) -> Any:
-        return gr.update(choices=await self.backend.client(request).chat_models(), value=[])
+    async def on_load(self, request: gr.Request) -> tuple[Any, Any]:
+        client = self.backend.client(request)
+        config = await client.configuration()
+        models = await client.chat_models()
+        return gr.update(choices=models, value=[]), gr.update(visible=config.allows("edit_kwargs"))
 
     @streams_errors
-    async def compare(self, prompt: str, models: list[str] | None, request: gr.Request) -> AsyncIterator[Any]:
+    async def compare(
+        self, prompt: str, models: list[str] | None, max_tokens: str, request: gr.Request
+    ) -> AsyncIterator[Any]:
         prompt = (prompt or "").strip()
         chosen = list(dict.fromkeys(models or []))
         if not prompt:
@@ -95,6 +106,10 @@ class CompareTab:
             raise gr.Error("Pick at least one model.")
         if len(chosen) > MAX_MODELS:
             raise gr.Error(f"Compare at most {MAX_MODELS} models at once.")
+        try:
+            arguments = parse_arguments(max_tokens, None, None, None, None)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
         client = self.backend.client(request)
         shown = [column_text(m, "…") for m in chosen]
 
@@ -106,7 +121,7 @@ class CompareTab:
 
         yield view()
         out: asyncio.Queue[Any] = asyncio.Queue()
-        tasks = [asyncio.create_task(one_answer(client, m, prompt, i, out)) for i, m in enumerate(chosen)]
+        tasks = [asyncio.create_task(one_answer(client, m, prompt, arguments, i, out)) for i, m in enumerate(chosen)]
         try:
             finished = 0
             while finished < len(tasks):

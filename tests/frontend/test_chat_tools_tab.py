@@ -81,6 +81,16 @@ def pick_tool(page: Page, tool: str) -> None:
     page.locator("#lisa-tool-pick").get_by_text(tool).click()
 
 
+def test_the_tools_picker_is_hidden_without_tools(page: Page, lisa: LisaServer, user: User) -> None:
+    """No MCP server gives this module's user any tool before ``tools_server`` starts: no Tools picker."""
+    listed = user.api.get("/api/mcp/tools").json()
+    if listed["tools"]:
+        pytest.skip("another module left a global MCP server registered")
+    sign_in(page, lisa, user.token)
+    expect(page.locator("#lisa-input textarea")).to_be_visible()
+    expect(page.locator("#lisa-tools")).to_be_hidden()
+
+
 def test_safe_mode_approve_runs_the_tool_and_deny_tells_the_model(
     page: Page, lisa: LisaServer, user: User, echo_model: str, tools_server: dict[str, Any]
 ) -> None:
@@ -113,16 +123,6 @@ def test_safe_mode_approve_runs_the_tool_and_deny_tells_the_model(
     assert "denied" in last_bot_text(page)
 
 
-def test_the_tools_picker_is_hidden_without_tools(page: Page, lisa: LisaServer, user: User) -> None:
-    """No MCP server gives this module's user any tool before ``tools_server`` starts: no Tools picker."""
-    listed = user.api.get("/api/mcp/tools").json()
-    if listed["tools"]:
-        pytest.skip("another module left a global MCP server registered")
-    sign_in(page, lisa, user.token)
-    expect(page.locator("#lisa-input textarea")).to_be_visible()
-    expect(page.locator("#lisa-tools")).to_be_hidden()
-
-
 def test_an_image_model_draws_into_the_chat_through_the_session_image_route(
     page: Page, lisa: LisaServer, user: User, painter: str
 ) -> None:
@@ -153,6 +153,7 @@ def test_compare_streams_two_models_side_by_side(page: Page, lisa: LisaServer, u
         page.click("#lisa-compare-models input")
         page.get_by_role("option", name=model).click()
     page.keyboard.press("Escape")
+    page.fill("#lisa-compare-max-tokens textarea, #lisa-compare-max-tokens input", "24")
     page.fill("#lisa-compare-input textarea", "Name a colour.")
     page.click("#lisa-compare-send")
     left, right = page.locator("#lisa-compare-0"), page.locator("#lisa-compare-1")
@@ -165,7 +166,11 @@ def test_compare_streams_two_models_side_by_side(page: Page, lisa: LisaServer, u
     lbox, rbox = left.bounding_box(), right.bounding_box()
     assert lbox and rbox and rbox["x"] > lbox["x"] + lbox["width"] / 2, (lbox, rbox)  # side by side
     assert abs(rbox["y"] - lbox["y"]) < 5
-    titles = [s["title"] for s in user.api.get("/api/sessions").json()["data"]]
-    assert any(t.startswith("Compare · gemma3-270m") for t in titles)
-    assert any(t.startswith(f"Compare · {parrot}") for t in titles)
+    # Each model answered in a session of its own, with the max tokens set.
+    sessions = {s["title"]: s["id"] for s in user.api.get("/api/sessions").json()["data"]}
+    for model in ("gemma3-270m", parrot):
+        [session_id] = [i for t, i in sessions.items() if t.startswith(f"Compare · {model}")]
+        answer = user.api.get(f"/api/sessions/{session_id}").json()["messages"][-1]
+        assert answer["role"] == "assistant" and answer["status"] == "complete"
+        assert answer["metadata"]["model"] == model and answer["metadata"]["arguments"] == {"max_tokens": 24}
     page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
