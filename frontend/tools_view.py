@@ -111,4 +111,9 @@ def apply_tool_event(history: ChatHistory, name: str, data: dict[str, Any]) -> C
 def images_markdown(images: list[SessionImage]) -> str:
     """The generated images as Markdown pointing at the session image route (the browser fetches them with its own
     session; never data URLs). Paths are the backend's own (``/api/sessions/...``)."""
-    return "\n\n".join(f"![{escape(i.prompt[:80])}]({i.url})" for i in images if i.url.startswith("/api/sessions/"))
+    shown = []
+    for image in images:
+        if image.url.startswith("/api/sessions/") and all(c not in image.url for c in " ()<>"):
+            alt = escape(" ".join(image.prompt.split())[:80]).translate(str.maketrans("", "", "[]()"))
+            shown.append(f"![{alt}]({image.url})")
+    return "\n\n".join(shown)
