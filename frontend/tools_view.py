@@ -73,18 +73,18 @@ def apply_tool_event(history: ChatHistory, name: str, data: dict[str, Any]) -> C
             {"label": "Approve", "value": f"{APPROVE}:{call_id}"},
             {"label": "Deny", "value": f"{DENY}:{call_id}"},
         ]
-        message = tool_message(call_id, f"🔧 {tool}: waiting for your approval", body, "pending", options=options)
+        message = tool_message(call_id, f"Tool {tool}: waiting for your approval", body, "pending", options=options)
         return _put(history, call_id, message, options)
     if name == "tool_call":
         call_id = str(data.get("id", ""))
         tool = _tool_name(data)
         body = f"Arguments:\n\n{_arguments(data.get('arguments'))}"
-        return _put(history, call_id, tool_message(call_id, f"🔧 {tool}: running", body, "pending"))
+        return _put(history, call_id, tool_message(call_id, f"Tool {tool}: running", body, "pending"))
     if name == "tool_result":
         call_id = str(data.get("id", ""))
         index = _find(history, call_id)
         earlier = history[index] if index is not None else {}
-        tool = str((earlier.get("metadata") or {}).get("title", "")).removeprefix("🔧 ").split(":")[0] or str(
+        tool = str((earlier.get("metadata") or {}).get("title", "")).removeprefix("Tool ").split(":")[0] or str(
             data.get("name") or "tool"
         )
         arguments = str(earlier.get("content") or "").split("\n\n", 1)[-1] if earlier else ""
@@ -98,7 +98,7 @@ def apply_tool_event(history: ChatHistory, name: str, data: dict[str, Any]) -> C
         else:
             state, shown = "done", f"Result:\n\n```\n{result}\n```"
         body = (f"Arguments:\n\n{arguments}\n\n" if arguments else "") + shown
-        message = tool_message(call_id, f"🔧 {tool}: {state}", body, "done")
+        message = tool_message(call_id, f"Tool {tool}: {state}", body, "done")
         if isinstance(data.get("duration_ms"), int | float):
             message["metadata"]["duration"] = round(float(data["duration_ms"]) / 1000, 3)
         return _put(history, call_id, message)

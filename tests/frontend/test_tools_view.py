@@ -16,16 +16,16 @@ def test_a_safe_mode_call_waits_with_approve_and_deny_then_shows_its_result() ->
     waiting = apply_tool_event(history, "tool_approval", approval)
     assert waiting is not None and len(waiting) == 3
     call = waiting[1]
-    assert call["metadata"]["title"] == "🔧 add: waiting for your approval" and '"a": 2' in call["content"]
+    assert call["metadata"]["title"] == "Tool add: waiting for your approval" and '"a": 2' in call["content"]
     options = [o["value"] for o in waiting[-1]["options"]]  # under the last message, where Gradio shows them
     assert options == ["approve:c1", "deny:c1"] and waiting[-1]["content"] == ""
     running = apply_tool_event(waiting, "tool_call", {"id": "c1", "tool": "add", "arguments": {"a": 2, "b": 3}})
     assert running is not None and len(running) == 3 and "options" not in running[-1]
-    assert running[1]["metadata"]["title"] == "🔧 add: running"
+    assert running[1]["metadata"]["title"] == "Tool add: running"
     done = apply_tool_event(running, "tool_result", {"id": "c1", "result": "5", "is_error": False, "approved": True,
                                                      "duration_ms": 12})  # fmt: skip
     assert done is not None and len(done) == 3
-    assert done[1]["metadata"] == {"title": "🔧 add: done", "id": "tool:c1", "status": "done", "duration": 0.012}
+    assert done[1]["metadata"] == {"title": "Tool add: done", "id": "tool:c1", "status": "done", "duration": 0.012}
     assert "```\n5\n```" in done[1]["content"] and '"b": 3' in done[1]["content"]
     assert done[0] == QUESTION and done[-1] == BUBBLE
 
@@ -38,7 +38,7 @@ def test_a_denied_call_and_a_failing_call_say_so() -> None:
     failed = apply_tool_event([QUESTION, BUBBLE], "tool_result",
                               {"id": "c3", "name": "fail", "result": "boom", "is_error": True, "approved": True})  # fmt: skip
     assert failed is not None and "**Error:** boom" in failed[1]["content"]
-    assert failed[1]["metadata"]["title"] == "🔧 fail: error"
+    assert failed[1]["metadata"]["title"] == "Tool fail: error"
 
 
 def test_other_events_are_not_tool_events_and_text_is_escaped() -> None:
