@@ -4,6 +4,7 @@ and the sessions sidebar (new, search, open, rename, delete, export)."""
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ LATEX: list[dict[str, str | bool]] = [
     {"left": "$$", "right": "$$", "display": True},
     {"left": "$", "right": "$", "display": False},
 ]
+# A page update per delta costs the app CPU (Gradio diffs and sends the conversation each time): deltas that come
+# closer together than this are shown together (a slower stream still shows each one at once).
+REFRESH_S = 0.04
 
 
 class ChatTab:
@@ -176,7 +180,7 @@ class ChatTab:
             session_id = (await client.create_session(title_from(question), model or None)).id
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         yield history, history, "", session_id
-        answer, usage = "", None
+        answer, usage, shown_at = "", None, 0.0
         try:
             stream = client.chat(
                 session_id, question, model=model or None, arguments=arguments, persona_template_id=persona or None,
@@ -187,7 +191,9 @@ class ChatTab:
                 if isinstance(event, Delta):
                     answer += event.text
                     history = [*history[:-1], {"role": "assistant", "content": answer}]
-                    yield history, history, "", session_id
+                    if (now := time.monotonic()) - shown_at >= REFRESH_S:
+                        shown_at = now
+                        yield history, history, "", session_id
                 elif isinstance(event, StreamError):
                     answer += f"\n\n**The answer failed:** {event.detail}"
                 elif isinstance(event, UsageReport):

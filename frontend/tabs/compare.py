@@ -53,7 +53,7 @@ class CompareTab:
         self.backend = backend
 
     def build(self) -> None:
-        with gr.Tab("Compare", id="compare", elem_id="lisa-compare-tab"):
+        with gr.Tab("Compare", id="compare", elem_id="lisa-compare-tab") as self.tab:
             self.models = gr.Dropdown(
                 label=f"Models (up to {MAX_MODELS})",
                 choices=[],
@@ -80,7 +80,8 @@ class CompareTab:
                 ]
 
     def wire(self, demo: gr.Blocks) -> None:
-        demo.load(self.on_load, outputs=[self.models, self.max_tokens])
+        # Read when the tab is opened, not at page load: the chat tab's own loading goes first.
+        self.tab.select(self.on_load, outputs=[self.models, self.max_tokens])
         runs = [
             trigger(self.compare, [self.prompt, self.models, self.max_tokens], self.columns, concurrency_limit=None)
             for trigger in (self.prompt.submit, self.send.click)
