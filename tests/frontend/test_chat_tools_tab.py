@@ -101,20 +101,19 @@ def test_safe_mode_approve_runs_the_tool_and_deny_tells_the_model(
     send(page, "Say hello through the tool")
     expect(chat).to_contain_text("waiting for your approval")
     expect(chat).to_contain_text("hello tools")  # the arguments the model sent
+    expect(chat.get_by_role("button", name="Deny")).to_have_count(1)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(SCREENSHOTS / "chat-tools.png"), full_page=True)
     chat.get_by_role("button", name="Approve").click()
     expect(chat).to_contain_text("echo: done")
     expect(chat).to_contain_text("tool said: hello tools")
     expect(chat.get_by_role("button", name="Approve")).to_have_count(0)
-    page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(SCREENSHOTS / "chat-tools.png"), full_page=True)
     # Deny: the page says so and the model reads the denial.
     send(page, "Again, please")
     expect(chat.get_by_role("button", name="Deny")).to_have_count(1)
     chat.get_by_role("button", name="Deny").click()
     expect(chat).to_contain_text("echo: denied")
     expect(chat).to_contain_text("You denied this call")
-    page.wait_for_function("() => document.querySelectorAll('#lisa-chatbot [data-testid=\"bot\"]').length >= 1")
-    expect(chat).to_contain_text("denied", timeout=30_000)
     messages = user.api.get(f"/api/sessions/{session_id}").json()["messages"]
     answers = [m for m in messages if m["role"] == "assistant"]
     assert [a["metadata"]["tool_calls"][0]["approved"] for a in answers] == [True, False]
