@@ -3,18 +3,12 @@ functions taking the tab's ``BackendClient``, so that the shared client stays sm
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
-import httpx
-from fastapi.responses import JSONResponse, Response
-
-from frontend.client import BackendClient, BackendError, Credential
+from frontend.client import BackendClient, BackendError
 from frontend.schemas_tools import ImageGeneration, McpToolList
 
 ToolMode = Literal["safe", "autopilot"]
-RESOURCE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-IMAGE_HEADERS = ("Cache-Control", "X-Content-Type-Options", "Content-Security-Policy", "Content-Disposition")
 
 
 async def mcp_tools(client: BackendClient) -> McpToolList:
@@ -52,19 +46,3 @@ def tool_fields(tools: list[str] | None, mode: str | None) -> dict[str, Any]:
     if not tools:
         return {}
     return {"tools": list(tools), "tool_mode": "autopilot" if mode == "autopilot" else "safe"}
-
-
-async def proxy_image(http: httpx.AsyncClient, session_cookie: str | None, session_id: str, image_id: str) -> Response:
-    """For the app on its own (frontend/standalone.py): the backend's session image, fetched as the browser's user
-    (its backend session), so that the chat's ``/api/sessions/.../images/...`` links work on the app's address."""
-    if not session_cookie:
-        return JSONResponse({"detail": "not signed in"}, status_code=401)
-    if not (RESOURCE_ID.match(session_id) and RESOURCE_ID.match(image_id)):
-        return JSONResponse({"detail": "image not found"}, status_code=404)
-    client = BackendClient(http, Credential(session_id=session_cookie))
-    try:
-        response = await client._request("GET", f"/api/sessions/{session_id}/images/{image_id}")
-    except BackendError as exc:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
-    headers = {name: response.headers[name] for name in IMAGE_HEADERS if name in response.headers}
-    return Response(response.content, media_type=response.headers.get("content-type"), headers=headers)

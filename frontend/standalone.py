@@ -24,7 +24,7 @@ from frontend.app import CSS, DEFAULT_CONCURRENCY, build_app
 from frontend.backend import Backend
 from frontend.client import SESSION_COOKIE, BackendClient, BackendError, Credential, shared_http, sign_in_with_token
 from frontend.client import sign_out as end_session
-from frontend.client_tools import proxy_image
+from frontend.standalone_images import proxy_image
 
 UI_PATH = "/ui"
 CHECK_SECONDS = 30.0  # a session known good is re-checked at the backend after this long
