@@ -58,9 +58,16 @@ def _put(history: ChatHistory, call_id: str, message: dict[str, Any], options: l
     return [*history[:-1], last]
 
 
-def tool_message(call_id: str, title: str, body: str, status: str, **extra: Any) -> dict[str, Any]:
-    metadata = {"title": title, "id": f"tool:{call_id}", "status": status}
+def tool_message(call_id: str, title: str, body: str, status: str, log: str = "", **extra: Any) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"title": title, "id": f"tool:{call_id}", "status": status}
+    if log:  # shown next to the title even while the message is folded
+        metadata["log"] = log
     return {"role": "assistant", "content": body, "metadata": metadata, **extra}
+
+
+def brief(arguments: Any, chars: int = 160) -> str:
+    text = json.dumps(arguments, ensure_ascii=False) if isinstance(arguments, dict) else str(arguments)
+    return text if len(text) <= chars else text[: chars - 1] + "…"
 
 
 def apply_tool_event(history: ChatHistory, name: str, data: dict[str, Any]) -> ChatHistory | None:
@@ -73,7 +80,14 @@ def apply_tool_event(history: ChatHistory, name: str, data: dict[str, Any]) -> C
             {"label": "Approve", "value": f"{APPROVE}:{call_id}"},
             {"label": "Deny", "value": f"{DENY}:{call_id}"},
         ]
-        message = tool_message(call_id, f"Tool {tool}: waiting for your approval", body, "pending", options=options)
+        message = tool_message(
+            call_id,
+            f"Tool {tool}: waiting for your approval",
+            body,
+            "pending",
+            brief(data.get("arguments")),
+            options=options,
+        )
         return _put(history, call_id, message, options)
     if name == "tool_call":
         call_id = str(data.get("id", ""))

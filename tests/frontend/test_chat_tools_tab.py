@@ -100,7 +100,7 @@ def test_safe_mode_approve_runs_the_tool_and_deny_tells_the_model(
     # Approve: the call waits with its arguments and two buttons; approving runs it and the answer uses the result.
     send(page, "Say hello through the tool")
     expect(chat).to_contain_text("waiting for your approval")
-    expect(chat).to_contain_text("hello tools")  # the arguments the model sent
+    expect(chat).to_contain_text('{"text": "hello tools"}', use_inner_text=True)  # the arguments, in view
     expect(chat.get_by_role("button", name="Deny")).to_have_count(1)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(SCREENSHOTS / "chat-tools.png"), full_page=True)

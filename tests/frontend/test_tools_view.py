@@ -17,6 +17,7 @@ def test_a_safe_mode_call_waits_with_approve_and_deny_then_shows_its_result() ->
     assert waiting is not None and len(waiting) == 3
     call = waiting[1]
     assert call["metadata"]["title"] == "Tool add: waiting for your approval" and '"a": 2' in call["content"]
+    assert call["metadata"]["log"] == '{"a": 2, "b": 3}'  # the arguments in view even while the message is folded
     options = [o["value"] for o in waiting[-1]["options"]]  # under the last message, where Gradio shows them
     assert options == ["approve:c1", "deny:c1"] and waiting[-1]["content"] == ""
     running = apply_tool_event(waiting, "tool_call", {"id": "c1", "tool": "add", "arguments": {"a": 2, "b": 3}})
