@@ -14,6 +14,7 @@ from frontend.backend import Backend, shows_errors
 from frontend.schemas import Banner
 from frontend.tabs.admin import AdminTab
 from frontend.tabs.chat import ChatTab
+from frontend.tabs.compare import CompareTab
 from frontend.tabs.documents import DocumentsTab
 from frontend.tabs.my_tokens import MyTokensTab
 from frontend.tabs.prompt_library import PromptLibraryTab
@@ -49,6 +50,7 @@ def build_app(backend: Backend, concurrency: int | None = DEFAULT_CONCURRENCY) -
     tabs: list[Tab] = [
         ChatTab(backend),
         PromptLibraryTab(backend),
+        CompareTab(backend),
         DocumentsTab(backend),
         MyTokensTab(backend),
         RagAdminTab(backend),

@@ -188,6 +188,7 @@ class BackendClient:
         persona_template_id: str | None = None,
         directive_template_ids: list[str] | None = None,
         variables: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> AsyncIterator[ChatEvent]:
         """One turn, its events as they arrive. Closing the iterator (``aclose``, or cancelling the task reading
         it) is the stop button: the connection closes, the backend ends the turn and keeps what arrived."""
@@ -206,6 +207,7 @@ class BackendClient:
             body["directive_template_ids"] = directive_template_ids
         if variables:
             body["variables"] = variables
+        body.update(extra or {})  # fields other modules add (tools: frontend/client_tools.py)
         headers = {**self.credential.headers(), "Accept": "text/event-stream"}
         try:
             async with self.http.stream(

@@ -24,6 +24,7 @@ from frontend.app import CSS, DEFAULT_CONCURRENCY, build_app
 from frontend.backend import Backend
 from frontend.client import SESSION_COOKIE, BackendClient, BackendError, Credential, shared_http, sign_in_with_token
 from frontend.client import sign_out as end_session
+from frontend.standalone_images import proxy_image
 
 UI_PATH = "/ui"
 CHECK_SECONDS = 30.0  # a session known good is re-checked at the backend after this long
@@ -133,6 +134,12 @@ def create_app(backend_url: str, concurrency: int | None = DEFAULT_CONCURRENCY, 
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+    @app.get("/api/sessions/{session_id}/images/{image_id}")
+    async def session_image(session_id: str, image_id: str, request: Request) -> Response:
+        """A generated image the chat shows (``/api/...`` as the backend serves it), fetched from the backend as the
+        signed-in user; the backend decides who may see it (404 for another user's)."""
+        return await proxy_image(http, request.cookies.get(SESSION_COOKIE), session_id, image_id)
 
     async def signed_in_user(request: Request) -> str | None:
         return await check.username(request.cookies.get(SESSION_COOKIE))

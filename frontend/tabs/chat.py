@@ -4,6 +4,7 @@ and the sessions sidebar (new, search, open, rename, delete, export)."""
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,16 +25,21 @@ from frontend.chat_view import (
 )
 from frontend.client import BackendError
 from frontend.sse import Delta, Done, StreamError, UsageReport
+from frontend.tabs.chat_tools import ChatTools
 
 LATEX: list[dict[str, str | bool]] = [
     {"left": "$$", "right": "$$", "display": True},
     {"left": "$", "right": "$", "display": False},
 ]
+# A page update per delta costs the app CPU (Gradio diffs and sends the conversation each time): deltas that come
+# closer together than this are shown together (a slower stream still shows each one at once).
+REFRESH_S = 0.04
 
 
 class ChatTab:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self.extras = ChatTools(backend)  # MCP tools and image generation (frontend/tabs/chat_tools.py)
 
     # --- build ------------------------------------------------------------------------------------------------
     def build(self) -> None:
@@ -86,6 +92,7 @@ class ChatTab:
                     with gr.Row():
                         self.stop_words = gr.Textbox(label="Stop words (comma-separated, up to 4)")
                         self.seed = gr.Textbox(label="Seed", placeholder="random")
+                self.extras.build()
         self.session_id = gr.State(None)
         self.history = gr.State([])
         self.show_meta = gr.State(True)
@@ -98,6 +105,7 @@ class ChatTab:
         turn_inputs = [
             self.text, self.history, self.session_id, self.model, self.max_tokens, self.temperature, self.top_p,
             self.stop_words, self.seed, self.show_meta, self.persona, self.directives, self.variables,
+            *self.extras.turn_inputs,
         ]  # fmt: skip
         turn_outputs = [self.chatbot, self.history, self.text, self.session_id]
         turns = [
@@ -120,6 +128,7 @@ class ChatTab:
             [self.chatbot, self.history, self.session_id, self.title, self.sessions],
         )
         self.export.click(self.export_session, [self.session_id], [self.export_file])
+        self.extras.wire(demo, self)
 
     # --- handlers ---------------------------------------------------------------------------------------------
     @shows_errors
@@ -153,6 +162,8 @@ class ChatTab:
         persona: str | None,
         directives: list[str] | None,
         variables_text: str,
+        tools: list[str] | None,
+        tool_mode: str | None,
         request: gr.Request,
     ) -> AsyncIterator[tuple[Any, ...]]:
         question = (text or "").strip()
@@ -169,23 +180,29 @@ class ChatTab:
             session_id = (await client.create_session(title_from(question), model or None)).id
         history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         yield history, history, "", session_id
-        answer, usage = "", None
+        answer, usage, shown_at = "", None, 0.0
         try:
             stream = client.chat(
                 session_id, question, model=model or None, arguments=arguments, persona_template_id=persona or None,
                 directive_template_ids=list(directives or []), variables=variables,
+                extra=self.extras.turn_fields(tools, tool_mode),
             )  # fmt: skip
             async for event in stream:
                 if isinstance(event, Delta):
                     answer += event.text
                     history = [*history[:-1], {"role": "assistant", "content": answer}]
-                    yield history, history, "", session_id
+                    if (now := time.monotonic()) - shown_at >= REFRESH_S:
+                        shown_at = now
+                        yield history, history, "", session_id
                 elif isinstance(event, StreamError):
                     answer += f"\n\n**The answer failed:** {event.detail}"
                 elif isinstance(event, UsageReport):
                     usage = event
                 elif isinstance(event, Done):
                     break
+                elif (shown := self.extras.on_event(event, history)) is not None:
+                    history = shown
+                    yield history, history, "", session_id
         except BackendError as exc:
             # Refused before the answer began (a bad argument, a model one may not use, a limit): say why, here.
             gr.Warning(exc.detail)
