@@ -11,6 +11,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.frontend.admin_page import ADMIN_TAB, choose, model_row, open_admin
 from tests.frontend.conftest import User, sign_in
+from tests.frontend.shots import screenshot_path
 from tests.support import LisaServer
 
 
@@ -50,7 +51,7 @@ def test_admin_adds_an_internal_model_sees_it_in_service_then_disables_it(
         choose(page, "#lisa-am-selected", model_id)
         expect(page.locator("#lisa-am-events")).to_contain_text("InService", timeout=15_000)
         page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path="docs/screenshots/admin.png")
+        page.screenshot(path=screenshot_path("admin.png"))
         page.click("#lisa-am-disable")
         expect(page.locator("#lisa-am-action")).to_contain_text(f"Disabling {model_id}")
         expect(model_row(page, model_id)).to_contain_text("Stopped", timeout=30_000)

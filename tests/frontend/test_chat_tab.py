@@ -9,10 +9,10 @@ from playwright.sync_api import Page, expect
 
 from tests.frontend.chat_page import bot_messages, choose_model, last_bot_text, send, set_arguments, watch_answer
 from tests.frontend.conftest import User, sign_in
-from tests.support import ROOT, LisaServer
+from tests.frontend.shots import screenshot_path
+from tests.support import LisaServer
 
 MODEL = "gemma3-270m"
-SCREENSHOT = ROOT / "docs" / "screenshots" / "chat.png"
 
 
 def newest_session(user: User) -> dict:
@@ -55,9 +55,8 @@ def test_sign_in_then_an_answer_streams_with_its_metadata(page: Page, lisa: Lisa
     assert answer["content"].strip()[:20] in final
     # The sidebar lists the new chat under its question.
     expect(page.locator("#lisa-sessions")).to_contain_text("Write three sentences about the sea.")
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    page.screenshot(path=screenshot_path("chat.png"), full_page=True)
 
 
 def test_stop_ends_the_stream_and_the_backend_keeps_the_partial_answer(

@@ -18,10 +18,10 @@ from playwright.sync_api import Page, expect
 from tests.backend.chat.context_helpers import registered_model
 from tests.frontend.chat_page import last_bot_text, send
 from tests.frontend.conftest import User, sign_in
-from tests.support import ROOT, LisaServer, Proc, start_module
+from tests.frontend.shots import screenshot_path
+from tests.support import LisaServer, Proc, start_module
 
 CHATBOT = "#lisa-chatbot"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_safe_mode_approve_runs_the_tool_and_deny_tells_the_model(
     expect(chat).to_contain_text('{"text": "hello tools"}', use_inner_text=True)  # the arguments, in view
     expect(chat.get_by_role("button", name="Deny")).to_have_count(1)
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(SCREENSHOTS / "chat-tools.png"), full_page=True)
+    page.screenshot(path=screenshot_path("chat-tools.png"), full_page=True)
     chat.get_by_role("button", name="Approve").click()
     expect(chat).to_contain_text("echo: done")
     expect(chat).to_contain_text("tool said: hello tools")
@@ -172,4 +172,4 @@ def test_compare_streams_two_models_side_by_side(page: Page, lisa: LisaServer, u
         answer = user.api.get(f"/api/sessions/{session_id}").json()["messages"][-1]
         assert answer["role"] == "assistant" and answer["status"] == "complete"
         assert answer["metadata"]["model"] == model and answer["metadata"]["arguments"] == {"max_tokens": 24}
-    page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
+    page.screenshot(path=screenshot_path("compare.png"), full_page=True)

@@ -12,7 +12,8 @@ from playwright.sync_api import Page, expect
 
 from tests.frontend.conftest import User, sign_in
 from tests.frontend.rag_page import open_tab, pick, screenshot, toast
-from tests.support import ROOT, LisaServer
+from tests.frontend.shots import screenshot_path
+from tests.support import LisaServer
 
 TEXT = "# Lighthouse keeping\n\nThe lamp of the Bell Rock lighthouse is lit at dusk and trimmed every four hours.\n"
 
@@ -46,7 +47,7 @@ def test_upload_watch_the_job_download_and_delete(
     expect(page.locator("#lisa-docs-list")).to_contain_text("maritime, safety")
     (doc,) = user.api.get(f"/api/repositories/{repo_id}/documents").json()["data"]
     assert doc["name"] == "lighthouse.md" and doc["tags"] == ["maritime", "safety"] and doc["chunk_count"] >= 1
-    screenshot(page, str(ROOT / "docs" / "screenshots" / "documents.png"))
+    screenshot(page, screenshot_path("documents.png"))
 
     # Download: the original, byte for byte.
     pick(page, "#lisa-docs-doc", "lighthouse.md · default")

@@ -6,7 +6,8 @@ from playwright.sync_api import Page, expect
 
 from tests.frontend.chat_page import bot_messages, choose_model, send, set_arguments, watch_answer
 from tests.frontend.conftest import User, sign_in
-from tests.support import ROOT, LisaServer
+from tests.frontend.shots import screenshot_path
+from tests.support import LisaServer
 
 
 def open_tab(page: Page, name: str) -> None:
@@ -30,7 +31,7 @@ def test_create_a_persona_and_use_it_in_a_chat(page: Page, lisa: LisaServer, use
     expect(page.locator("#lisa-pt-list")).to_contain_text("Ship captain (persona)")
     (created,) = user.api.get("/api/prompt-templates", params={"scope": "mine"}).json()["data"]
     assert created["kind"] == "persona" and created["variables"] == ["who"]
-    page.screenshot(path=str(ROOT / "docs" / "screenshots" / "prompt-library.png"), full_page=True)
+    page.screenshot(path=screenshot_path("prompt-library.png"), full_page=True)
 
     # Search finds it; a word it lacks finds nothing.
     page.fill("#lisa-pt-search textarea", "walrus")

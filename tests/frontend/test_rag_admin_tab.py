@@ -13,7 +13,8 @@ from playwright.sync_api import Page, expect
 
 from tests.frontend.conftest import User, sign_in
 from tests.frontend.rag_page import fill, open_tab, pick, screenshot, toast
-from tests.support import ROOT, LisaServer
+from tests.frontend.shots import screenshot_path
+from tests.support import LisaServer
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ def test_a_rag_admin_creates_a_repository_a_collection_and_a_pipeline(
     expect(page.locator("#lisa-ra-pipelines")).to_contain_text("never")
     (pipeline,) = rag_admin.api.get(f"/api/repositories/{repo_id}/pipelines").json()["data"]
     assert pipeline["source"]["path"] == str(folder) and pipeline["collection_id"] == "manifests"
-    screenshot(page, str(ROOT / "docs" / "screenshots" / "rag-admin.png"))
+    screenshot(page, screenshot_path("rag-admin.png"))
 
     pick(page, "#lisa-ra-pipeline", f"Tide tables ({pipeline['id']})")
     page.click("#lisa-ra-pipe-run")
