@@ -20,6 +20,8 @@ from backend.runtime.embedded_db import BundledPostgres, ensure_database
 
 ROOT = Path(__file__).resolve().parents[1]
 LISA = str(Path(sys.executable).parent / "lisa")
+# Exported embedding models (onnx/openvino), shared by test sessions: each export is keyed by its inputs.
+EXPORT_CACHE = Path.home() / ".cache" / "lisa-tests" / "embedding-exports"
 
 
 def free_port() -> int:
