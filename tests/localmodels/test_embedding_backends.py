@@ -1,10 +1,11 @@
 """The embedding server on each runtime (torch, onnx, openvino; int8), each a real process spoken to over HTTP.
 
-Thresholds for the cosine to torch's vectors come from measurements on 300 real documentation chunks (docs/rag.md,
-"Local embedding runtime"): fp32 exports and OpenVINO's bf16 agree with torch to 0.9999 and more, so 0.999 catches a
-wrong export (other pooling, no normalisation, another model: those land far below 0.9); int8 loses a little, the
-worst chunk measured 0.97 (OpenVINO static) and 0.92 (ONNX Runtime dynamic), so int8 is held to a mean of 0.98 and
-a minimum of 0.9.
+Thresholds for the cosine to torch's vectors come from measurements on 320 real Git-manual chunks (docs/rag.md,
+"Local embedding runtime"; bench/embed_backends.py): the fp32 ONNX export and OpenVINO (bf16 on this CPU) agree with
+torch to 0.99997 and more, so 0.999 catches a wrong export (other pooling, no normalisation, another model).
+OpenVINO static int8 measured mean 0.997, min 0.986: held to 0.98 / 0.95. ONNX Runtime's dynamic int8 loses more
+(mean 0.945, min 0.846 on chunks; 0.97 on the short texts here): held to 0.93 / 0.85, a looser check, which is one
+reason it is not the default.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def torch_vectors(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("backend", "quantization", "mean_min", "min_min"),
-    [("onnx", "none", 0.999, 0.999), ("openvino", "none", 0.999, 0.999), ("openvino", "int8", 0.98, 0.9),
-     ("onnx", "int8", 0.98, 0.9)],
+    [("onnx", "none", 0.999, 0.999), ("openvino", "none", 0.999, 0.999), ("openvino", "int8", 0.98, 0.95),
+     ("onnx", "int8", 0.93, 0.85)],
 )  # fmt: skip
 def test_each_backend_gives_torchs_vectors(
     tmp_path: Path, torch_vectors: np.ndarray, backend: str, quantization: str, mean_min: float, min_min: float
