@@ -15,16 +15,7 @@ import httpx
 import pytest
 
 from tests.secret_watch import SecretWatch, install
-from tests.support import (
-    EXPORT_CACHE,
-    LisaServer,
-    Proc,
-    TcpPostgres,
-    free_port,
-    start_lisa,
-    start_module,
-    start_process,
-)
+from tests.support import LisaServer, Proc, TcpPostgres, free_port, start_lisa, start_module, start_process
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -63,9 +54,7 @@ def ingest_root(session_tmp: Path) -> Path:
 @pytest.fixture(scope="session")
 def lisa(session_tmp: Path, ingest_root: Path) -> Iterator[LisaServer]:
     """The platform as `lisa serve` runs it: embedded PostgreSQL, llama.cpp gemma3-270m, MiniLM embeddings."""
-    # the embedding export (openvino by default) is keyed by model and library versions: sessions share one
-    env = {"LISA_RAG_INGEST_ROOTS": json.dumps([str(ingest_root)]), "LISA_EMBEDDING_CACHE_DIR": str(EXPORT_CACHE)}
-    server = start_lisa(session_tmp / "data", env=env)
+    server = start_lisa(session_tmp / "data", env={"LISA_RAG_INGEST_ROOTS": json.dumps([str(ingest_root)])})
     yield server
     server.proc.stop()
 

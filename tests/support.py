@@ -139,7 +139,10 @@ def start_lisa(
         argv.append("--no-local-models")
     # No health checks unless a test asks (LISA_HEALTH_INTERVAL_SECONDS): a model the checks mark unreachable is
     # answered 503 at once, and tests of how the gateway answers a dead upstream (502, 504) want the upstream tried.
-    full_env = {"LISA_USAGE_FLUSH_SECONDS": "0.1", "LISA_HEALTH_INTERVAL_SECONDS": "0", **(env or {})}
+    # The embedding export (openvino by default) is keyed by model and library versions: every server shares one.
+    full_env = {"LISA_USAGE_FLUSH_SECONDS": "0.1", "LISA_HEALTH_INTERVAL_SECONDS": "0",
+                "LISA_EMBEDDING_CACHE_DIR": os.environ.get("LISA_EMBEDDING_CACHE_DIR") or str(EXPORT_CACHE),
+                **(env or {})}  # fmt: skip
     if database_url:
         full_env["LISA_DATABASE_URL"] = database_url
     proc = start_process(argv, port=port, log=data_dir.parent / f"lisa-{port}.log", env=full_env, deadline=240)
