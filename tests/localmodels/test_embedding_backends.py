@@ -11,6 +11,7 @@ reason it is not the default.
 from __future__ import annotations
 
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -112,6 +113,21 @@ def test_the_export_is_made_once_reused_and_made_again_when_damaged(tmp_path: Pa
     log = third.log.read_text()
     assert "does not load" in log and "exporting the embedding model" in log
     assert state["backend"] == "onnx" and state["fallback_reason"] is None
+
+
+def test_two_servers_starting_together_export_once(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with ThreadPoolExecutor(2) as pool:
+        procs = list(pool.map(lambda _: start(tmp_path, "--backend", "onnx", "--cache-dir", str(cache)), range(2)))
+    try:
+        got = [vectors(p.url, TEXTS[:2]) for p in procs]
+    finally:
+        for p in procs:
+            p.stop(signal.SIGTERM)
+    logs = [p.log.read_text() for p in procs]
+    assert sum("exporting the embedding model" in log for log in logs) == 1, logs  # the other waited, then loaded
+    assert len(export_folders(cache)) == 1
+    np.testing.assert_allclose(got[0], got[1], atol=1e-6)
 
 
 def test_an_unwritable_cache_falls_back_to_torch_with_a_warning(tmp_path: Path, torch_vectors: np.ndarray) -> None:
