@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
 
 import httpx
 
@@ -75,6 +77,10 @@ def search_p50(client: httpx.Client, collection: str, rounds: int) -> float:
     return statistics.median(times) * 1000
 
 
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=3)
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-rounds", type=int, default=5, help="rounds of the 10 queries after a warm-up")
     parser.add_argument("--work", default="")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm)  # `timeout` or Ctrl-C: the LISA servers are stopped either way
     os.environ.pop("LISA_DATABASE_URL", None)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     uptime = [subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()]
@@ -93,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [p for p in select_pages(pages[0].parent, args.docs) if p in set(pages)]
     copy_pages(chosen, root / "pages")
     variants = [("torch", "none"), (args.backend, args.quantization)]
-    servers = [start(work, root, b, q) for b, q in variants]
+    servers: list[LisaServer] = []
     rates: dict[int, list[float]] = {0: [], 1: []}
     last: dict[int, str] = {}
     p50: dict[int, float] = {}
     try:
+        for backend, quantization in variants:
+            servers.append(start(work, root, backend, quantization))
         clients = [s.client(timeout=600) for s in servers]
         for run in range(1, args.runs + 1):
             for i, (backend, quantization) in enumerate(variants):
