@@ -49,6 +49,13 @@ class ChatTab:
     # --- build ------------------------------------------------------------------------------------------------
     def build(self) -> None:
         with gr.Tab("Chat", id="chat", elem_id="lisa-chat-tab") as self.tab, gr.Row():
+            # The states live inside the tab: a block between two tabs counts in Gradio's tab order, and the tab
+            # after it was then listed twice once opened (its button showed twice).
+            self.session_id = gr.State(None)
+            self.history = gr.State([])
+            self.show_meta = gr.State(True)
+            self.shown = gr.State([])  # the branch's messages (dicts), for ids and alternatives
+            self.pending = gr.State(None)
             with gr.Column(scale=1, min_width=240):
                 self.sidebar.build()
             with gr.Column(scale=4):
@@ -99,11 +106,6 @@ class ChatTab:
                     with gr.Row():
                         self.stop_words = gr.Textbox(label="Stop words (comma-separated, up to 4)")
                         self.seed = gr.Textbox(label="Seed", placeholder="random")
-        self.session_id = gr.State(None)
-        self.history = gr.State([])
-        self.show_meta = gr.State(True)
-        self.shown = gr.State([])  # the branch's messages (dicts), for ids and alternatives
-        self.pending = gr.State(None)
 
     @property
     def view(self) -> list[Any]:

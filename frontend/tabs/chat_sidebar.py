@@ -82,8 +82,8 @@ class SidebarPart:
         self.move_to.input(self.move, [tab.session_id, self.move_to], []).then(
             self.list_sessions, listing, [self.sessions]
         )
-        self.export.click(self.export_as, [tab.session_id, gr.State("json")], [self.export_file])
-        self.export_md.click(self.export_as, [tab.session_id, gr.State("markdown")], [self.export_file])
+        self.export.click(self.export_json, [tab.session_id], [self.export_file])
+        self.export_md.click(self.export_markdown, [tab.session_id], [self.export_file])
         self.share.click(self.share_session, [tab.session_id], [self.share_link])
         self.unshare.click(self.unshare_session, [tab.session_id], [self.share_link])
         self.add_project.click(self.create_project, [self.project_name], [self.project_name, *projects])
@@ -145,13 +145,19 @@ class SidebarPart:
             raise gr.Error("Open a chat first.")
         await self.backend.client(request).delete_session(session_id)
 
-    @shows_errors
-    async def export_as(self, session_id: str | None, format: str, request: gr.Request) -> Any:
+    async def export_as(self, session_id: str | None, kind: Literal["json", "markdown"], request: gr.Request) -> Any:
         if not session_id:
             raise gr.Error("Open a chat first.")
-        kind: Literal["json", "markdown"] = "markdown" if format == "markdown" else "json"
         data = await self.backend.client(request).export_session(session_id, kind)
         return gr.update(value=export_file(session_id, data, "md" if kind == "markdown" else "json"), visible=True)
+
+    @shows_errors
+    async def export_json(self, session_id: str | None, request: gr.Request) -> Any:
+        return await self.export_as(session_id, "json", request)
+
+    @shows_errors
+    async def export_markdown(self, session_id: str | None, request: gr.Request) -> Any:
+        return await self.export_as(session_id, "markdown", request)
 
     @shows_errors
     async def share_session(self, session_id: str | None, request: gr.Request) -> str:
