@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import gradio as gr
+import httpx
+import pytest
+
+from frontend.backend import Backend
 from frontend.chat_tree import (
     branch_points,
     document_link,
@@ -16,6 +22,7 @@ from frontend.chat_tree import (
     summary_progress,
 )
 from frontend.schemas import Message
+from frontend.tabs.chat import ChatTab
 from frontend.tabs.chat_rag import rag_body
 
 
@@ -89,3 +96,20 @@ def test_summary_progress_lines_and_the_rag_field() -> None:
     assert rag_body("", ["c"], 3) is None
     assert rag_body("zoo", [], 3.0) == {"repositories": ["zoo"], "top_k": 3}
     assert rag_body("zoo", ["a"], None) == {"repositories": ["zoo"], "top_k": 4, "collections": ["a"]}
+
+
+def test_regenerate_and_edit_name_the_right_place_in_the_tree() -> None:
+    tab = ChatTab(Backend(httpx.AsyncClient()))
+    shown = [m.model_dump(mode="json") for m in branch()]
+    # Regenerate: the last question, keeping the messages up to it.
+    assert asyncio.run(tab.prepare_regenerate(shown)) == {"content": None, "keep": 3, "parent": "q2"}
+    retry = gr.RetryData(None, {"index": 1, "value": "Hello"})
+    assert asyncio.run(tab.prepare_retry(shown, retry)) == {"content": None, "keep": 1, "parent": "q1"}
+    # Edit: the edited question goes under the original's parent (None for the first: a new first message).
+    edit = gr.EditData(None, {"index": 2, "value": " About wombats? ", "previous_value": "Tell me about quokkas"})
+    assert asyncio.run(tab.prepare_edit(shown, edit)) == {"content": "About wombats?", "keep": 2, "parent": "a1"}
+    first = gr.EditData(None, {"index": 0, "value": "Hey", "previous_value": "Hi"})
+    assert asyncio.run(tab.prepare_edit(shown, first)) == {"content": "Hey", "keep": 0, "parent": None}
+    answer = gr.EditData(None, {"index": 1, "value": "x", "previous_value": "Hello"})
+    with pytest.raises(gr.Error, match="Only a question"):
+        asyncio.run(tab.prepare_edit(shown, answer))
