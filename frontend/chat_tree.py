@@ -121,7 +121,9 @@ def source_preview(source: dict[str, Any]) -> str:
     text = str(source.get("text") or "").strip()
     if text:
         cut = text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + " …"
-        lines.append("\n".join("> " + escape(line) for line in cut.splitlines() if line.strip()))
+        # Quoted as plain text: a passage's own Markdown headings or lists would otherwise take over the preview.
+        quoted = (escape(line).lstrip().replace("#", "\\#", 1) for line in cut.splitlines() if line.strip())
+        lines.append("\n".join("> " + line for line in quoted))
     links = []
     if link := document_link(source):
         links.append(f'<a href="{escape(link)}" download class="lisa-source-download">Download the original</a>')

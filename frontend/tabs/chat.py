@@ -133,7 +133,7 @@ class ChatTab:
         self.tab.select(self.load_templates, outputs=[self.prompts, self.persona, self.directives])
         demo.load(self.load_templates, outputs=[self.prompts, self.persona, self.directives])
         self.rag.wire(demo, self.chatbot, self.shown)
-        self.context.wire(demo, self.session_id, self.model)
+        self.context.wire(demo, self.session_id, self.model, self.max_tokens)
         sidebar.wire(demo, self)
         run_inputs = [
             self.pending, self.history, self.session_id, self.model, self.max_tokens, self.temperature, self.top_p,

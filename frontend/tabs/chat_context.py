@@ -13,6 +13,7 @@ import gradio as gr
 from frontend import client_chat as api
 from frontend.backend import Backend, shows_errors, streams_errors
 from frontend.chat_tree import summary_progress
+from frontend.chat_view import parse_arguments
 from frontend.client import BackendClient
 from frontend.schemas_chat import ContextDocument
 
@@ -52,12 +53,12 @@ class ContextPart:
                 self.remove = gr.Button("Remove", size="sm", variant="stop", elem_id="lisa-docs-remove")
             self.summary = gr.Markdown(elem_id="lisa-docs-summary")
 
-    def wire(self, demo: gr.Blocks, session_id: gr.State, model: gr.Dropdown) -> None:
+    def wire(self, demo: gr.Blocks, session_id: gr.State, model: gr.Dropdown, max_tokens: gr.Textbox) -> None:
         demo.load(self.on_load, outputs=[self.panel, self.summarize])
         listing = [self.documents, self.notices]
         self.upload.upload(self.add, [self.upload, session_id, model], [*listing, session_id, self.upload])
         self.remove.click(self.delete, [self.documents, session_id, model], listing)
-        self.summarize.click(self.summarise, [self.documents, session_id, model], [self.summary]).then(
+        self.summarize.click(self.summarise, [self.documents, session_id, model, max_tokens], [self.summary]).then(
             self.refresh, [session_id, model], listing
         )
         model.change(self.refresh, [session_id, model], listing)
@@ -109,14 +110,21 @@ class ContextPart:
 
     @streams_errors
     async def summarise(
-        self, document_id: str | None, session_id: str | None, model: str | None, request: gr.Request
-    ) -> AsyncIterator[str]:
+        self, document_id: str | None, session_id: str | None, model: str | None, max_tokens: str | None,
+        request: gr.Request,
+    ) -> AsyncIterator[str]:  # fmt: skip
+        """The summary's length is the chat's *Max tokens* when set (else the backend's: a fifth of the window)."""
         if not document_id or not session_id:
             raise gr.Error("Choose a document first.")
         if not model:
             raise gr.Error("Choose a model first (it must be able to summarise).")
+        try:
+            length = parse_arguments(max_tokens, None, None, None, None).max_tokens
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
         yield "Summarising…"
-        async for name, data in api.summarize(self.backend.client(request), session_id, document_id, model):
+        client = self.backend.client(request)
+        async for name, data in api.summarize(client, session_id, document_id, model, length):
             if name == "summary":
                 yield f"**Summary** ({data.get('requests', 1)} request(s)):\n\n{data.get('summary', '')}"
                 return
