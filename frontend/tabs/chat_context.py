@@ -39,7 +39,7 @@ class ContextPart:
         self.new_session = new_session
 
     def build(self) -> None:
-        with gr.Accordion("Documents in this chat", open=False, elem_id="lisa-docs") as self.panel:
+        with gr.Accordion("Context documents", open=False, elem_id="lisa-docs") as self.panel:
             self.upload = gr.File(
                 label="Add documents (their text joins every question of this chat)",
                 file_count="multiple",

@@ -141,7 +141,7 @@ def test_a_context_document_shows_its_truncation_notice_and_summarises_with_prog
     page.locator("#lisa-sessions").get_by_text("Town notes").click()
     choose_model(page, small_window)
     set_arguments(page, max_tokens=24)  # the summary's length too
-    open_accordion(page, "Documents in this chat")
+    open_accordion(page, "Context documents")
     upload: FilePayload = {"name": "town.txt", "mimeType": "text/plain", "buffer": long_document()}
     page.set_input_files("#lisa-docs-upload input[type=file]", files=[upload])
     notices = page.locator("#lisa-docs-notices")
@@ -164,4 +164,5 @@ def test_a_context_document_shows_its_truncation_notice_and_summarises_with_prog
     assert seen[-1].startswith("Summary"), seen
     assert any("step" in s for s in seen), f"no progress was shown: {seen}"
     kept = user.api.get(f"/api/sessions/{session['id']}/documents").json()["data"][0]
-    assert kept["summary"] and kept["summary"].strip()[:20] in seen[-1]
+    words = re.sub(r"<[^>]+>", " ", kept["summary"]).split()[:4]  # (the small model may answer in HTML)
+    assert words and " ".join(words) in " ".join(seen[-1].split()), (words, seen[-1])
