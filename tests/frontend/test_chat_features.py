@@ -166,3 +166,14 @@ def test_a_context_document_shows_its_truncation_notice_and_summarises_with_prog
     kept = user.api.get(f"/api/sessions/{session['id']}/documents").json()["data"][0]
     words = re.sub(r"<[^>]+>", " ", kept["summary"]).split()[:4]  # (the small model may answer in HTML)
     assert words and " ".join(words) in " ".join(seen[-1].split()), (words, seen[-1])
+
+
+def test_the_prompt_library_tab_button_shows_once_after_it_is_opened(page: Page, lisa: LisaServer, user: User) -> None:
+    sign_in(page, lisa, user.token)
+    buttons = page.locator('button[role="tab"]', has_text="Prompt Library").locator("visible=true")
+    expect(buttons).to_have_count(1)
+    buttons.first.click()
+    expect(page.locator("#lisa-pt-search")).to_be_visible()
+    expect(buttons).to_have_count(1)  # it showed twice here (docs/frontend.md)
+    page.locator('button[role="tab"]', has_text="Chat").locator("visible=true").first.click()
+    expect(buttons).to_have_count(1)
