@@ -56,6 +56,7 @@ class ChatTab:
             self.show_meta = gr.State(True)
             self.shown = gr.State([])  # the branch's messages (dicts), for ids and alternatives
             self.pending = gr.State(None)
+            self.answered = gr.State(False)  # whether the last turn got an answer (a refusal stays on screen)
             with gr.Column(scale=1, min_width=240):
                 self.sidebar.build()
             with gr.Column(scale=4):
@@ -140,7 +141,7 @@ class ChatTab:
             self.stop_words, self.seed, self.show_meta, self.persona, self.directives, self.variables,
             *self.rag.turn_inputs,
         ]  # fmt: skip
-        run_outputs = [self.chatbot, self.history, self.text, self.session_id]
+        run_outputs = [self.chatbot, self.history, self.text, self.session_id, self.answered]
         listing = [sidebar.project, sidebar.search, self.session_id]
         starts = [
             self.text.submit(self.prepare_send, [self.text, self.history], [self.pending]),
@@ -152,7 +153,7 @@ class ChatTab:
         runs = []
         for start in starts:
             run = start.then(self.run_turn, run_inputs, run_outputs, concurrency_limit=None)
-            run.then(self.reopen_view, [self.session_id, self.show_meta], self.view).then(
+            run.then(self.after_turn, [self.session_id, self.show_meta, self.answered], self.view).then(
                 sidebar.list_sessions, listing, [sidebar.sessions]
             ).then(self.context.refresh, [self.session_id, self.model], self.part_outputs)
             runs.append(run)
@@ -187,6 +188,14 @@ class ChatTab:
         if not session_id:
             return self.show(None, show_meta)
         return self.show(await self.backend.client(request).session(session_id), show_meta)
+
+    async def after_turn(
+        self, session_id: str | None, show_meta: bool, answered: bool, request: gr.Request
+    ) -> tuple[Any, ...]:
+        """The branch as stored, once a turn got an answer; a refused turn stored nothing, and its message stays."""
+        if not answered:
+            return tuple(gr.update() for _ in self.view)
+        return await self.reopen_view(session_id, show_meta, request)
 
     async def new_chat(self) -> tuple[Any, ...]:
         return (*self.show(None, True), None, "", gr.update())
@@ -268,7 +277,7 @@ class ChatTab:
         repository: str | None, collections: list[str] | None, top_k: float | None, request: gr.Request,
     ) -> AsyncIterator[tuple[Any, ...]]:  # fmt: skip
         if not pending:
-            yield history, history, gr.update(), session_id
+            yield history, history, gr.update(), session_id, False
             return
         client = self.backend.client(request)
         try:
@@ -283,9 +292,9 @@ class ChatTab:
         if content is not None:
             history.append({"role": "user", "content": content})
         history.append({"role": "assistant", "content": ""})
-        yield history, history, "", session_id
+        yield history, history, "", session_id, False
         parent = api.UNSET if pending["parent"] == "after" else pending["parent"]
-        answer, usage = "", None
+        answer, usage, answered = "", None, True
         try:
             stream = api.turn(
                 client, session_id, content, parent, model=model or None, arguments=arguments.body() or None,
@@ -296,7 +305,7 @@ class ChatTab:
                 if isinstance(event, Delta):
                     answer += event.text
                     history = [*history[:-1], {"role": "assistant", "content": answer}]
-                    yield history, history, "", session_id
+                    yield history, history, "", session_id, False
                 elif isinstance(event, StreamError):
                     answer += f"\n\n**The answer failed:** {event.detail}"
                 elif isinstance(event, UsageReport):
@@ -309,10 +318,10 @@ class ChatTab:
         except BackendError as exc:
             # Refused before the answer began (a bad argument, a model one may not use, a limit): say why, here.
             gr.Warning(exc.detail)
-            answer = f"**Error:** {exc.detail}"
+            answer, answered = f"**Error:** {exc.detail}", False
         content_shown = with_meta(answer, usage_meta(model, usage)) if show_meta and usage is not None else answer
         history = [*history[:-1], {"role": "assistant", "content": content_shown}]
-        yield history, history, "", session_id
+        yield history, history, "", session_id, answered
 
     # --- page load ----------------------------------------------------------------------------------------------
     @shows_errors
