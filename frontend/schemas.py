@@ -94,6 +94,8 @@ class Message(Result):
     status: str = "complete"
     error: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    siblings: list[str] = Field(default_factory=list)  # this message and its alternatives (same parent)
+    sibling_index: int = 0
 
 
 class Session(SessionSummary):

@@ -1,20 +1,21 @@
 """The Chat tab: model picker, streamed Markdown answers with a stop button, model arguments, per-answer metadata,
-and the sessions sidebar (new, search, open, rename, delete, export)."""
+regenerate and edit-and-resend with every branch reachable ("< 1/2 >"), and its parts in their own modules: the
+sessions sidebar (chat_sidebar.py), RAG selection and cited sources (chat_rag.py), documents in context
+(chat_context.py)."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from frontend import client_chat as api
 from frontend.backend import Backend, shows_errors, streams_errors
+from frontend.chat_tree import NEXT, PREVIOUS, branch_points, question_of, render, shown_messages, sibling_at
 from frontend.chat_view import (
     ChatHistory,
-    history_of,
     parse_arguments,
     parse_variables,
     session_choices,
@@ -23,8 +24,12 @@ from frontend.chat_view import (
     usage_meta,
     with_meta,
 )
-from frontend.client import BackendError
-from frontend.sse import Delta, Done, StreamError, UsageReport
+from frontend.client import BackendClient, BackendError
+from frontend.schemas import Message, Session
+from frontend.sse import Delta, Done, Other, StreamError, UsageReport
+from frontend.tabs.chat_context import ContextPart
+from frontend.tabs.chat_rag import RagPart, rag_body
+from frontend.tabs.chat_sidebar import SidebarPart
 from frontend.tabs.chat_tools import ChatTools
 
 LATEX: list[dict[str, str | bool]] = [
@@ -34,27 +39,32 @@ LATEX: list[dict[str, str | bool]] = [
 # A page update per delta costs the app CPU (Gradio diffs and sends the conversation each time): deltas that come
 # closer together than this are shown together (a slower stream still shows each one at once).
 REFRESH_S = 0.04
+# What a turn does (built by send/regenerate/edit, then run): the text (None: regenerate), where it goes, and how
+# many of the shown messages stay above the new ones.
+Pending = dict[str, Any]
 
 
 class ChatTab:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.extras = ChatTools(backend)  # MCP tools and image generation (frontend/tabs/chat_tools.py)
+        self.sidebar = SidebarPart(backend)
+        self.rag = RagPart(backend)
+        self.context = ContextPart(backend, self.create_blank_session)
 
     # --- build ------------------------------------------------------------------------------------------------
     def build(self) -> None:
         with gr.Tab("Chat", id="chat", elem_id="lisa-chat-tab") as self.tab, gr.Row():
+            # The states live inside the tab: a block between two tabs counts in Gradio's tab order, and the tab
+            # after it was then listed twice once opened (its button showed twice).
+            self.session_id = gr.State(None)
+            self.history = gr.State([])
+            self.show_meta = gr.State(True)
+            self.shown = gr.State([])  # the branch's messages (dicts), for ids and alternatives
+            self.pending = gr.State(None)
+            self.answered = gr.State(False)  # whether the last turn got an answer (a refusal stays on screen)
             with gr.Column(scale=1, min_width=240):
-                self.new = gr.Button("New chat", elem_id="lisa-new-chat")
-                self.search = gr.Textbox(placeholder="Search chats", show_label=False, elem_id="lisa-search")
-                self.sessions = gr.Radio(choices=[], label="Chats", elem_id="lisa-sessions")
-                with gr.Accordion("This chat", open=False):
-                    self.title = gr.Textbox(label="Title", elem_id="lisa-title")
-                    with gr.Row():
-                        self.rename = gr.Button("Rename", size="sm", elem_id="lisa-rename")
-                        self.delete = gr.Button("Delete", size="sm", variant="stop", elem_id="lisa-delete")
-                    self.export = gr.Button("Export JSON", size="sm", elem_id="lisa-export")
-                    self.export_file = gr.File(label="Export", visible=False, interactive=False)
+                self.sidebar.build()
             with gr.Column(scale=4):
                 self.model = gr.Dropdown(label="Model", choices=[], elem_id="lisa-model")
                 with gr.Accordion("Persona and directives", open=False, elem_id="lisa-prompts") as self.prompts:
@@ -68,6 +78,8 @@ class ChatTab:
                         lines=2,
                         elem_id="lisa-variables",
                     )
+                self.rag.build_selection()
+                self.context.build()
                 self.chatbot = gr.Chatbot(
                     elem_id="lisa-chatbot",
                     show_label=False,
@@ -75,8 +87,17 @@ class ChatTab:
                     buttons=["copy", "copy_all"],
                     latex_delimiters=LATEX,
                     feedback_options=None,
+                    editable="user",
                     placeholder="Ask anything. Answers stream in as Markdown.",
                 )
+                with gr.Row(elem_id="lisa-branches"):
+                    self.regenerate = gr.Button("Regenerate", size="sm", scale=1, elem_id="lisa-regenerate")
+                    self.branch_at = gr.Dropdown(
+                        label="Alternatives", choices=[], scale=4, elem_id="lisa-branch-at", visible=False
+                    )
+                    self.previous = gr.Button(PREVIOUS, size="sm", scale=0, elem_id="lisa-branch-prev", visible=False)
+                    self.next = gr.Button(NEXT, size="sm", scale=0, elem_id="lisa-branch-next", visible=False)
+                self.rag.build_sources()
                 with gr.Row():
                     self.text = gr.Textbox(
                         placeholder="Message (Enter sends)", show_label=False, scale=8, elem_id="lisa-input"
@@ -93,44 +114,232 @@ class ChatTab:
                         self.stop_words = gr.Textbox(label="Stop words (comma-separated, up to 4)")
                         self.seed = gr.Textbox(label="Seed", placeholder="random")
                 self.extras.build()
-        self.session_id = gr.State(None)
-        self.history = gr.State([])
-        self.show_meta = gr.State(True)
+
+    @property
+    def view(self) -> list[Any]:
+        """What a session's branch fills: the chat, its messages, the alternatives picker, the sources."""
+        return [
+            self.chatbot, self.history, self.shown, self.branch_at, self.previous, self.next, *self.rag.source_outputs
+        ]  # fmt: skip
+
+    @property
+    def opened(self) -> list[Any]:
+        return [*self.view, self.session_id, self.sidebar.title, self.model]
+
+    @property
+    def part_outputs(self) -> list[Any]:
+        return [self.context.documents, self.context.notices]
+
+    @property
+    def part_refresh(self) -> Any:
+        return self.context.refresh
 
     # --- wire -------------------------------------------------------------------------------------------------
     def wire(self, demo: gr.Blocks) -> None:
-        demo.load(self.on_load, outputs=[self.model, self.sessions, self.arguments, self.delete, self.show_meta])
+        sidebar = self.sidebar
+        demo.load(self.on_load, outputs=[self.model, sidebar.sessions, self.arguments, sidebar.delete, self.show_meta])
         self.tab.select(self.load_templates, outputs=[self.prompts, self.persona, self.directives])
         demo.load(self.load_templates, outputs=[self.prompts, self.persona, self.directives])
-        turn_inputs = [
-            self.text, self.history, self.session_id, self.model, self.max_tokens, self.temperature, self.top_p,
+        self.rag.wire(demo, self.chatbot, self.shown)
+        self.context.wire(demo, self.session_id, self.model, self.max_tokens)
+        sidebar.wire(demo, self)
+        run_inputs = [
+            self.pending, self.history, self.session_id, self.model, self.max_tokens, self.temperature, self.top_p,
             self.stop_words, self.seed, self.show_meta, self.persona, self.directives, self.variables,
+            *self.rag.turn_inputs,
             *self.extras.turn_inputs,
         ]  # fmt: skip
-        turn_outputs = [self.chatbot, self.history, self.text, self.session_id]
-        turns = [
-            trigger(self.respond, turn_inputs, turn_outputs, concurrency_limit=None)
-            for trigger in (self.text.submit, self.send.click)
+        run_outputs = [self.chatbot, self.history, self.text, self.session_id, self.answered]
+        listing = [sidebar.project, sidebar.search, self.session_id]
+        starts = [
+            self.text.submit(self.prepare_send, [self.text, self.history], [self.pending]),
+            self.send.click(self.prepare_send, [self.text, self.history], [self.pending]),
+            self.regenerate.click(self.prepare_regenerate, [self.shown], [self.pending]),
+            self.chatbot.retry(self.prepare_retry, [self.shown], [self.pending]),
+            self.chatbot.edit(self.prepare_edit, [self.shown], [self.pending]),
         ]
-        for turn in turns:
-            turn.then(self.list_sessions, [self.search, self.session_id], [self.sessions])
-        self.stop.click(None, cancels=list[dict[str, Any]](turns))
-        opened = [self.chatbot, self.history, self.session_id, self.title, self.model]
-        self.sessions.input(self.open_session, [self.sessions, self.show_meta, self.model], opened)
-        self.new.click(self.new_chat, outputs=[self.chatbot, self.history, self.session_id, self.title, self.sessions])
-        self.search.submit(self.list_sessions, [self.search, self.session_id], [self.sessions])
-        self.rename.click(self.rename_session, [self.session_id, self.title], []).then(
-            self.list_sessions, [self.search, self.session_id], [self.sessions]
-        )
-        self.delete.click(
-            self.delete_session,
-            [self.session_id],
-            [self.chatbot, self.history, self.session_id, self.title, self.sessions],
-        )
-        self.export.click(self.export_session, [self.session_id], [self.export_file])
+        runs = []
+        for start in starts:
+            run = start.then(self.run_turn, run_inputs, run_outputs, concurrency_limit=None)
+            run.then(self.after_turn, [self.session_id, self.show_meta, self.answered], self.view).then(
+                sidebar.list_sessions, listing, [sidebar.sessions]
+            ).then(self.context.refresh, [self.session_id, self.model], self.part_outputs)
+            runs.append(run)
+        self.stop.click(None, cancels=list[dict[str, Any]](runs))
+        branch = [self.branch_at, self.shown, self.session_id, self.show_meta]
+        self.previous.click(self.step_back, branch, self.view)
+        self.next.click(self.step_forward, branch, self.view)
         self.extras.wire(demo, self)
 
-    # --- handlers ---------------------------------------------------------------------------------------------
+    # --- showing a session ------------------------------------------------------------------------------------
+    def show(self, session: Session | None, show_meta: bool) -> tuple[Any, ...]:
+        messages = session.messages if session else []
+        history = render(messages, show_meta)
+        points = branch_points(messages)
+        picker = gr.update(choices=points, value=points[0][1] if points else None, visible=bool(points))
+        arrows = gr.update(visible=bool(points))
+        shown = [m.model_dump(mode="json") for m in messages]
+        return (history, history, shown, picker, arrows, arrows, *self.rag.latest(messages))
+
+    @shows_errors
+    async def open_session(
+        self, session_id: str | None, show_meta: bool, model: str | None, request: gr.Request
+    ) -> tuple[Any, ...]:
+        if not session_id:
+            return (*self.show(None, show_meta), None, "", model)
+        session = await self.backend.client(request).session(session_id)
+        return (*self.show(session, show_meta), session.id, session.title, session.model or model)
+
+    reopen = open_session
+
+    @shows_errors
+    async def reopen_view(self, session_id: str | None, show_meta: bool, request: gr.Request) -> tuple[Any, ...]:
+        if not session_id:
+            return self.show(None, show_meta)
+        return self.show(await self.backend.client(request).session(session_id), show_meta)
+
+    async def after_turn(
+        self, session_id: str | None, show_meta: bool, answered: bool, request: gr.Request
+    ) -> tuple[Any, ...]:
+        """The branch as stored, once a turn got an answer; a refused turn stored nothing, and its message stays."""
+        if not answered:
+            return tuple(gr.update() for _ in self.view)
+        return await self.reopen_view(session_id, show_meta, request)
+
+    async def new_chat(self) -> tuple[Any, ...]:
+        return (*self.show(None, True), None, "", gr.update())
+
+    async def create_blank_session(self, client: BackendClient) -> str:
+        return (await client.create_session("New chat")).id
+
+    # --- alternatives -----------------------------------------------------------------------------------------
+    async def switch(
+        self, message_id: str | None, shown: list[dict[str, Any]], session_id: str | None, show_meta: bool,
+        step: int, request: gr.Request,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        messages = [Message.model_validate(m) for m in shown]
+        message = next((m for m in messages if m.id == message_id), None)
+        if message is None or not session_id:
+            raise gr.Error("Choose a message with alternatives first.")
+        target = sibling_at(message, step)
+        if target is None:
+            raise gr.Error("There is no other alternative that way.")
+        session = await api.show_branch(self.backend.client(request), session_id, target)
+        view = list(self.show(session, show_meta))
+        points = branch_points(session.messages)
+        # Keep the picker on the same place in the conversation (now showing the other alternative).
+        if any(pid == target for _, pid in points):
+            view[3] = gr.update(choices=points, value=target, visible=True)
+        return tuple(view)
+
+    @shows_errors
+    async def step_back(
+        self, message_id: str | None, shown: list[dict[str, Any]], session_id: str | None, show_meta: bool,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        return await self.switch(message_id, shown, session_id, show_meta, -1, request)
+
+    @shows_errors
+    async def step_forward(
+        self, message_id: str | None, shown: list[dict[str, Any]], session_id: str | None, show_meta: bool,
+        request: gr.Request,
+    ) -> tuple[Any, ...]:  # fmt: skip
+        return await self.switch(message_id, shown, session_id, show_meta, 1, request)
+
+    # --- a turn: prepared, then run ---------------------------------------------------------------------------
+    async def prepare_send(self, text: str, history: ChatHistory) -> Pending | None:
+        question = (text or "").strip()
+        return {"content": question, "keep": len(history), "parent": "after"} if question else None
+
+    async def prepare_regenerate(self, shown: list[dict[str, Any]]) -> Pending:
+        messages = shown_messages([Message.model_validate(m) for m in shown])
+        questions = [i for i, m in enumerate(messages) if m.role == "user"]
+        if not questions:
+            raise gr.Error("Ask something first.")
+        return self.regenerating(messages, questions[-1])
+
+    async def prepare_retry(self, shown: list[dict[str, Any]], event: gr.RetryData) -> Pending:
+        messages = shown_messages([Message.model_validate(m) for m in shown])
+        index = event.index if isinstance(event.index, int) else event.index[0]
+        question = question_of(messages, index)
+        if question is None:
+            raise gr.Error("That message cannot be regenerated.")
+        return self.regenerating(messages, messages.index(question))
+
+    @staticmethod
+    def regenerating(messages: list[Message], index: int) -> Pending:
+        return {"content": None, "keep": index + 1, "parent": messages[index].id}
+
+    async def prepare_edit(self, shown: list[dict[str, Any]], event: gr.EditData) -> Pending:
+        messages = shown_messages([Message.model_validate(m) for m in shown])
+        index = event.index if isinstance(event.index, int) else event.index[0]
+        text = str(event.value or "").strip()
+        if not 0 <= index < len(messages) or messages[index].role != "user" or not text:
+            raise gr.Error("Only a question can be edited and sent again.")
+        return {"content": text, "keep": index, "parent": messages[index].parent_id}
+
+    @streams_errors
+    async def run_turn(
+        self, pending: Pending | None, history: ChatHistory, session_id: str | None, model: str | None,
+        max_tokens: str, temperature: str, top_p: str, stop_words: str, seed: str, show_meta: bool,
+        persona: str | None, directives: list[str] | None, variables_text: str,
+        repository: str | None, collections: list[str] | None, top_k: float | None,
+        tools: list[str] | None, tool_mode: str | None, request: gr.Request,
+    ) -> AsyncIterator[tuple[Any, ...]]:  # fmt: skip
+        if not pending:
+            yield history, history, gr.update(), session_id, False
+            return
+        client = self.backend.client(request)
+        try:
+            arguments = parse_arguments(max_tokens, temperature, top_p, stop_words, seed)
+            variables = parse_variables(variables_text)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+        content: str | None = pending["content"]
+        if session_id is None:
+            session_id = (await client.create_session(title_from(content or ""), model or None)).id
+        history = list(history[: pending["keep"]])
+        if content is not None:
+            history.append({"role": "user", "content": content})
+        history.append({"role": "assistant", "content": ""})
+        yield history, history, "", session_id, False
+        parent = api.UNSET if pending["parent"] == "after" else pending["parent"]
+        answer, usage, answered, shown_at = "", None, True, 0.0
+        try:
+            stream = api.turn(
+                client, session_id, content, parent, model=model or None, arguments=arguments.body() or None,
+                persona_template_id=persona or None, directive_template_ids=list(directives or []) or None,
+                variables=variables or None, rag=rag_body(repository, collections, top_k),
+                **self.extras.turn_fields(tools, tool_mode),
+            )  # fmt: skip
+            async for event in stream:
+                if isinstance(event, Delta):
+                    answer += event.text
+                    history = [*history[:-1], {"role": "assistant", "content": answer}]
+                    if (now := time.monotonic()) - shown_at >= REFRESH_S:
+                        shown_at = now
+                        yield history, history, "", session_id, False
+                elif isinstance(event, StreamError):
+                    answer += f"\n\n**The answer failed:** {event.detail}"
+                elif isinstance(event, UsageReport):
+                    usage = event
+                elif isinstance(event, Other) and event.name == "context":
+                    for notice in event.data.get("notices") or []:
+                        gr.Warning(str(notice.get("message", notice)) if isinstance(notice, dict) else str(notice))
+                elif isinstance(event, Done):
+                    break
+                elif (with_tools := self.extras.on_event(event, history)) is not None:
+                    history = with_tools
+                    yield history, history, "", session_id, False
+        except BackendError as exc:
+            # Refused before the answer began (a bad argument, a model one may not use, a limit): say why, here.
+            gr.Warning(exc.detail)
+            answer, answered = f"**Error:** {exc.detail}", False
+        content_shown = with_meta(answer, usage_meta(model, usage)) if show_meta and usage is not None else answer
+        history = [*history[:-1], {"role": "assistant", "content": content_shown}]
+        yield history, history, "", session_id, answered
+
+    # --- page load ----------------------------------------------------------------------------------------------
     @shows_errors
     async def on_load(self, request: gr.Request) -> tuple[Any, ...]:
         client = self.backend.client(request)
@@ -145,71 +354,6 @@ class ChatTab:
             gr.update(visible=config.allows("delete_session_history")),
             config.allows("view_meta_data"),
         )
-
-    @streams_errors
-    async def respond(
-        self,
-        text: str,
-        history: ChatHistory,
-        session_id: str | None,
-        model: str | None,
-        max_tokens: str,
-        temperature: str,
-        top_p: str,
-        stop_words: str,
-        seed: str,
-        show_meta: bool,
-        persona: str | None,
-        directives: list[str] | None,
-        variables_text: str,
-        tools: list[str] | None,
-        tool_mode: str | None,
-        request: gr.Request,
-    ) -> AsyncIterator[tuple[Any, ...]]:
-        question = (text or "").strip()
-        if not question:
-            yield history, history, text, session_id
-            return
-        client = self.backend.client(request)
-        try:
-            arguments = parse_arguments(max_tokens, temperature, top_p, stop_words, seed)
-            variables = parse_variables(variables_text)
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from exc
-        if session_id is None:
-            session_id = (await client.create_session(title_from(question), model or None)).id
-        history = [*history, {"role": "user", "content": question}, {"role": "assistant", "content": ""}]
-        yield history, history, "", session_id
-        answer, usage, shown_at = "", None, 0.0
-        try:
-            stream = client.chat(
-                session_id, question, model=model or None, arguments=arguments, persona_template_id=persona or None,
-                directive_template_ids=list(directives or []), variables=variables,
-                extra=self.extras.turn_fields(tools, tool_mode),
-            )  # fmt: skip
-            async for event in stream:
-                if isinstance(event, Delta):
-                    answer += event.text
-                    history = [*history[:-1], {"role": "assistant", "content": answer}]
-                    if (now := time.monotonic()) - shown_at >= REFRESH_S:
-                        shown_at = now
-                        yield history, history, "", session_id
-                elif isinstance(event, StreamError):
-                    answer += f"\n\n**The answer failed:** {event.detail}"
-                elif isinstance(event, UsageReport):
-                    usage = event
-                elif isinstance(event, Done):
-                    break
-                elif (shown := self.extras.on_event(event, history)) is not None:
-                    history = shown
-                    yield history, history, "", session_id
-        except BackendError as exc:
-            # Refused before the answer began (a bad argument, a model one may not use, a limit): say why, here.
-            gr.Warning(exc.detail)
-            answer = f"**Error:** {exc.detail}"
-        content = with_meta(answer, usage_meta(model, usage)) if show_meta and usage is not None else answer
-        history = [*history[:-1], {"role": "assistant", "content": content}]
-        yield history, history, "", session_id
 
     @shows_errors
     async def load_templates(self, request: gr.Request) -> tuple[Any, ...]:
@@ -226,47 +370,3 @@ class ChatTab:
             gr.update(choices=personas),
             gr.update(choices=template_choices(page.data, "directive")),
         )
-
-    @shows_errors
-    async def list_sessions(self, query: str | None, session_id: str | None, request: gr.Request) -> Any:
-        page = await self.backend.client(request).sessions(q=(query or "").strip() or None)
-        return gr.update(choices=session_choices(page.data), value=session_id)
-
-    @shows_errors
-    async def open_session(
-        self, session_id: str | None, show_meta: bool, model: str | None, request: gr.Request
-    ) -> tuple[Any, ...]:
-        if not session_id:
-            return [], [], None, "", model
-        session = await self.backend.client(request).session(session_id)
-        history = history_of(session.messages, show_meta)
-        return history, history, session.id, session.title, session.model or model
-
-    async def new_chat(self) -> tuple[Any, ...]:
-        return [], [], None, "", gr.update(value=None)
-
-    @shows_errors
-    async def rename_session(self, session_id: str | None, title: str, request: gr.Request) -> None:
-        if not session_id:
-            raise gr.Error("Open a chat first.")
-        await self.backend.client(request).rename_session(session_id, title.strip())
-        gr.Info("Renamed.")
-
-    @shows_errors
-    async def delete_session(self, session_id: str | None, request: gr.Request) -> tuple[Any, ...]:
-        if not session_id:
-            raise gr.Error("Open a chat first.")
-        client = self.backend.client(request)
-        await client.delete_session(session_id)
-        page = await client.sessions()
-        return [], [], None, "", gr.update(choices=session_choices(page.data), value=None)
-
-    @shows_errors
-    async def export_session(self, session_id: str | None, request: gr.Request) -> Any:
-        if not session_id:
-            raise gr.Error("Open a chat first.")
-        data = await self.backend.client(request).export_session(session_id, "json")
-        folder = Path(tempfile.mkdtemp(prefix="lisa-export-"))
-        path = folder / f"{session_id}.json"
-        path.write_bytes(data)
-        return gr.update(value=str(path), visible=True)

@@ -62,7 +62,8 @@ class ChatTools:
             for trigger in (self.generate.click, self.image_prompt.submit)
         ]
         for event in made:
-            event.then(chat.list_sessions, [chat.search, chat.session_id], [chat.sessions])
+            sidebar = chat.sidebar
+            event.then(sidebar.list_sessions, [sidebar.project, sidebar.search, chat.session_id], [sidebar.sessions])
 
     # --- for the chat turn ------------------------------------------------------------------------------------
     @staticmethod
