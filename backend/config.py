@@ -70,11 +70,6 @@ class Settings(BaseSettings):
     llama_context: int = Field(default=4096, ge=256)
     textgen_model_id: str = "gemma3-270m"
     embedding_model_id: str = "minilm-l6-v2"
-    # The local embedding server's runtime (docs/rag.md "Local embedding runtime"): onnx and openvino are exported
-    # offline from the packaged model into DATA_DIR/embedding-exports at the first start; int8 only for those two.
-    embedding_backend: Literal["torch", "onnx", "openvino"] = "openvino"
-    embedding_quantization: Literal["none", "int8"] = "none"
-    embedding_cache_dir: Path | None = None  # None: DATA_DIR/embedding-exports; may be shared (exports are keyed)
     # Models the local deployer runs (backend/lifecycle/deployers/local.py, docs/lifecycle-local.md): their files
     # must lie under one of these folders (empty: DATA_DIR/models, where the bundled gemma is unpacked).
     local_model_dirs: Annotated[list[Path], NoDecode] = []
@@ -286,12 +281,6 @@ class Settings(BaseSettings):
                 )
             if secret and self.secrets_required and len(secret) < MIN_SECRET_CHARS:
                 raise ValueError(f"{env} is too short: use at least {MIN_SECRET_CHARS} random characters")
-        return self
-
-    @model_validator(mode="after")
-    def _int8_needs_an_exported_backend(self) -> Settings:
-        if self.embedding_quantization == "int8" and self.embedding_backend == "torch":
-            raise ValueError("LISA_EMBEDDING_QUANTIZATION=int8 needs LISA_EMBEDDING_BACKEND onnx or openvino")
         return self
 
     @model_validator(mode="after")

@@ -153,7 +153,7 @@ class Encoder:
     def __init__(self, threads: int) -> None:
         from backend.localmodels.embedding_server import load_model
 
-        self.model = load_model(threads).model
+        self.model = load_model(threads)
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.model.encode(

@@ -22,8 +22,6 @@ from backend.runtime.embedded_db import BundledPostgres, ensure_database
 
 ROOT = Path(__file__).resolve().parents[1]
 LISA = str(Path(sys.executable).parent / "lisa")
-# Exported embedding models (onnx/openvino), shared by test sessions: each export is keyed by its inputs.
-EXPORT_CACHE = Path.home() / ".cache" / "lisa-tests" / "embedding-exports"
 
 
 def free_port() -> int:
@@ -141,10 +139,7 @@ def start_lisa(
         argv.append("--no-local-models")
     # No health checks unless a test asks (LISA_HEALTH_INTERVAL_SECONDS): a model the checks mark unreachable is
     # answered 503 at once, and tests of how the gateway answers a dead upstream (502, 504) want the upstream tried.
-    # The embedding export (openvino by default) is keyed by model and library versions: every server shares one.
-    full_env = {"LISA_USAGE_FLUSH_SECONDS": "0.1", "LISA_HEALTH_INTERVAL_SECONDS": "0",
-                "LISA_EMBEDDING_CACHE_DIR": os.environ.get("LISA_EMBEDDING_CACHE_DIR") or str(EXPORT_CACHE),
-                **(env or {})}  # fmt: skip
+    full_env = {"LISA_USAGE_FLUSH_SECONDS": "0.1", "LISA_HEALTH_INTERVAL_SECONDS": "0", **(env or {})}
     if database_url:
         full_env["LISA_DATABASE_URL"] = database_url
     proc = start_process(argv, port=port, log=data_dir.parent / f"lisa-{port}.log", env=full_env, deadline=240)

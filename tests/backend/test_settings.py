@@ -227,31 +227,3 @@ def test_zero_workers_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LISA_WORKERS", "0")
     with pytest.raises(ValidationError, match="workers"):
         Settings()
-
-
-def test_the_embedding_runtime_defaults_to_openvino_and_comes_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    settings = Settings()
-    assert (settings.embedding_backend, settings.embedding_quantization) == ("openvino", "none")
-    assert settings.embedding_cache_dir is None  # DATA_DIR/embedding-exports
-    monkeypatch.setenv("LISA_EMBEDDING_BACKEND", "onnx")
-    monkeypatch.setenv("LISA_EMBEDDING_QUANTIZATION", "int8")
-    monkeypatch.setenv("LISA_EMBEDDING_CACHE_DIR", "/var/cache/lisa-exports")
-    settings = Settings()
-    assert (settings.embedding_backend, settings.embedding_quantization) == ("onnx", "int8")
-    assert settings.embedding_cache_dir == Path("/var/cache/lisa-exports")
-
-
-@pytest.mark.parametrize(("backend", "quantization", "message"), [
-    ("torch", "int8", "int8 needs LISA_EMBEDDING_BACKEND onnx or openvino"),
-    ("tensorflow", "none", "embedding_backend"),
-    ("openvino", "int4", "embedding_quantization"),
-])  # fmt: skip
-def test_an_embedding_runtime_that_does_not_exist_is_refused(
-    monkeypatch: pytest.MonkeyPatch, backend: str, quantization: str, message: str
-) -> None:
-    monkeypatch.setenv("LISA_EMBEDDING_BACKEND", backend)
-    monkeypatch.setenv("LISA_EMBEDDING_QUANTIZATION", quantization)
-    with pytest.raises(ValidationError, match=message):
-        Settings()
