@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from frontend.chat_view import ChatHistory, message_meta, status_note, with_meta
 from frontend.schemas import Message
+from frontend.tools_view import apply_tool_event
 
 PREVIEW_CHARS = 1500
 PREVIOUS, NEXT = "\u2039", "\u203a"  # the branch switcher's arrows
@@ -30,6 +31,7 @@ def render(messages: list[Message], show_meta: bool) -> ChatHistory:
     for message in shown_messages(messages):
         content = message.content
         if message.role == "assistant":
+            history.extend(tool_messages(message))
             content += status_note(message)
             if cited := sources_of(message):
                 content += "\n\n" + sources_line(cited)
@@ -39,6 +41,18 @@ def render(messages: list[Message], show_meta: bool) -> ChatHistory:
             content += f"\n\n<sub>{marker}</sub>"
         history.append({"role": message.role, "content": content})
     return history
+
+
+def tool_messages(message: Message) -> ChatHistory:
+    """The tool calls an answer made (its recorded ``tool_calls``), drawn as during the stream: one message each,
+    before the answer."""
+    calls = message.metadata.get("tool_calls")
+    shown: ChatHistory = [{"role": "assistant", "content": ""}]  # the answer's place: the calls go before it
+    for call in calls if isinstance(calls, list) else []:
+        if isinstance(call, dict):
+            shown = apply_tool_event(shown, "tool_call", call) or shown
+            shown = apply_tool_event(shown, "tool_result", call) or shown
+    return shown[:-1]
 
 
 def short(text: str, chars: int = 40) -> str:

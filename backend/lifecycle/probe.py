@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
 import httpx
 
 from backend.net.egress import EgressGuard, EgressUnresolved
 
+log = logging.getLogger("lisa.lifecycle.probe")
 MAX_CONTEXT = 100_000_000  # the registry's bound on context_window
 MAX_BODY = 1024 * 1024  # bytes of /props or /v1/models read
 UNREACHABLE = object()  # no answer at all (not even an error status)
@@ -119,3 +121,7 @@ class Probe:
             return UNREACHABLE
         except (httpx.HTTPError, ValueError):
             return None
+        except Exception as exc:
+            # cancels a connect in progress (anyio's socket already gone); a registration must not fail on it
+            log.warning("context-window probe of %s failed: %r", url, exc)
+            return UNREACHABLE

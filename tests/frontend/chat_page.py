@@ -15,6 +15,12 @@ def bot_messages(page: Page) -> Locator:
 
 
 def choose_model(page: Page, model: str) -> None:
+    """Picks ``model`` in the model picker once the page has filled it (the default it shows depends on what else
+    the session's server has registered by then: other test modules add text models)."""
+    page.wait_for_function("document.querySelector('#lisa-model input')?.value", timeout=60_000)
+    if page.locator("#lisa-model input").input_value() != model:
+        page.click("#lisa-model input")
+        page.get_by_role("option", name=model, exact=True).click()
     page.wait_for_function("m => document.querySelector('#lisa-model input')?.value === m", arg=model, timeout=30_000)
 
 

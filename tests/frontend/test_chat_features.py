@@ -73,11 +73,11 @@ def test_an_answer_cites_a_library_document_that_opens_and_downloads(
         send(page, "Who cleans the quokka enclosure?")
         watch_answer(page, until="tokens")
         expect(bot_messages(page).last).to_contain_text("Sources:")
-        expect(bot_messages(page).last).to_contain_text("quokka-care.md")
+        expect(bot_messages(page).last).to_contain_text("Quokka care")  # the page title the source carries
         # The cited source opens: the passage and a link to the original in the library.
         preview = page.locator("#lisa-source-preview")
         expect(preview).to_contain_text("Marguerite Oyelaran")
-        expect(page.locator("#lisa-sources")).to_contain_text("[1] quokka-care.md")
+        expect(page.locator("#lisa-sources")).to_contain_text("[1] Quokka care")
         link = preview.get_by_role("link", name="Download the original")
         expect(link).to_be_visible()
         with page.expect_download() as download:

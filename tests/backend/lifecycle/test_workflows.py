@@ -33,7 +33,7 @@ from tests.backend.lifecycle.lifecycle_server import (
     events,
     wait_status,
 )
-from tests.support import Proc, start_module
+from tests.support import Proc, start_module, wait_for
 
 pytestmark = pytest.mark.timeout(1200)
 CHAT = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -303,6 +303,12 @@ def test_each_action_starts_only_from_its_states_and_409_names_the_current_one(l
         assert api.get("/api/models/wf-rules").json()["name"] == "wf-rules"  # nothing written
         # A status is the lifecycle's: requests never set it.
         assert api.patch("/api/models/wf-rules", json={"status": "InService"}).status_code == 422
+        # The stop below must land inside the stalled step (on a loaded machine the worker may not have begun it
+        # yet: the restart would then run the workflow afresh, with nothing to resume).
+        wait_for(
+            "the enable's start step under way",
+            lambda: any(e["message"] == "enable: step start started" for e in events(api, "wf-rules")),
+        )
         lifecycle_lisa.set_faults()
     lifecycle_lisa.stop()  # the stalled workflow is resumed by the next start (and finishes)
     lifecycle_lisa.start()
