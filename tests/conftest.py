@@ -67,8 +67,10 @@ def admin(lisa: LisaServer) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="session")
 def lisa_peer(lisa: LisaServer, session_tmp: Path, ingest_root: Path) -> Iterator[LisaServer]:
-    """A second backend process on the same database (as a second replica would be), with a short upstream timeout.
-    Its worker takes ingestion jobs of the session's server too, so it is configured alike (the same ingest roots)."""
+    """A second backend process on the same database (as a second replica would be), with a short upstream timeout
+    (the gateway's timeout tests). It runs no ingestion worker: with that 2 s timeout its embedding calls failed
+    the documents of the session's jobs it took on a busy machine (tests/backend/rag/test_rag_jobs.py timed out
+    waiting for them); the RAG tests run their own two-replica servers where replicas matter."""
     server = start_lisa(
         session_tmp / "peer",
         local_models=False,
@@ -77,6 +79,7 @@ def lisa_peer(lisa: LisaServer, session_tmp: Path, ingest_root: Path) -> Iterato
         env={
             "LISA_BOOTSTRAP_ADMIN": "false",
             "LISA_UPSTREAM_READ_TIMEOUT": "2",
+            "LISA_RAG_WORKER": "false",
             "LISA_RAG_INGEST_ROOTS": json.dumps([str(ingest_root)]),
         },
     )
