@@ -11,10 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -199,3 +200,19 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 90, paus
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout:g} s (last: {last!r})")
         time.sleep(pause)
+
+
+@contextmanager
+def registered_mcp_server(admin: httpx.Client, work: Path, name: str) -> Iterator[dict[str, Any]]:
+    """A real MCP server (tests/servers/mcp_tools.py over streamable HTTP) registered as a global server: its public
+    record; unregistered and stopped afterwards."""
+    proc = start_module("tests.servers.mcp_tools", work, "--transport", "http")
+    try:
+        body = {"name": name, "scope": "global", "transport": "streamable_http", "url": proc.url + "/mcp"}
+        resp = admin.post("/api/mcp/servers", json=body)
+        assert resp.status_code == 201, resp.text
+        server: dict[str, Any] = resp.json()
+        yield server
+        admin.delete(f"/api/mcp/servers/{server['id']}")
+    finally:
+        proc.stop()

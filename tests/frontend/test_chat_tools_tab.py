@@ -19,7 +19,7 @@ from tests.backend.chat.context_helpers import registered_model
 from tests.frontend.chat_page import last_bot_text, send
 from tests.frontend.conftest import User, sign_in
 from tests.frontend.shots import screenshot_path
-from tests.support import LisaServer, Proc, start_module
+from tests.support import LisaServer, Proc, registered_mcp_server, start_module
 
 CHATBOT = "#lisa-chatbot"
 
@@ -33,15 +33,8 @@ def tool_upstream(session_tmp: Path) -> Iterator[Proc]:
 
 @pytest.fixture(scope="module")
 def tools_server(admin: httpx.Client, session_tmp: Path) -> Iterator[dict[str, Any]]:
-    proc = start_module("tests.servers.mcp_tools", session_tmp, "--transport", "http")
-    name = f"ui-tools-{secrets.token_hex(2)}"
-    body = {"name": name, "scope": "global", "transport": "streamable_http", "url": proc.url + "/mcp"}
-    resp = admin.post("/api/mcp/servers", json=body)
-    assert resp.status_code == 201, resp.text
-    server: dict[str, Any] = resp.json()
-    yield server
-    admin.delete(f"/api/mcp/servers/{server['id']}")
-    proc.stop()
+    with registered_mcp_server(admin, session_tmp, f"ui-tools-{secrets.token_hex(2)}") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 from tests.backend.chat.helpers import Event, Turn, new_session, new_user, send, streaming
 from tests.backend.chat.test_chat_stream import final_answer
-from tests.support import LisaServer, Proc, start_module
+from tests.support import LisaServer, Proc, registered_mcp_server, start_module
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +28,8 @@ def upstream(session_tmp: Path) -> Iterator[Proc]:
 
 @pytest.fixture(scope="module")
 def tools_server(admin: httpx.Client, session_tmp: Path) -> Iterator[dict[str, Any]]:
-    proc = start_module("tests.servers.mcp_tools", session_tmp, "--transport", "http")
-    body = {"name": "loop-tools", "scope": "global", "transport": "streamable_http", "url": proc.url + "/mcp"}
-    resp = admin.post("/api/mcp/servers", json=body)
-    assert resp.status_code == 201, resp.text
-    server: dict[str, Any] = resp.json()
-    yield server
-    admin.delete(f"/api/mcp/servers/{server['id']}")
-    proc.stop()
+    with registered_mcp_server(admin, session_tmp, "loop-tools") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
