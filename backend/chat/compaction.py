@@ -32,6 +32,7 @@ from backend.chat import map_reduce, tokens
 from backend.chat.compaction_plan import SUMMARY, CompactionPlan, Turn, apply_summaries, plan_compaction
 from backend.chat.context_docs import context_window
 from backend.chat.context_schemas import CompactionResult
+from backend.chat.recent_contexts import confirm_context
 from backend.chat.store import ChatStore, new_id
 from backend.chat.summarize import gateway_asker
 from backend.db import tables
@@ -190,6 +191,7 @@ class Compactor:
         )  # fmt: skip
         if plan is None:
             return _as_is(history, by_id, total)
+        await confirm_context()  # a turn building from a remembered context: confirmed before a model call or a write
         try:
             text, requests = await self._summarise(principal, summarizer.id, plan, budget)
             message = await self._keep(session_id, plan, text, summarizer.id, requests)

@@ -42,11 +42,12 @@ from backend.auth.principal import Principal
 from backend.chat.answer_writer import AnswerWriter
 from backend.chat.personas import Personas
 from backend.chat.prompt_context import PromptContexts
+from backend.chat.recent_contexts import RecentContexts, StaleContext, speculating
 from backend.chat.schemas import ChatTurn
 from backend.chat.store import ChatStore
 from backend.chat.tool_loop import ToolLoop
 from backend.chat.turn_plan import DIRECTIVE_SEPARATOR, TurnPlan, TurnPlanning
-from backend.chat.turn_sql import TurnDatabase, add_question
+from backend.chat.turn_sql import TurnContext, TurnDatabase, add_question
 from backend.chat.turn_stream import Answer, RunningTurn, TurnStreaming, sse
 from backend.errors import NotFound, RateLimited
 from backend.serve.internal import GatewayCallError, GatewayClient
@@ -78,16 +79,28 @@ class ChatTurns(TurnPlanning, TurnStreaming):
         self.default_model = default_model
         self.tools = tools
         self._running: set[asyncio.Task[None]] = set()
+        self.recent = RecentContexts()
 
     # --- 2. persist the question, call -------------------------------------------------------------------------
     async def start(self, principal: Principal, session_id: str, turn: ChatTurn) -> RunningTurn:
         running = RunningTurn()
-        where = self.db.context(principal.username, session_id, turn.parent_id, turn.has_parent)
-        async with where as (db, context):  # one connection: the context, then the question
+        owner = principal.username
+        known = None if turn.has_parent else self.recent.get(owner, session_id)
+        where = self.db.context(owner, session_id, turn.parent_id, turn.has_parent, known.revision if known else None)
+        async with where as reading:  # one connection: the context, then the question
+            plan = await self._plan_ahead(principal, session_id, turn, known, reading) if known else None
+            db, context = await reading
             if context is None:
+                self.recent.drop(owner, session_id)
                 raise NotFound(f"session '{session_id}' not found")
-            plan = await self.plan(principal, session_id, turn, *context)
-            tooling, settings = None, context[0]["settings"]
+            if context.unchanged and known is not None:
+                context = known
+            else:  # read whole: the session changed since it was remembered (or nothing was)
+                plan = None
+                self.recent.drop(owner, session_id)
+            if plan is None:
+                plan = await self.plan(principal, session_id, turn, context.session, context.path)
+            tooling, settings = None, context.session["settings"]
             if self.tools is not None and (turn.tools if turn.tools is not None else settings.get("mcp_tools")):
                 tooling = await self.tools.prepare(principal, session_id, turn.tools, turn.tool_mode, settings,
                                                    plan.payload)  # fmt: skip
@@ -122,6 +135,49 @@ class ChatTurns(TurnPlanning, TurnStreaming):
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return running
+
+    async def _plan_ahead(
+        self,
+        principal: Principal,
+        session_id: str,
+        turn: ChatTurn,
+        known: TurnContext,
+        reading: asyncio.Task[tuple[Any, TurnContext | None]],
+    ) -> TurnPlan | None:
+        """The prompt built from the remembered context while the read confirms it (backend/chat/recent_contexts.py);
+        None when it cannot be used (the read found the session changed) and the turn builds it again."""
+
+        async def confirm() -> None:
+            _, context = await asyncio.shield(reading)
+            if context is None or not context.unchanged:
+                raise StaleContext
+
+        try:
+            with speculating(confirm):
+                return await self.plan(principal, session_id, turn, known.session, known.path)
+        except StaleContext:
+            return None
+        except Exception:
+            try:
+                _, context = await asyncio.shield(reading)
+            except Exception:
+                return None  # the read's own failure is raised where the turn awaits it
+            if context is not None and context.unchanged:
+                raise  # built from the session as it is: the error is the turn's
+            return None
+
+    async def _remember(self, plan: TurnPlan) -> None:
+        """After an answer is saved: the session as the next turn will find it, read whole and remembered."""
+        try:
+            async with self.db.context(plan.owner, plan.session_id, None, False) as reading:
+                _, context = await reading
+        except Exception:
+            self.recent.drop(plan.owner, plan.session_id)
+            return
+        if context is None:
+            self.recent.drop(plan.owner, plan.session_id)
+        else:
+            self.recent.put(plan.owner, plan.session_id, context)
 
     def _question_parent(self, plan: TurnPlan) -> str | None:
         return plan.question["parent_id"] if plan.question else None

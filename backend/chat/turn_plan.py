@@ -35,6 +35,7 @@ class TurnPlan:
     payload: dict[str, Any]
     metadata: dict[str, Any]  # of the answer: model, arguments, rag (usage, latency and sources added at the end)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # SSE before the answer (context notices)
+    owner: str = ""  # the session's owner (the caller)
 
 
 class TurnPlanning:
@@ -110,4 +111,4 @@ class TurnPlanning:
             metadata["rag"] = rag
         metadata.update(ctx.metadata)
         return TurnPlan(session_id, question_id, question, session["active_leaf_id"], new_id("msg"), payload, metadata,
-                        ctx.events)  # fmt: skip
+                        ctx.events, principal.username)  # fmt: skip

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -36,18 +37,20 @@ from backend.chat.search import TEXT_CHARS, VECTOR_BYTES
 
 CONTEXT = """
 WITH RECURSIVE s AS (
-    SELECT id, model, settings, active_leaf_id, context_documents FROM chat_sessions WHERE id = $1 AND owner = $2
+    SELECT id, model, settings, active_leaf_id, context_documents, revision
+    FROM chat_sessions WHERE id = $1 AND owner = $2
 ), path AS (
     SELECT m.id, m.parent_id, m.role, m.content, m.status,
         CASE WHEN m.metadata->>'kind' = 'summary' THEN m.metadata END AS metadata, 0 AS depth
     FROM chat_messages m, s
     WHERE m.id = (CASE WHEN $4 THEN $3 ELSE s.active_leaf_id END) AND m.session_id = s.id
+        AND s.revision IS DISTINCT FROM $5
     UNION ALL
     SELECT m.id, m.parent_id, m.role, m.content, m.status,
         CASE WHEN m.metadata->>'kind' = 'summary' THEN m.metadata END, p.depth + 1
     FROM chat_messages m JOIN path p ON m.id = p.parent_id
 )
-SELECT s.model, s.settings, s.active_leaf_id, s.context_documents,
+SELECT s.model, s.settings, s.active_leaf_id, s.context_documents, s.revision,
     path.id, path.parent_id, path.role, path.content, path.status, path.metadata
 FROM s LEFT JOIN path ON true ORDER BY path.depth DESC
 """
@@ -67,6 +70,18 @@ PATH_COLUMNS = ("id", "parent_id", "role", "content", "status", "metadata")
 
 
 DEAD = (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError, ConnectionError)
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """What a turn starts from: the session (model, settings, active_leaf_id, context_documents), the path to the
+    turn's leaf (first message first) and the session's revision when read. ``unchanged``: the read was asked
+    whether the session was still at a known revision and it was, so ``path`` was not read (it is empty)."""
+
+    session: dict[str, Any]
+    path: list[dict[str, Any]]
+    revision: int
+    unchanged: bool = False
 
 
 class TurnDatabase:
@@ -96,27 +111,48 @@ class TurnDatabase:
 
     @asynccontextmanager
     async def context(
-        self, owner: str, session_id: str, leaf_id: str | None, explicit: bool
-    ) -> AsyncIterator[tuple[Any, tuple[dict[str, Any], list[dict[str, Any]]] | None]]:
-        """A connection, and what the turn starts from: the session (model, settings, active_leaf_id) and the path
-        to ``leaf_id`` (``explicit``) or to its active leaf, first message first (None: the owner has no such
-        session). The connection stays the turn's until its question is saved."""
-        if self._pool is None:
+        self, owner: str, session_id: str, leaf_id: str | None, explicit: bool, known_revision: int | None = None
+    ) -> AsyncIterator[asyncio.Task[tuple[Any, TurnContext | None]]]:
+        """The read of what the turn starts from, already running: a task whose result is the connection (the
+        turn's until its question is saved) and the context — the path to ``leaf_id`` (``explicit``) or to the
+        active leaf — or None where the owner has no such session. With ``known_revision``, a session still at
+        that revision is answered ``unchanged`` without its path (the caller holds it). The turn plans while the
+        read runs (backend/chat/turn.py); the connection goes back to the pool when the block ends."""
+        pool = self._pool
+        if pool is None:
             raise RuntimeError("the chat database pool is not started")
-        for attempt in (1, 2):
-            conn = await self._pool.acquire(timeout=self.connect_timeout)
-            try:
-                rows = await conn.fetch(CONTEXT, session_id, owner, leaf_id, explicit)
-            except DEAD:
-                await self._pool.release(conn)  # a broken connection is closed, not pooled again
-                if attempt == 2:
+        held: list[Any] = []
+
+        async def read() -> tuple[Any, TurnContext | None]:
+            for attempt in (1, 2):
+                conn = await pool.acquire(timeout=self.connect_timeout)
+                try:
+                    rows = await conn.fetch(CONTEXT, session_id, owner, leaf_id, explicit, known_revision)
+                except DEAD:
+                    await pool.release(conn)  # a broken connection is closed, not pooled again
+                    if attempt == 2:
+                        raise
+                    continue
+                except BaseException:
+                    await pool.release(conn)
                     raise
-                continue
-            try:
-                yield conn, _context(rows)
-            finally:
-                await self._pool.release(conn)
-            return
+                held.append(conn)
+                return conn, _context(rows, known_revision)
+            raise AssertionError("unreachable")
+
+        task = asyncio.create_task(read())
+        await asyncio.sleep(0)  # the task runs up to its first wait: the statement is on its way before the caller plans
+        try:
+            yield task
+        finally:
+            if not task.done():  # the caller failed while the read ran: it ends (a short read) before the release
+                await asyncio.wait([task], timeout=self.connect_timeout + 30)
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled():
+                task.exception()  # retrieved: a failed read the caller never awaited is not logged as lost
+            for conn in held:
+                await pool.release(conn)
 
 
 async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
@@ -126,7 +162,7 @@ async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
     still rolls back an open transaction itself)."""
 
 
-def _context(rows: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+def _context(rows: list[Any], known_revision: int | None) -> TurnContext | None:
     if not rows:
         return None
     first = rows[0]
@@ -137,11 +173,14 @@ def _context(rows: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | N
         "active_leaf_id": first["active_leaf_id"],
         "context_documents": first["context_documents"],  # 0: the prompt step does not look for documents
     }
-    path = [{k: r[i + 4] for i, k in enumerate(PATH_COLUMNS)} for r in rows if r[4] is not None]
+    revision = int(first["revision"])
+    if known_revision is not None and revision == known_revision:
+        return TurnContext(session, [], revision, unchanged=True)
+    path = [{k: r[i + 5] for i, k in enumerate(PATH_COLUMNS)} for r in rows if r[5] is not None]
     for row in path:  # only a compaction summary's metadata is read (the rest stay None: nothing to decode)
         if isinstance(row["metadata"], str | bytes):
             row["metadata"] = orjson.loads(row["metadata"])
-    return session, path
+    return TurnContext(session, path, revision)
 
 
 async def add_question(db: Any, session_id: str, message_id: str, parent_id: str | None, text: str) -> None:

@@ -87,6 +87,9 @@ class TurnStreaming:
     store: ChatStore
     gateway: GatewayClient
 
+    async def _remember(self, plan: TurnPlan) -> None:
+        """After an answer is saved (``ChatTurns``: remembers the session for the next turn)."""
+
     async def _pump(
         self,
         plan: TurnPlan,
@@ -137,6 +140,8 @@ class TurnStreaming:
                 final.metadata["tool_calls"] = tooling.records
             writer.finish(final)
             await writer.wait()
+            if status == "complete":
+                await self._remember(plan)  # before "done": the client's next turn finds it
             usage = {"prompt_tokens": final.prompt_tokens, "completion_tokens": final.completion_tokens,
                      "total_tokens": final.prompt_tokens + final.completion_tokens,
                      "latency_ms": final.metadata["latency_ms"], "ttft_ms": final.metadata.get("ttft_ms")}  # fmt: skip

@@ -503,6 +503,9 @@ chat_sessions = Table(
     Column("search", TSVECTOR, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Raised by the database on every change to the session or its messages (triggers, migration 0018): a turn
+    # builds its prompt from a remembered context only while this is unchanged (backend/chat/recent_contexts.py).
+    Column("revision", BigInteger, nullable=False, server_default="0"),
     Index("ix_chat_sessions_owner_updated", "owner", "updated_at", "id"),  # (DESC in the migration)
     Index("ix_chat_sessions_project", "project_id"),
 )
