@@ -141,7 +141,7 @@ class TurnDatabase:
             raise AssertionError("unreachable")
 
         task = asyncio.create_task(read())
-        await asyncio.sleep(0)  # the task runs up to its first wait: the statement is on its way before the caller plans
+        await asyncio.sleep(0)  # the task runs to its first wait: the statement is sent before the caller plans
         try:
             yield task
         finally:
