@@ -113,6 +113,10 @@ class ChatFastPath:
         match = self.route.path_regex.match(scope["path"])
         assert match is not None  # the guard matched this route
         session_id = match.group("session_id")
+        principal: Principal = scope["state"][PRINCIPAL_STATE_KEY]
+        services: Services = self.api.state.services
+        # the check of what the caller's last turn in this session left behind runs while the body is read
+        prefetched = services.chat_turns.prefetch(principal.username, session_id)
         # 1. the body
         body_bytes = await _read_body(receive, cap)
         body: Any = PydanticUndefined  # no body, as FastAPI marks it ("Field required")
@@ -133,15 +137,13 @@ class ChatFastPath:
         # 2. the app's dependencies
         scope["path_params"] = {"session_id": session_id}
         await refuse_unstorable_parameters(Request(scope, receive))
-        principal: Principal = scope["state"][PRINCIPAL_STATE_KEY]
         # 3. the body's schema
         values, errors = await request_body_to_args(self.body_fields, body, self.embed_body_fields)
         if errors:
             raise RequestValidationError(errors, body=body)
         turn = values[self.body_fields[0].name]
         # 4. the route
-        services: Services = self.api.state.services
-        running = await serve_turn(services, principal, session_id, turn)
+        running = await serve_turn(services, principal, session_id, turn, prefetched)
         # 5. the answer
         await _stream(running.events(), self.raw_headers, receive, send)
 

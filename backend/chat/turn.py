@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from backend.auth.principal import Principal
@@ -47,12 +48,22 @@ from backend.chat.schemas import ChatTurn
 from backend.chat.store import ChatStore
 from backend.chat.tool_loop import ToolLoop
 from backend.chat.turn_plan import DIRECTIVE_SEPARATOR, TurnPlan, TurnPlanning
-from backend.chat.turn_sql import TurnContext, TurnDatabase, add_question
+from backend.chat.turn_sql import TurnContext, TurnDatabase
 from backend.chat.turn_stream import Answer, RunningTurn, TurnStreaming, sse
 from backend.errors import NotFound, RateLimited
 from backend.serve.internal import GatewayCallError, GatewayClient
 
 __all__ = ["DIRECTIVE_SEPARATOR", "Answer", "ChatTurns", "RunningTurn", "TurnPlan", "sse"]
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """A revision check started early for (owner, session), with the remembered context it checks."""
+
+    owner: str
+    session_id: str
+    known: TurnContext
+    reading: asyncio.Task[TurnContext | None]
 
 
 class ChatTurns(TurnPlanning, TurnStreaming):
@@ -82,48 +93,64 @@ class ChatTurns(TurnPlanning, TurnStreaming):
         self.recent = RecentContexts()
 
     # --- 2. persist the question, call -------------------------------------------------------------------------
-    async def start(self, principal: Principal, session_id: str, turn: ChatTurn) -> RunningTurn:
+    def prefetch(self, owner: str, session_id: str) -> Prefetch | None:
+        """The revision check of a remembered context, started before the request's body is read (the chat
+        endpoint's fast path, backend/api/chat_asgi.py); ``start`` uses it for a turn on the active leaf."""
+        known = self.recent.get(owner, session_id)
+        if known is None:
+            return None
+        return Prefetch(owner, session_id, known, self.db.read(owner, session_id, None, False, known.revision))
+
+    async def start(
+        self, principal: Principal, session_id: str, turn: ChatTurn, prefetched: Prefetch | None = None
+    ) -> RunningTurn:
         running = RunningTurn()
         owner = principal.username
-        known = None if turn.has_parent else self.recent.get(owner, session_id)
-        where = self.db.context(owner, session_id, turn.parent_id, turn.has_parent, known.revision if known else None)
-        async with where as reading:  # one connection: the context, then the question
-            plan = await self._plan_ahead(principal, session_id, turn, known, reading) if known else None
-            db, context = await reading
-            if context is None:
-                self.recent.drop(owner, session_id)
-                raise NotFound(f"session '{session_id}' not found")
-            if context.unchanged and known is not None:
-                context = known
-            else:  # read whole: the session changed since it was remembered (or nothing was)
-                plan = None
-                self.recent.drop(owner, session_id)
-            if plan is None:
-                plan = await self.plan(principal, session_id, turn, context.session, context.path)
-            tooling, settings = None, context.session["settings"]
-            if self.tools is not None and (turn.tools if turn.tools is not None else settings.get("mcp_tools")):
-                tooling = await self.tools.prepare(principal, session_id, turn.tools, turn.tool_mode, settings,
-                                                   plan.payload)  # fmt: skip
-            answer = Answer(started=time.perf_counter())
-            stream = cast(  # an async generator (closed when the turn ends)
-                AsyncGenerator[dict[str, Any], None],
-                self.gateway.stream(principal, "chat/completions", plan.payload, running.cancelled),
-            )
-            saving = None
-            if (q := plan.question) is not None:
-                saving = asyncio.create_task(add_question(db, plan.session_id, q["id"], q["parent_id"], q["content"]))
-            try:  # the question is written while the call goes out; both must succeed before anything is shown
-                first: dict[str, Any] | None = await anext(stream, None)
-                if saving is not None:
-                    await saving
-            except BaseException as exc:
-                running.cancelled.set()
-                with contextlib.suppress(Exception):
-                    await stream.aclose()
-                await self._take_back(plan, saving)
-                if isinstance(exc, GatewayCallError) and exc.status_code == 429:
-                    raise RateLimited(exc.message, exc.retry_after or 1.0) from exc
-                raise
+        known: TurnContext | None = None
+        if turn.has_parent:
+            reading = self.db.read(owner, session_id, turn.parent_id, True)
+        elif prefetched is not None and (prefetched.owner, prefetched.session_id) == (owner, session_id):
+            known, reading = prefetched.known, prefetched.reading
+        else:
+            known = self.recent.get(owner, session_id)
+            reading = self.db.read(owner, session_id, None, False, known.revision if known else None)
+        await asyncio.sleep(0)  # the read's statement is sent before the prompt is built
+        plan = await self._plan_ahead(principal, session_id, turn, known, reading) if known else None
+        context = await reading
+        if context is None:
+            self.recent.drop(owner, session_id)
+            raise NotFound(f"session '{session_id}' not found")
+        if context.unchanged and known is not None:
+            context = known
+        else:  # read whole: the session changed since it was remembered (or nothing was)
+            plan = None
+            self.recent.drop(owner, session_id)
+        if plan is None:
+            plan = await self.plan(principal, session_id, turn, context.session, context.path)
+        tooling, settings = None, context.session["settings"]
+        if self.tools is not None and (turn.tools if turn.tools is not None else settings.get("mcp_tools")):
+            tooling = await self.tools.prepare(principal, session_id, turn.tools, turn.tool_mode, settings,
+                                               plan.payload)  # fmt: skip
+        answer = Answer(started=time.perf_counter())
+        stream = cast(  # an async generator (closed when the turn ends)
+            AsyncGenerator[dict[str, Any], None],
+            self.gateway.stream(principal, "chat/completions", plan.payload, running.cancelled),
+        )
+        saving = None
+        if (q := plan.question) is not None:
+            saving = asyncio.create_task(self.db.add_question(plan.session_id, q["id"], q["parent_id"], q["content"]))
+        try:  # the question is written while the call goes out; both must succeed before anything is shown
+            first: dict[str, Any] | None = await anext(stream, None)
+            if saving is not None:
+                await saving
+        except BaseException as exc:
+            running.cancelled.set()
+            with contextlib.suppress(Exception):
+                await stream.aclose()
+            await self._take_back(plan, saving)
+            if isinstance(exc, GatewayCallError) and exc.status_code == 429:
+                raise RateLimited(exc.message, exc.retry_after or 1.0) from exc
+            raise
         writer = AnswerWriter(
             self.store, plan.session_id, plan.assistant_id, plan.question_id, self.flush_seconds, running.delivered
         )
@@ -142,13 +169,13 @@ class ChatTurns(TurnPlanning, TurnStreaming):
         session_id: str,
         turn: ChatTurn,
         known: TurnContext,
-        reading: asyncio.Task[tuple[Any, TurnContext | None]],
+        reading: asyncio.Task[TurnContext | None],
     ) -> TurnPlan | None:
         """The prompt built from the remembered context while the read confirms it (backend/chat/recent_contexts.py);
         None when it cannot be used (the read found the session changed) and the turn builds it again."""
 
         async def confirm() -> None:
-            _, context = await asyncio.shield(reading)
+            context = await asyncio.shield(reading)
             if context is None or not context.unchanged:
                 raise StaleContext
 
@@ -159,7 +186,7 @@ class ChatTurns(TurnPlanning, TurnStreaming):
             return None
         except Exception:
             try:
-                _, context = await asyncio.shield(reading)
+                context = await asyncio.shield(reading)
             except Exception:
                 return None  # the read's own failure is raised where the turn awaits it
             if context is not None and context.unchanged:
@@ -169,8 +196,7 @@ class ChatTurns(TurnPlanning, TurnStreaming):
     async def _remember(self, plan: TurnPlan) -> None:
         """After an answer is saved: the session as the next turn will find it, read whole and remembered."""
         try:
-            async with self.db.context(plan.owner, plan.session_id, None, False) as reading:
-                _, context = await reading
+            context = await self.db.read(plan.owner, plan.session_id, None, False)
         except Exception:
             self.recent.drop(plan.owner, plan.session_id)
             return

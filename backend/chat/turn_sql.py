@@ -15,9 +15,11 @@ machine) within about 0.6 s (three ``wal_writer_delay``) can lose it, and the an
 synchronous commit moments later on the store's pool, flushes the WAL up to and including the question. The read
 changes nothing, so the setting affects the question alone.
 
-Without the ping, a connection the server dropped (a restart, a failover) is found dead on use: the read is
-retried once on a fresh connection (it changes nothing), so a turn fails only when the database is really away
-(503, as everywhere). Each statement runs on its own (no BEGIN/COMMIT round trips), atomic by itself; the insert's
+Without the ping, a connection the server dropped (a restart, a failover) is found dead on use: each statement is
+tried once more on a fresh connection (the read changes nothing; an insert that did get written finds its message
+id taken the second time), so a turn fails only when the database is really away (503, as everywhere). Each
+statement runs on its own (no BEGIN/COMMIT round trips), atomic by itself; the read and the insert take a
+connection each, so the read's goes back to the pool while the prompt is built. The insert's
 data-modifying WITH keeps the message and its session in step. backend/chat/search.py describes the search vector
 the insert extends (the same bounds are written here).
 """
@@ -25,8 +27,6 @@ the insert extends (the same bounds are written here).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,50 +109,60 @@ class TurnDatabase:
             await asyncio.wait_for(self._pool.close(), 10)
             self._pool = None
 
-    @asynccontextmanager
-    async def context(
+    def read(
         self, owner: str, session_id: str, leaf_id: str | None, explicit: bool, known_revision: int | None = None
-    ) -> AsyncIterator[asyncio.Task[tuple[Any, TurnContext | None]]]:
-        """The read of what the turn starts from, already running: a task whose result is the connection (the
-        turn's until its question is saved) and the context — the path to ``leaf_id`` (``explicit``) or to the
-        active leaf — or None where the owner has no such session. With ``known_revision``, a session still at
-        that revision is answered ``unchanged`` without its path (the caller holds it). The turn plans while the
-        read runs (backend/chat/turn.py); the connection goes back to the pool when the block ends."""
+    ) -> asyncio.Task[TurnContext | None]:
+        """The read of what a turn starts from, as a running task: the context — the path to ``leaf_id``
+        (``explicit``) or to the active leaf — or None where the owner has no such session. With
+        ``known_revision``, a session still at that revision is answered ``unchanged`` without its path (the caller
+        holds it). The caller plans (or reads the request's body) while it runs; its connection goes back to the
+        pool as soon as the rows are in, and a read nobody awaits ends on its own."""
+        task = asyncio.create_task(self._read(owner, session_id, leaf_id, explicit, known_revision))
+        task.add_done_callback(_retrieve)
+        return task
+
+    async def _read(
+        self, owner: str, session_id: str, leaf_id: str | None, explicit: bool, known_revision: int | None
+    ) -> TurnContext | None:
         pool = self._pool
         if pool is None:
             raise RuntimeError("the chat database pool is not started")
-        held: list[Any] = []
-
-        async def read() -> tuple[Any, TurnContext | None]:
-            for attempt in (1, 2):
-                conn = await pool.acquire(timeout=self.connect_timeout)
-                try:
-                    rows = await conn.fetch(CONTEXT, session_id, owner, leaf_id, explicit, known_revision)
-                except DEAD:
-                    await pool.release(conn)  # a broken connection is closed, not pooled again
-                    if attempt == 2:
-                        raise
-                    continue
-                except BaseException:
-                    await pool.release(conn)
+        for attempt in (1, 2):
+            conn = await pool.acquire(timeout=self.connect_timeout)
+            try:
+                rows = await conn.fetch(CONTEXT, session_id, owner, leaf_id, explicit, known_revision)
+            except DEAD:
+                if attempt == 2:
                     raise
-                held.append(conn)
-                return conn, _context(rows, known_revision)
-            raise AssertionError("unreachable")
+                continue
+            finally:
+                await pool.release(conn)  # a broken connection is closed, not pooled again
+            return _context(rows, known_revision)
+        raise AssertionError("unreachable")
 
-        task = asyncio.create_task(read())
-        await asyncio.sleep(0)  # the task runs to its first wait: the statement is sent before the caller plans
-        try:
-            yield task
-        finally:
-            if not task.done():  # the caller failed while the read ran: it ends (a short read) before the release
-                await asyncio.wait([task], timeout=self.connect_timeout + 30)
-            if not task.done():
-                task.cancel()
-            elif not task.cancelled():
-                task.exception()  # retrieved: a failed read the caller never awaited is not logged as lost
-            for conn in held:
-                await pool.release(conn)
+    async def add_question(self, session_id: str, message_id: str, parent_id: str | None, text: str) -> None:
+        """The question, as the session's active leaf, its words added to the session's search."""
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("the chat database pool is not started")
+        for attempt in (1, 2):
+            try:
+                async with pool.acquire(timeout=self.connect_timeout) as conn:
+                    await conn.execute(ADD_QUESTION, message_id, session_id, parent_id, text)
+                return
+            except DEAD:  # found dead on use; had it been written, the second try finds its id taken
+                if attempt == 2:
+                    raise
+            except asyncpg.UniqueViolationError:
+                if attempt == 1:
+                    raise
+                return
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """A read whose turn went away before awaiting it (a refused body, a changed plan) is not logged as lost."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
@@ -181,8 +191,3 @@ def _context(rows: list[Any], known_revision: int | None) -> TurnContext | None:
         if isinstance(row["metadata"], str | bytes):
             row["metadata"] = orjson.loads(row["metadata"])
     return TurnContext(session, path, revision)
-
-
-async def add_question(db: Any, session_id: str, message_id: str, parent_id: str | None, text: str) -> None:
-    """The question, as the session's active leaf, its words added to the session's search."""
-    await db.execute(ADD_QUESTION, message_id, session_id, parent_id, text)

@@ -17,7 +17,7 @@ from backend.api.openapi import errors
 from backend.auth.principal import Principal
 from backend.chat.features import check_settings
 from backend.chat.schemas import ChatTurn, ToolDecision
-from backend.chat.turn import RunningTurn
+from backend.chat.turn import Prefetch, RunningTurn
 from backend.errors import NotFound
 from backend.services import Services
 
@@ -49,10 +49,13 @@ async def send_message(session_id: str, body: ChatTurn, user: CurrentUser, servi
     return EventStream(running.events(), headers=STREAM_HEADERS)
 
 
-async def serve_turn(services: Services, user: Principal, session_id: str, body: ChatTurn) -> RunningTurn:
-    """The route's steps after validation (the fast path runs them too): the feature toggles, then the turn."""
+async def serve_turn(
+    services: Services, user: Principal, session_id: str, body: ChatTurn, prefetched: Prefetch | None = None
+) -> RunningTurn:
+    """The route's steps after validation (the fast path runs them too, with the read it started early): the
+    feature toggles, then the turn."""
     await check_settings(services.configuration, user, body)
-    return await services.chat_turns.start(user, session_id, body)
+    return await services.chat_turns.start(user, session_id, body, prefetched)
 
 
 @router.post("/{session_id}/tool-calls/{call_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors(404, 409))
