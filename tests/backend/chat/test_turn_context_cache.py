@@ -102,6 +102,31 @@ def test_messages_changed_in_the_database_by_hand_are_seen(
     assert prompt_of(user, capture, sid, {"content": "four"})[-2:] == ["two", "four"]
 
 
+def test_a_prompt_built_from_a_stale_context_is_neither_sent_nor_counted(
+    admin: httpx.Client, lisa: LisaServer, capture: Proc, model: str
+) -> None:
+    """A turn whose remembered context turned out stale builds its prompt again before it calls the gateway: the
+    upstream sees only the prompt built from the session as it is, and the caller's limit counts one call a turn."""
+    name = f"cache-rpm-{secrets.token_hex(3)}"
+    made = admin.post("/api/tokens", json={"name": name, "username": name, "groups": []})
+    assert made.status_code == 201, made.text
+    assert admin.put(f"/api/limits/user/{name}", json={"rpm": 3}).status_code == 200
+    try:
+        with lisa.client(made.json()["token"]) as user:
+            sid = new_session(user, title="limited", model=model, system_prompt="Persona A.")["id"]
+            assert prompt_of(user, capture, sid, {"content": "one"}) == ["Persona A.", "one"]
+            for n, persona in ((2, "Persona B."), (3, "Persona C.")):  # each turn's remembered context is stale
+                assert user.patch(f"/api/sessions/{sid}", json={"system_prompt": persona}).status_code == 200
+                assert prompt_of(user, capture, sid, {"content": f"turn {n}"})[0] == persona  # one call upstream
+                assert user.get("/api/limits/me").json()["buckets"][0]["requests_last_minute"] == n
+            httpx.delete(capture.url + "/_captured")
+            over = send(user, sid, {"content": "turn 4"})  # the limit is real: a fourth call is refused
+            assert over.status == 429, over.body
+            assert httpx.get(capture.url + "/_captured").json() == []
+    finally:
+        admin.delete(f"/api/limits/user/{name}")
+
+
 def test_a_session_deleted_between_turns_is_not_found(user: httpx.Client, capture: Proc, model: str) -> None:
     sid = new_session(user, title="gone", model=model)["id"]
     prompt_of(user, capture, sid, {"content": "one"})
