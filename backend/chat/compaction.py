@@ -84,6 +84,19 @@ class Compacted:
         return out
 
 
+def is_summary(row: Mapping[Any, Any]) -> bool:
+    meta = row.get("metadata")
+    return isinstance(meta, Mapping) and meta.get("kind") == SUMMARY
+
+
+def from_last_summary(path: Sequence[Mapping[Any, Any]]) -> Sequence[Mapping[Any, Any]]:
+    """``apply_summaries`` on rows: the branch from its latest summary on (all of it without one)."""
+    for index in range(len(path) - 1, -1, -1):
+        if is_summary(path[index]):
+            return path[index:]
+    return path
+
+
 def as_turn(row: Mapping[Any, Any], counted: int) -> Turn:
     meta = row.get("metadata") or {}
     kind = SUMMARY if isinstance(meta, Mapping) and meta.get("kind") == SUMMARY else "message"
@@ -168,14 +181,16 @@ class Compactor:
         prompt, documents, the question). ``force`` compacts down to the target even below the threshold."""
         window = context_window(route, self.default_window)
         threshold = 0.0 if force else self.threshold
-        by_id = {str(row["id"]): row for row in path}
         bound = fixed_tokens + sum(
             math.ceil(len(str(r["content"]).encode("utf-8", "replace")) * tokens.MARGIN) + tokens.MESSAGE_FRAMING
             for r in path
         )
+        if bound <= threshold * window:  # far from the window (most turns): the rows as they are, nothing counted
+            shown = from_last_summary(path)
+            summary = str(shown[0]["content"]) if shown and is_summary(shown[0]) else None
+            return Compacted(kept=[r for r in shown if not is_summary(r)], summary=summary)
+        by_id = {str(row["id"]): row for row in path}
         visible = apply_summaries([as_turn(r, 0) for r in path])
-        if bound <= threshold * window:
-            return _as_is(visible, by_id, None)
         counts = await self._counts.of(visible)
         history = [Turn(t.id, t.role, t.content, n, t.kind, t.covers) for t, n in zip(visible, counts, strict=True)]
         summarizer = await self._summarizer(principal, route)

@@ -20,8 +20,8 @@ from typing import Any
 
 from backend.auth.principal import Principal, can_access
 from backend.chat import tokens
-from backend.chat.compaction import Compacted, Compactor, as_turn
-from backend.chat.compaction_plan import SUMMARY, apply_summaries
+from backend.chat.compaction import Compacted, Compactor, from_last_summary
+from backend.chat.compaction_plan import SUMMARY
 from backend.chat.context_docs import ContextDocuments, context_window
 from backend.chat.context_schemas import ContextNotice, ContextPreview
 from backend.errors import NotFound
@@ -72,8 +72,7 @@ def chat_rows(path: Sequence[Mapping[Any, Any]], buffer: int) -> list[Mapping[An
     """The branch's messages a prompt may carry: earlier summaries in place of what they cover, then the last
     ``buffer`` user and assistant messages (answers that failed with nothing said left out), a summary heading
     them kept."""
-    visible = {t.id for t in apply_summaries([as_turn(r, 0) for r in path])}
-    rows = [r for r in path if str(r["id"]) in visible]
+    rows = from_last_summary(path)
     summaries = [r for r in rows if (r.get("metadata") or {}).get("kind") == SUMMARY]
     said = [
         r for r in rows
