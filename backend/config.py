@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     llama_context: int = Field(default=4096, ge=256)
     textgen_model_id: str = "gemma3-270m"
     embedding_model_id: str = "minilm-l6-v2"
+    # What runs the local embedding model (backend/localmodels/embedding_server.py): OpenVINO, about twice PyTorch's
+    # speed here (docs/benchmarks.md), falling back to torch where it fails; its converted model is cached in
+    # embedding_cache_dir (default: DATA_DIR/embedding-cache).
+    embedding_backend: Literal["openvino", "torch"] = "openvino"
+    embedding_cache_dir: Path | None = None
     # Models the local deployer runs (backend/lifecycle/deployers/local.py, docs/lifecycle-local.md): their files
     # must lie under one of these folders (empty: DATA_DIR/models, where the bundled gemma is unpacked).
     local_model_dirs: Annotated[list[Path], NoDecode] = []
@@ -352,6 +357,10 @@ class Settings(BaseSettings):
     def model_dirs(self) -> list[Path]:
         """The folders local model files may come from, resolved."""
         return [d.resolve() for d in self.local_model_dirs] or [self.data_dir.resolve() / "models"]
+
+    @property
+    def embedding_cache_path(self) -> Path:
+        return (self.embedding_cache_dir or self.data_dir / "embedding-cache").resolve()
 
     @property
     def pgdata_dir(self) -> Path:

@@ -40,6 +40,8 @@ def test_defaults_are_a_loopback_development_setup_on_embedded_components() -> N
     assert settings.local_models is True
     assert settings.textgen_model_id == "gemma3-270m"
     assert settings.embedding_model_id == "minilm-l6-v2"
+    assert settings.embedding_backend == "openvino"
+    assert settings.embedding_cache_path == Path(".lisa").resolve() / "embedding-cache"
     assert settings.bootstrap_admin is True
     assert settings.token_default_days == 90
     assert settings.secret_key.get_secret_value() == ""  # generated into the data dir by `lisa serve`
@@ -58,6 +60,18 @@ def test_environment_variables_override_defaults(monkeypatch: pytest.MonkeyPatch
     assert settings.data_dir == tmp_path / "data"
     assert settings.pgdata_dir == (tmp_path / "data").resolve() / "pgdata"
     assert settings.database_url == "postgresql://u@db.example:5432/lisa"
+    assert settings.embedding_cache_path == (tmp_path / "data").resolve() / "embedding-cache"
+
+
+def test_the_embedding_backend_and_its_cache_are_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LISA_EMBEDDING_BACKEND", "torch")
+    monkeypatch.setenv("LISA_EMBEDDING_CACHE_DIR", str(tmp_path / "ov"))
+    settings = Settings()
+    assert settings.embedding_backend == "torch"
+    assert settings.embedding_cache_path == (tmp_path / "ov").resolve()
+    monkeypatch.setenv("LISA_EMBEDDING_BACKEND", "onnx")
+    with pytest.raises(ValueError, match="embedding_backend"):
+        Settings()
 
 
 def test_unprefixed_variables_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,11 +15,15 @@ from tests.support import start_module
 MODEL_ID = "minilm-test"
 
 
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["openvino", "torch"])
+def server_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("emb")
     proc = start_module(
-        "backend.localmodels.embedding_server", tmp_path_factory.mktemp("emb"), "--model-id", MODEL_ID, "--threads", "2"
+        "backend.localmodels.embedding_server",
+        tmp,
+        *("--model-id", MODEL_ID, "--threads", "2", "--backend", request.param, "--cache-dir", str(tmp / "cache")),
     )
+    assert httpx.get(f"{proc.url}/health").json()["backend"] == request.param
     yield proc.url
     proc.stop(signal.SIGTERM)
 

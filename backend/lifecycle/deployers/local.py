@@ -60,13 +60,22 @@ class LocalDeployer(Deployer[LocalModelSpec]):
         max_restarts: int = 5,
         restart_delay: float = 1.0,
         reconcile_seconds: float = 1.0,
+        embedding_backend: str = "openvino",
+        embedding_cache_dir: Path | None = None,
     ) -> None:
         self.state = LocalState(root)
         self.model_dirs = [d.resolve() for d in model_dirs]
         self.ready_seconds, self.stop_seconds = ready_seconds, stop_seconds
         self.reconcile_seconds = reconcile_seconds
+        # sentence-transformers models run on the same backend as the bundled MiniLM, sharing its cache
+        embedding_args = ["--backend", embedding_backend, "--cache-dir", str(embedding_cache_dir or root / "openvino")]
         self.owner = LocalOwner(
-            self.state, self.check, stop_seconds=stop_seconds, max_restarts=max_restarts, restart_delay=restart_delay
+            self.state,
+            self.check,
+            stop_seconds=stop_seconds,
+            max_restarts=max_restarts,
+            restart_delay=restart_delay,
+            embedding_args=embedding_args,
         )
         self._operations: dict[str, asyncio.Lock] = {}  # one operation per model at a time in this process
         self._client: httpx.AsyncClient | None = None  # made at the first health check
@@ -80,6 +89,8 @@ class LocalDeployer(Deployer[LocalModelSpec]):
             ready_seconds=settings.local_model_ready_seconds,
             stop_seconds=settings.local_model_stop_seconds,
             max_restarts=settings.local_model_max_restarts,
+            embedding_backend=settings.embedding_backend,
+            embedding_cache_dir=settings.embedding_cache_path,
         )
 
     def check(self, spec: LocalModelSpec) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -48,8 +48,10 @@ class LocalOwner:
         stop_seconds: float,
         max_restarts: int,
         restart_delay: float,
+        embedding_args: Sequence[str] = (),
     ) -> None:
         self.state, self.check = state, check
+        self.embedding_args = list(embedding_args)
         self.stop_seconds, self.max_restarts, self.restart_delay = stop_seconds, max_restarts, restart_delay
         self.supervisor = Supervisor()
         self._owned: dict[str, _Owned] = {}
@@ -124,7 +126,7 @@ class LocalOwner:
         self.state.rotate_log(model_id)
         child = Child(
             name=f"model {model_id}",
-            argv=command(spec, model, port),
+            argv=command(spec, model, port, self.embedding_args),
             healthy=http_ok(f"http://{HOST}:{port}/v1/models"),
             log_path=self.state.log_path(model_id),
             env={**SERVER_ENV, "OMP_NUM_THREADS": str(spec.threads)},

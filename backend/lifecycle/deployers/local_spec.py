@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -144,9 +145,10 @@ def _option(value: bool | int | float) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def command(spec: LocalModelSpec, model: Path, port: int) -> list[str]:
+def command(spec: LocalModelSpec, model: Path, port: int, embedding_args: Sequence[str] = ()) -> list[str]:
     """The server's command line; ``model`` is :func:`resolve_model_path`'s answer. The model id is the name the
-    server answers to (its /v1/models), which is also how a health check knows it reached the right server."""
+    server answers to (its /v1/models), which is also how a health check knows it reached the right server.
+    ``embedding_args`` are added to the embedding server's (its backend and cache folder)."""
     if spec.kind == "sentence_transformers":
         return [
             sys.executable, "-m", "backend.localmodels.embedding_server",
@@ -155,6 +157,7 @@ def command(spec: LocalModelSpec, model: Path, port: int) -> list[str]:
             "--threads", str(spec.threads),
             "--host", HOST,
             "--port", str(port),
+            *embedding_args,
         ]  # fmt: skip
     argv = [
         sys.executable, "-m", "llama_cpp.server",

@@ -294,8 +294,12 @@ async def test_a_sentence_transformers_model_serves_embeddings(tmp_path: Path) -
         assert deployed.state == DeploymentState.ready
         async with httpx.AsyncClient(timeout=60) as client:
             resp = await client.post(f"{deployed.endpoint_url}/embeddings", json={"model": "mini", "input": ["hi"]})
+            health = await client.get(str(deployed.endpoint_url).removesuffix("/v1") + "/health")
         assert resp.status_code == 200, resp.text
         assert len(resp.json()["data"][0]["embedding"]) == 384
+        assert health.json()["backend"] == "openvino"  # the deployer's default, its cache in the deployer's folder
+        converted = [p.name for p in (tmp_path / "state" / "openvino").iterdir() if p.is_dir()]
+        assert len(converted) == 1 and converted[0].startswith(f"{folder.name}-")
         assert [e.resource_type for e in await deployer.events("mini")] == ["embedding-server"] * 3
         await deployer.delete("mini")
     finally:
@@ -365,3 +369,4 @@ def test_the_command_line_carries_each_option_as_its_own_argument(models_dir: Pa
         "--model-path", str(models_dir / "st"), "--model-id", "e", "--threads", "3", "--host", "127.0.0.1",
         "--port", "4322",
     ]  # fmt: skip
+    assert command(embed, models_dir / "st", 4322, ["--backend", "torch"])[-2:] == ["--backend", "torch"]
