@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +24,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # servers sharing a database (replicas, in-process ingestion) must share it. Tests of the generated key file set
 # LISA_ENCRYPTION_KEY="" for their own server.
 os.environ.setdefault("LISA_ENCRYPTION_KEY", "test-" + secrets.token_urlsafe(32))
+# One converted embedding model for every server of the session (each has a fresh data dir, whose default cache
+# would convert MiniLM again, 15-40 s each); the cache is keyed by the model's files and locked while written, so
+# runs going on at the same time share it safely. The OpenVINO backend's own tests use caches of their own.
+os.environ.setdefault("LISA_EMBEDDING_CACHE_DIR", os.path.join(tempfile.gettempdir(), "lisa-test-embedding-cache"))
 
 
 @pytest.fixture(scope="session", autouse=True)
