@@ -157,7 +157,8 @@ class ChatTab:
         listing = [sidebar.project, sidebar.search]
         # A turn is ONE event (each event is a round trip and a pass through Gradio's queue): it prepares the turn
         # from what triggered it, streams the answer, then reads the branch back and refreshes the sidebar and the
-        # documents in context. Its inputs are one dict (a set of components); light progress, no spinner.
+        # documents in context. Its inputs are one dict (a set of components); light progress, no spinner. A Send
+        # while the turn (or its last reads) runs is kept and runs after it ("always_last"; "once" dropped it).
         inputs = {
             self.text, self.history, self.shown, self.session_id, self.model, self.max_tokens, self.temperature,
             self.top_p, self.stop_words, self.seed, self.show_meta, self.persona, self.directives, self.variables,
@@ -165,7 +166,9 @@ class ChatTab:
         }  # fmt: skip
         outputs = self.turn_outputs
         runs = [
-            trigger(handler, inputs, outputs, concurrency_limit=None, show_progress="hidden")
+            trigger(
+                handler, inputs, outputs, concurrency_limit=None, show_progress="hidden", trigger_mode="always_last"
+            )
             for trigger, handler in (
                 (self.text.submit, self.send_turn),
                 (self.send.click, self.send_turn),
