@@ -61,6 +61,7 @@ class AdminTab:
         demo.load(self.load_lists, outputs=self.access.load_outputs())
         for resources in (self.assistants, self.mcp):
             demo.load(self.loader(resources), [resources.selected], [resources.listing, resources.selected])
+        demo.load(self.load_usage, [self.usage.group_by, self.usage.range], self.usage.outputs())
 
     async def is_admin(self, request: gr.Request) -> bool:
         return (await self.backend.client(request).me()).is_admin
@@ -80,6 +81,12 @@ class AdminTab:
         if not await self.is_admin(request):
             return tuple(gr.skip() for _ in self.access.load_outputs())
         return await self.access.load(request)
+
+    @shows_errors
+    async def load_usage(self, group_by: str, range_name: str, request: gr.Request) -> tuple[Any, ...]:
+        if not await self.is_admin(request):
+            return tuple(gr.skip() for _ in self.usage.outputs())
+        return await self.usage.load(group_by, range_name, request)
 
     def loader(self, panel: ResourcePanel) -> Any:
         @shows_errors

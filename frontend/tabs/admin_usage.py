@@ -46,7 +46,7 @@ class UsagePanel:
         self.backend = backend
 
     def build(self) -> None:
-        with gr.Tab("Usage", id="admin-usage") as self.tab:
+        with gr.Tab("Usage", id="admin-usage"):
             with gr.Row():
                 self.group_by = gr.Radio([("Per model", "model"), ("Per user", "user")], value="model", label="Group")
                 self.range = gr.Radio(list(RANGES), value=next(iter(RANGES)), label="Range")
@@ -69,9 +69,7 @@ class UsagePanel:
         return [self.summary, self.tokens, self.requests, self.errors, self.latency, self.totals]
 
     def wire(self, demo: gr.Blocks) -> None:
-        # Read when the panel is opened, not at page load: a report is a call per interval (25 for a day), which
-        # slowed every admin's page load, chat tab included.
-        for trigger in (self.tab.select, self.refresh.click, self.group_by.change, self.range.change):
+        for trigger in (self.refresh.click, self.group_by.change, self.range.change):
             trigger(self.load, [self.group_by, self.range], self.outputs())
 
     @shows_errors
