@@ -23,6 +23,10 @@ from frontend.tabs.rag_admin import RagAdminTab
 # Events of different users run side by side (Gradio runs each event one at a time unless told otherwise); a chat
 # turn mostly waits on the backend, so the limit is about open streams, not CPU.
 DEFAULT_CONCURRENCY = 64
+# Gradio 6 records every event's inputs and outputs in the browser for its "runs" page unless told not to: with the
+# whole conversation among a chat turn's outputs that cost hundreds of ms a turn, and it would keep users' chats in
+# the browser's storage. Passed where the app is mounted (backend/api/ui.py, frontend/standalone.py).
+RUN_HISTORY = False
 COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
 CSS = """
 #lisa-banner .lisa-banner{padding:.5rem 1rem;border-radius:.4rem;font-weight:600}

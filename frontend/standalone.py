@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from frontend.app import CSS, DEFAULT_CONCURRENCY, build_app
+from frontend.app import CSS, DEFAULT_CONCURRENCY, RUN_HISTORY, build_app
 from frontend.backend import Backend
 from frontend.client import SESSION_COOKIE, BackendClient, BackendError, Credential, shared_http, sign_in_with_token
 from frontend.client import sign_out as end_session
@@ -147,7 +147,7 @@ def create_app(backend_url: str, concurrency: int | None = DEFAULT_CONCURRENCY, 
     demo = build_app(Backend(http), concurrency=concurrency)
     gr.mount_gradio_app(
         app, demo, path=UI_PATH, auth_dependency=signed_in_user, ssr_mode=False, show_error=False,
-        footer_links=[], css=CSS,
+        footer_links=[], css=CSS, run_history=RUN_HISTORY,
     )  # fmt: skip
     app.add_middleware(SignInRedirect, check=check)
     return app

@@ -73,7 +73,7 @@ def mount_ui(app: FastAPI, settings: Settings) -> None:
     """Builds the app and mounts it (Gradio is imported only here: with ``LISA_UI=false`` it is never loaded)."""
     import gradio as gr
 
-    from frontend.app import CSS, build_app
+    from frontend.app import CSS, RUN_HISTORY, build_app
     from frontend.backend import Backend
     from frontend.client import shared_http
 
@@ -88,5 +88,6 @@ def mount_ui(app: FastAPI, settings: Settings) -> None:
         show_error=False,  # unexpected errors read "Error", never a traceback; backend errors are shown as sent
         footer_links=[],
         css=CSS,
+        run_history=RUN_HISTORY,  # no per-event recording in the browser (frontend/app.py)
     )
     app.add_middleware(SignInRedirect, api=app, path=settings.ui_path)

@@ -5,6 +5,7 @@ sessions sidebar (chat_sidebar.py), RAG selection and cited sources (chat_rag.py
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -61,8 +62,6 @@ class ChatTab:
             self.history = gr.State([])
             self.show_meta = gr.State(True)
             self.shown = gr.State([])  # the branch's messages (dicts), for ids and alternatives
-            self.pending = gr.State(None)
-            self.answered = gr.State(False)  # whether the last turn got an answer (a refusal stays on screen)
             with gr.Column(scale=1, min_width=240):
                 self.sidebar.build()
             with gr.Column(scale=4):
@@ -123,6 +122,18 @@ class ChatTab:
         ]  # fmt: skip
 
     @property
+    def branch_outputs(self) -> list[Any]:
+        """The parts of the view a stream does not touch: the messages' ids, alternatives and sources."""
+        return self.view[2:]
+
+    @property
+    def turn_outputs(self) -> list[Any]:
+        return [
+            self.chatbot, self.history, self.text, self.session_id, *self.branch_outputs, self.sidebar.sessions,
+            *self.part_outputs,
+        ]  # fmt: skip
+
+    @property
     def opened(self) -> list[Any]:
         return [*self.view, self.session_id, self.sidebar.title, self.model]
 
@@ -143,29 +154,34 @@ class ChatTab:
         self.rag.wire(demo, self.chatbot, self.shown)
         self.context.wire(demo, self.session_id, self.model, self.max_tokens)
         sidebar.wire(demo, self)
-        run_inputs = [
-            self.pending, self.history, self.session_id, self.model, self.max_tokens, self.temperature, self.top_p,
-            self.stop_words, self.seed, self.show_meta, self.persona, self.directives, self.variables,
-            *self.rag.turn_inputs,
-            *self.extras.turn_inputs,
-        ]  # fmt: skip
-        run_outputs = [self.chatbot, self.history, self.text, self.session_id, self.answered]
-        listing = [sidebar.project, sidebar.search, self.session_id]
-        starts = [
-            self.text.submit(self.prepare_send, [self.text, self.history], [self.pending]),
-            self.send.click(self.prepare_send, [self.text, self.history], [self.pending]),
-            self.regenerate.click(self.prepare_regenerate, [self.shown], [self.pending]),
-            self.chatbot.retry(self.prepare_retry, [self.shown], [self.pending]),
-            self.chatbot.edit(self.prepare_edit, [self.shown], [self.pending]),
+        listing = [sidebar.project, sidebar.search]
+        # A turn is ONE event (each event is a round trip and a pass through Gradio's queue): it prepares the turn
+        # from what triggered it, streams the answer, then reads the branch back and refreshes the sidebar and the
+        # documents in context. Its inputs are one dict (a set of components); light progress, no spinner. A Send
+        # while the turn (or its last reads) runs is kept and runs after it ("always_last"; "once" dropped it).
+        inputs = {
+            self.text, self.history, self.shown, self.session_id, self.model, self.max_tokens, self.temperature,
+            self.top_p, self.stop_words, self.seed, self.show_meta, self.persona, self.directives, self.variables,
+            sidebar.project, sidebar.search, *self.rag.turn_inputs, *self.extras.turn_inputs,
+        }  # fmt: skip
+        outputs = self.turn_outputs
+        runs = [
+            trigger(
+                handler, inputs, outputs, concurrency_limit=None, show_progress="hidden", trigger_mode="always_last"
+            )
+            for trigger, handler in (
+                (self.text.submit, self.send_turn),
+                (self.send.click, self.send_turn),
+                (self.regenerate.click, self.regenerate_turn),
+                (self.chatbot.retry, self.retry_turn),
+                (self.chatbot.edit, self.edit_turn),
+            )
         ]
-        runs = []
-        for start in starts:
-            run = start.then(self.run_turn, run_inputs, run_outputs, concurrency_limit=None)
-            run.then(self.after_turn, [self.session_id, self.show_meta, self.answered], self.view).then(
-                sidebar.list_sessions, listing, [sidebar.sessions]
-            ).then(self.context.refresh, [self.session_id, self.model], self.part_outputs)
-            runs.append(run)
-        self.stop.click(None, cancels=list[dict[str, Any]](runs))
+        # A stopped turn keeps what it showed; the messages' ids (for regenerate and alternatives) and the sidebar
+        # are read back.
+        self.stop.click(None, cancels=list[dict[str, Any]](runs)).then(
+            self.after_stop, [self.session_id, self.show_meta, *listing], [*self.branch_outputs, sidebar.sessions]
+        )
         branch = [self.branch_at, self.shown, self.session_id, self.show_meta]
         self.previous.click(self.step_back, branch, self.view)
         self.next.click(self.step_forward, branch, self.view)
@@ -198,13 +214,18 @@ class ChatTab:
             return self.show(None, show_meta)
         return self.show(await self.backend.client(request).session(session_id), show_meta)
 
-    async def after_turn(
-        self, session_id: str | None, show_meta: bool, answered: bool, request: gr.Request
+    @shows_errors
+    async def after_stop(
+        self, session_id: str | None, show_meta: bool, project: str | None, query: str | None, request: gr.Request
     ) -> tuple[Any, ...]:
-        """The branch as stored, once a turn got an answer; a refused turn stored nothing, and its message stays."""
-        if not answered:
-            return tuple(gr.update() for _ in self.view)
-        return await self.reopen_view(session_id, show_meta, request)
+        """After Stop: the stored messages' ids and alternatives (the text shown stays as it is) and the sidebar."""
+        client = self.backend.client(request)
+        if not session_id:
+            return (*(gr.skip() for _ in self.branch_outputs), gr.skip())
+        session, sessions = await asyncio.gather(
+            client.session(session_id), self.sidebar.listing(client, project, query, session_id)
+        )
+        return (*self.show(session, show_meta)[2:], sessions)
 
     async def new_chat(self) -> tuple[Any, ...]:
         return (*self.show(None, True), None, "", gr.update())
@@ -279,20 +300,59 @@ class ChatTab:
         return {"content": text, "keep": index, "parent": messages[index].parent_id}
 
     @streams_errors
+    async def send_turn(self, values: dict[Any, Any], request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
+        pending = await self.prepare_send(values[self.text], values[self.history])
+        async for update in self.run_turn(pending, values, request):
+            yield update
+
+    @streams_errors
+    async def regenerate_turn(self, values: dict[Any, Any], request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
+        pending = await self.prepare_regenerate(values[self.shown])
+        async for update in self.run_turn(pending, values, request):
+            yield update
+
+    @streams_errors
+    async def retry_turn(
+        self, values: dict[Any, Any], event: gr.RetryData, request: gr.Request
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        pending = await self.prepare_retry(values[self.shown], event)
+        async for update in self.run_turn(pending, values, request):
+            yield update
+
+    @streams_errors
+    async def edit_turn(
+        self, values: dict[Any, Any], event: gr.EditData, request: gr.Request
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        pending = await self.prepare_edit(values[self.shown], event)
+        async for update in self.run_turn(pending, values, request):
+            yield update
+
+    def streaming(self, history: ChatHistory, text: Any, session_id: str | None) -> tuple[Any, ...]:
+        """An update while the answer streams: the conversation (and the input and session); the rest is skipped."""
+        rest = len(self.turn_outputs) - 4
+        return (history, history, text, session_id, *(gr.skip() for _ in range(rest)))
+
     async def run_turn(
-        self, pending: Pending | None, history: ChatHistory, session_id: str | None, model: str | None,
-        max_tokens: str, temperature: str, top_p: str, stop_words: str, seed: str, show_meta: bool,
-        persona: str | None, directives: list[str] | None, variables_text: str,
-        repository: str | None, collections: list[str] | None, top_k: float | None,
-        tools: list[str] | None, tool_mode: str | None, request: gr.Request,
-    ) -> AsyncIterator[tuple[Any, ...]]:  # fmt: skip
+        self, pending: Pending | None, values: dict[Any, Any], request: gr.Request
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Streams the answer, then shows the branch as stored (a refused turn stored nothing: its message stays),
+        the sidebar and the documents in context, all in this one event."""
+        history: ChatHistory = values[self.history]
+        session_id: str | None = values[self.session_id]
         if not pending:
-            yield history, history, gr.update(), session_id, False
+            yield tuple(gr.skip() for _ in self.turn_outputs)
             return
+        model: str | None = values[self.model]
+        show_meta: bool = values[self.show_meta]
+        repository, collections, top_k = (values[c] for c in self.rag.turn_inputs)
+        tools, tool_mode = (values[c] for c in self.extras.turn_inputs)
         client = self.backend.client(request)
         try:
-            arguments = parse_arguments(max_tokens, temperature, top_p, stop_words, seed)
-            variables = parse_variables(variables_text)
+            arguments = parse_arguments(
+                values[self.max_tokens], values[self.temperature], values[self.top_p], values[self.stop_words],
+                values[self.seed],
+            )  # fmt: skip
+            variables = parse_variables(values[self.variables])
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
         content: str | None = pending["content"]
@@ -302,13 +362,14 @@ class ChatTab:
         if content is not None:
             history.append({"role": "user", "content": content})
         history.append({"role": "assistant", "content": ""})
-        yield history, history, "", session_id, False
+        yield self.streaming(history, "", session_id)
         parent = api.UNSET if pending["parent"] == "after" else pending["parent"]
         answer, usage, answered, shown_at = "", None, True, 0.0
         try:
             stream = api.turn(
                 client, session_id, content, parent, model=model or None, arguments=arguments.body() or None,
-                persona_template_id=persona or None, directive_template_ids=list(directives or []) or None,
+                persona_template_id=values[self.persona] or None,
+                directive_template_ids=list(values[self.directives] or []) or None,
                 variables=variables or None, rag=rag_body(repository, collections, top_k),
                 **self.extras.turn_fields(tools, tool_mode),
             )  # fmt: skip
@@ -318,7 +379,7 @@ class ChatTab:
                     history = [*history[:-1], {"role": "assistant", "content": answer}]
                     if (now := time.monotonic()) - shown_at >= REFRESH_S:
                         shown_at = now
-                        yield history, history, "", session_id, False
+                        yield self.streaming(history, gr.skip(), session_id)
                 elif isinstance(event, StreamError):
                     answer += f"\n\n**The answer failed:** {event.detail}"
                 elif isinstance(event, UsageReport):
@@ -330,14 +391,33 @@ class ChatTab:
                     break
                 elif (with_tools := self.extras.on_event(event, history)) is not None:
                     history = with_tools
-                    yield history, history, "", session_id, False
+                    yield self.streaming(history, gr.skip(), session_id)
         except BackendError as exc:
             # Refused before the answer began (a bad argument, a model one may not use, a limit): say why, here.
             gr.Warning(exc.detail)
             answer, answered = f"**Error:** {exc.detail}", False
         content_shown = with_meta(answer, usage_meta(model, usage)) if show_meta and usage is not None else answer
         history = [*history[:-1], {"role": "assistant", "content": content_shown}]
-        yield history, history, "", session_id, answered
+        yield self.streaming(history, gr.skip(), session_id)
+        yield await self.after_turn(client, history, session_id, model, show_meta, answered, values)
+
+    async def after_turn(
+        self, client: BackendClient, history: ChatHistory, session_id: str, model: str | None, show_meta: bool,
+        answered: bool, values: dict[Any, Any],
+    ) -> tuple[Any, ...]:  # fmt: skip
+        """The branch as stored (the conversation itself only where it differs from what is shown), the sidebar
+        and the documents in context, read at once."""
+        sidebar = self.sidebar
+        listing = sidebar.listing(client, values[sidebar.project], values[sidebar.search], session_id)
+        context = self.context.listing(client, session_id, model)
+        if not answered:
+            sessions, parts = await asyncio.gather(listing, context)
+            unchanged = (gr.skip() for _ in self.branch_outputs)
+            return (gr.skip(), gr.skip(), gr.skip(), session_id, *unchanged, sessions, *parts)
+        session, sessions, parts = await asyncio.gather(client.session(session_id), listing, context)
+        stored, _, *branch = self.show(session, show_meta)
+        conversation = gr.skip() if stored == history else stored
+        return (conversation, conversation, gr.skip(), session_id, *branch, sessions, *parts)
 
     # --- page load ----------------------------------------------------------------------------------------------
     @shows_errors

@@ -13,6 +13,7 @@ import gradio as gr
 from frontend import client_chat as api
 from frontend.backend import Backend, shows_errors
 from frontend.chat_view import session_choices
+from frontend.client import BackendClient
 
 if TYPE_CHECKING:
     from frontend.tabs.chat import ChatTab
@@ -99,7 +100,11 @@ class SidebarPart:
     async def list_sessions(
         self, project: str | None, query: str | None, session_id: str | None, request: gr.Request
     ) -> Any:
-        found = await api.sessions_in(self.backend.client(request), project or None, (query or "").strip() or None)
+        return await self.listing(self.backend.client(request), project, query, session_id)
+
+    @staticmethod
+    async def listing(client: BackendClient, project: str | None, query: str | None, session_id: str | None) -> Any:
+        found = await api.sessions_in(client, project or None, (query or "").strip() or None)
         return gr.update(choices=session_choices(found), value=session_id)
 
     @shows_errors
