@@ -38,6 +38,8 @@ SPILL_SUFFIX = ".usage.json"
 KEEP_BATCH_IDS = "30 days"  # a batch is retried within moments, a spill file replayed at the latest on the next start
 FORGET_EVERY = 3600.0  # seconds between prunings of old batch ids
 WARN_EVERY = 30.0  # seconds between warnings while the database stays unreachable
+REFUSED_ATTEMPTS = 3  # tries of a batch failing with something other than an outage before it is set aside
+REFUSED_RETRY_SECONDS = 0.25  # the wait before the second try (then twice that)
 
 
 @dataclass(slots=True)
@@ -160,16 +162,26 @@ class UsageMeter:
                 self._outage = None
 
     async def _write_or_set_aside(self, batch: Batch) -> None:
-        try:
-            await self._write(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if (reason := outage_reason(exc)) is not None:
-                raise _Outage(reason) from exc
-            # Rows the database refuses would block every later batch: keep them aside for an operator.
-            log.error("usage batch %s (%d records) refused by the database: %s", batch.id, len(batch.records), exc)
-            self._spill(batch, suffix=".refused")
+        """Write ``batch``; an outage is raised (the batch waits), any other failure is retried on a fresh connection
+        (a failover can leave a pooled connection broken in ways no outage check names: the batch id makes a retry
+        safe) and only a batch refused every time is set aside."""
+        for attempt in range(1, REFUSED_ATTEMPTS + 1):
+            try:
+                await self._write(batch)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if (reason := outage_reason(exc)) is not None:
+                    raise _Outage(reason) from exc
+                if attempt < REFUSED_ATTEMPTS:
+                    log.warning("usage batch %s failed (%s: %s); trying again", batch.id, type(exc).__name__, exc)
+                    await asyncio.sleep(REFUSED_RETRY_SECONDS * attempt)
+                    continue
+                # Rows the database refuses would block every later batch: keep them aside for an operator.
+                log.error("usage batch %s (%d records) refused by the database (%s): %s", batch.id,
+                          len(batch.records), type(exc).__name__, exc)  # fmt: skip
+                self._spill(batch, suffix=".refused")
 
     async def _write(self, batch: Batch) -> None:
         """The batch's rows and its id in one transaction; nothing if the id is already there (written before).

@@ -5,17 +5,20 @@ address it is given). The behaviour through real servers: test_database_outage.p
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.db.engine import create_engine
 from backend.db.outage import as_unavailable, outage_reason
 from backend.errors import DatabaseUnavailable
-from backend.usage.meter import SPILL_SUFFIX, UsageMeter, UsageRecord
-from tests.support import free_port
+from backend.usage.meter import SPILL_SUFFIX, Batch, UsageMeter, UsageRecord
+from tests.support import LisaServer, free_port
 
 NOWHERE = "postgresql://nobody@127.0.0.1:{port}/none"
 
@@ -88,5 +91,58 @@ async def test_the_usage_spill_is_bounded_and_keeps_the_newest(tmp_path: Path) -
         await meter.stop()  # the database still away: what was in memory spills too
         assert meter.buffered == 0
         assert '"user-299"' in spilled(tmp_path)[1]  # the newest are kept
+    finally:
+        await engine.dispose()
+
+
+class FailsOnce(UsageMeter):
+    """A meter whose first write fails the way a connection left broken by a failover can (an error no outage check
+    names), as seen in CI: the batch must be written on the retry, not set aside."""
+
+    failures = 0
+
+    async def _write(self, batch: Batch) -> None:
+        if self.failures == 0:
+            self.failures += 1
+            raise sa_exc.InvalidRequestError("Can't reconnect until invalid transaction is rolled back")
+        await super()._write(batch)
+
+
+def files_in(path: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in path.iterdir()}
+
+
+async def count_rows(engine: AsyncEngine, username: str) -> int:
+    async with engine.connect() as conn:
+        found = await conn.scalar(text("SELECT count(*) FROM usage_records WHERE username = :u"), {"u": username})
+    return int(found or 0)
+
+
+async def test_a_batch_failing_once_without_an_outage_is_written_on_the_retry(tmp_path: Path, lisa: LisaServer) -> None:
+    engine = create_engine(lisa.database_url, 1)
+    meter = FailsOnce(engine, 60, 100, spill_dir=tmp_path)
+    who = f"retry-{secrets.token_hex(3)}"
+    try:
+        for _ in range(3):
+            meter.record(UsageRecord(datetime.now(UTC), who, None, "m", "chat/completions", 10, 2, 1.0, 200))
+        await meter.flush()
+        assert meter.failures == 1 and meter.written == 3
+        assert await count_rows(engine, who) == 3
+        assert files_in(tmp_path) == {}  # nothing set aside
+    finally:
+        await engine.dispose()
+
+
+async def test_a_batch_the_database_refuses_every_time_is_set_aside_not_lost(tmp_path: Path, lisa: LisaServer) -> None:
+    engine = create_engine(lisa.database_url, 1)
+    meter = UsageMeter(engine, 60, 100, spill_dir=tmp_path)
+    who = f"refused-{secrets.token_hex(3)}"
+    try:
+        meter.record(UsageRecord(datetime.now(UTC), who, None, "m", "chat/completions", 2**40, 2, 1.0, 200))  # > int4
+        await meter.flush()
+        assert meter.buffered == 0 and meter.written == 0
+        assert await count_rows(engine, who) == 0
+        kept = [text for name, text in files_in(tmp_path).items() if name.endswith(".refused")]
+        assert len(kept) == 1 and who in kept[0]
     finally:
         await engine.dispose()
