@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import gradio as gr
 
 from frontend.backend import Backend, shows_errors
+from frontend.page_load import PageLoad
 from frontend.schemas import Banner
 from frontend.tabs.admin import AdminTab
 from frontend.tabs.chat import ChatTab
@@ -36,7 +37,7 @@ CSS = """
 
 class Tab(Protocol):
     def build(self) -> None: ...
-    def wire(self, demo: gr.Blocks) -> None: ...
+    def wire(self, demo: gr.Blocks, page: PageLoad) -> None: ...
 
 
 def banner_html(banner: Banner) -> str:
@@ -76,8 +77,10 @@ def build_app(backend: Backend, concurrency: int | None = DEFAULT_CONCURRENCY) -
         with gr.Tabs():
             for tab in tabs:
                 tab.build()
+        page = PageLoad()
+        page.add(load_shell, [], [banner, who])
         for tab in tabs:
-            tab.wire(demo)
-        demo.load(load_shell, outputs=[banner, who])
+            tab.wire(demo, page)
+        page.attach(demo)  # one event reads all the page needs (frontend/page_load.py)
     demo.queue(default_concurrency_limit=concurrency)
     return demo

@@ -8,8 +8,10 @@ by all users; it never keeps cookies, so one user's credential can never ride al
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Literal, TypeVar
@@ -34,6 +36,10 @@ SESSION_COOKIE = "lisa_session"  # the backend's browser session (backend/api/au
 # cannot add it. The app sends it because it forwards a request the backend already checked at /ui.
 CSRF_HEADER = {"X-LISA-CSRF": "1"}
 ResultT = TypeVar("ResultT", bound=BaseModel)
+# Reads that the loaders of one page load share (frontend/page_load.py sets a fresh dict per load): who is signed
+# in and the configuration, asked by most tabs, are then read once per page view. Outside a page load every call
+# reads afresh, so a handler that changes something and reads it back never sees an old copy.
+SHARED_READS: ContextVar[dict[str, asyncio.Future[Any]] | None] = ContextVar("lisa_shared_reads", default=None)
 
 
 class BackendError(Exception):
@@ -121,11 +127,20 @@ class BackendClient:
         return model.model_validate(response.json())
 
     # --- who, what, how -------------------------------------------------------------------------------------
+    async def _shared_get(self, model: type[ResultT], path: str) -> ResultT:
+        shared = SHARED_READS.get()
+        if shared is None:
+            return await self._get(model, path)
+        if path not in shared:
+            shared[path] = asyncio.ensure_future(self._get(model, path))
+        result: ResultT = await asyncio.shield(shared[path])  # one loader cancelled does not cancel the others' read
+        return result
+
     async def me(self) -> Me:
-        return await self._get(Me, "/api/users/me")
+        return await self._shared_get(Me, "/api/users/me")
 
     async def configuration(self) -> Configuration:
-        return await self._get(Configuration, "/api/configuration")
+        return await self._shared_get(Configuration, "/api/configuration")
 
     async def registry_models(self) -> list[ModelInfo]:
         """The model library (``/api/models``; the ``model_library`` toggle may refuse it, 403), every page."""

@@ -1,1 +1,1 @@
-"""One module per tab: each has a ``build()`` step (the components) and a ``wire(demo)`` step (the events)."""
+"""One module per tab: each has a ``build()`` step (the components) and a ``wire(demo, page)`` step (the events; what the page reads when it opens goes to ``page``, one event for all tabs: frontend/page_load.py)."""

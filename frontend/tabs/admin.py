@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import gradio as gr
 
 from frontend.backend import Backend, shows_errors
+from frontend.page_load import PageLoad
 from frontend.tabs.admin_access import AccessPanel
 from frontend.tabs.admin_config import ConfigPanel
 from frontend.tabs.admin_models import ModelsPanel
@@ -51,17 +52,18 @@ class AdminTab:
                 for panel in self.panels:
                     panel.build()
 
-    def wire(self, demo: gr.Blocks) -> None:
+    def wire(self, demo: gr.Blocks, page: PageLoad) -> None:
         for panel in self.panels:
             panel.wire(demo)
         flag = gr.Checkbox(False, visible=False)  # a gr.State never reaches the browser's JS
-        demo.load(self.on_load, outputs=[flag]).then(None, [flag], js=HIDE_TAB)
-        demo.load(self.on_load_content, outputs=[self.closed, self.content, self.models.timer])
-        demo.load(self.config.load, outputs=self.config.outputs())
-        demo.load(self.load_lists, outputs=self.access.load_outputs())
+        page.add(self.on_load, [], [flag])
+        page.then(lambda loaded: loaded.then(None, [flag], js=HIDE_TAB))
+        page.add(self.on_load_content, [], [self.closed, self.content, self.models.timer])
+        page.add(self.config.load, [], self.config.outputs())
+        page.add(self.load_lists, [], self.access.load_outputs())
         for resources in (self.assistants, self.mcp):
-            demo.load(self.loader(resources), [resources.selected], [resources.listing, resources.selected])
-        demo.load(self.load_usage, [self.usage.group_by, self.usage.range], self.usage.outputs())
+            page.add(self.loader(resources), [resources.selected], [resources.listing, resources.selected])
+        page.add(self.load_usage, [self.usage.group_by, self.usage.range], self.usage.outputs())
 
     async def is_admin(self, request: gr.Request) -> bool:
         return (await self.backend.client(request).me()).is_admin

@@ -26,6 +26,7 @@ from frontend.chat_view import (
     with_meta,
 )
 from frontend.client import BackendClient, BackendError
+from frontend.page_load import PageLoad
 from frontend.schemas import Message, Session
 from frontend.sse import Delta, Done, Other, StreamError, UsageReport
 from frontend.tabs.chat_context import ContextPart
@@ -146,14 +147,14 @@ class ChatTab:
         return self.context.refresh
 
     # --- wire -------------------------------------------------------------------------------------------------
-    def wire(self, demo: gr.Blocks) -> None:
+    def wire(self, demo: gr.Blocks, page: PageLoad) -> None:
         sidebar = self.sidebar
-        demo.load(self.on_load, outputs=[self.model, sidebar.sessions, self.arguments, sidebar.delete, self.show_meta])
+        page.add(self.on_load, [], [self.model, sidebar.sessions, self.arguments, sidebar.delete, self.show_meta])
         self.tab.select(self.load_templates, outputs=[self.prompts, self.persona, self.directives])
-        demo.load(self.load_templates, outputs=[self.prompts, self.persona, self.directives])
-        self.rag.wire(demo, self.chatbot, self.shown)
-        self.context.wire(demo, self.session_id, self.model, self.max_tokens)
-        sidebar.wire(demo, self)
+        page.add(self.load_templates, [], [self.prompts, self.persona, self.directives])
+        self.rag.wire(demo, page, self.chatbot, self.shown)
+        self.context.wire(demo, page, self.session_id, self.model, self.max_tokens)
+        sidebar.wire(demo, page, self)
         listing = [sidebar.project, sidebar.search]
         # A turn is ONE event (each event is a round trip and a pass through Gradio's queue): it prepares the turn
         # from what triggered it, streams the answer, then reads the branch back and refreshes the sidebar and the
@@ -185,7 +186,7 @@ class ChatTab:
         branch = [self.branch_at, self.shown, self.session_id, self.show_meta]
         self.previous.click(self.step_back, branch, self.view)
         self.next.click(self.step_forward, branch, self.view)
-        self.extras.wire(demo, self)
+        self.extras.wire(demo, page, self)
 
     # --- showing a session ------------------------------------------------------------------------------------
     def show(self, session: Session | None, show_meta: bool) -> tuple[Any, ...]:

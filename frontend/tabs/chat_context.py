@@ -15,6 +15,7 @@ from frontend.backend import Backend, shows_errors, streams_errors
 from frontend.chat_tree import summary_progress
 from frontend.chat_view import parse_arguments
 from frontend.client import BackendClient
+from frontend.page_load import PageLoad
 from frontend.schemas_chat import ContextDocument
 
 FILE_TYPES = [
@@ -53,8 +54,10 @@ class ContextPart:
                 self.remove = gr.Button("Remove", size="sm", variant="stop", elem_id="lisa-docs-remove")
             self.summary = gr.Markdown(elem_id="lisa-docs-summary")
 
-    def wire(self, demo: gr.Blocks, session_id: gr.State, model: gr.Dropdown, max_tokens: gr.Textbox) -> None:
-        demo.load(self.on_load, outputs=[self.panel, self.summarize])
+    def wire(
+        self, demo: gr.Blocks, page: PageLoad, session_id: gr.State, model: gr.Dropdown, max_tokens: gr.Textbox
+    ) -> None:
+        page.add(self.on_load, [], [self.panel, self.summarize])
         listing = [self.documents, self.notices]
         self.upload.upload(self.add, [self.upload, session_id, model], [*listing, session_id, self.upload])
         self.remove.click(self.delete, [self.documents, session_id, model], listing)

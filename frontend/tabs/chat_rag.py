@@ -11,6 +11,7 @@ from frontend import client_chat as api
 from frontend.backend import Backend, shows_errors
 from frontend.chat_tree import last_cited, shown_messages, source_label, source_preview, sources_of
 from frontend.client import BackendError
+from frontend.page_load import PageLoad
 from frontend.schemas import Message
 
 NO_RAG = ("(none)", "")
@@ -56,8 +57,8 @@ class RagPart:
     def source_outputs(self) -> list[Any]:
         return [self.sources_panel, self.sources, self.preview, self.cited]
 
-    def wire(self, demo: gr.Blocks, chatbot: gr.Chatbot, shown: gr.State) -> None:
-        demo.load(self.on_load, outputs=[self.panel, self.repository, self.top_k])
+    def wire(self, demo: gr.Blocks, page: PageLoad, chatbot: gr.Chatbot, shown: gr.State) -> None:
+        page.add(self.on_load, [], [self.panel, self.repository, self.top_k])
         self.repository.change(self.list_collections, [self.repository], [self.collections])
         self.sources.input(self.open_source, [self.sources, self.cited], [self.preview])
         chatbot.select(self.sources_of_answer, [shown], self.source_outputs)

@@ -14,6 +14,7 @@ from frontend import client_chat as api
 from frontend.backend import Backend, shows_errors
 from frontend.chat_view import session_choices
 from frontend.client import BackendClient
+from frontend.page_load import PageLoad
 
 if TYPE_CHECKING:
     from frontend.tabs.chat import ChatTab
@@ -62,10 +63,10 @@ class SidebarPart:
                 "Import a JSON export", file_types=[".json"], size="sm", elem_id="lisa-import"
             )
 
-    def wire(self, demo: gr.Blocks, tab: ChatTab) -> None:
+    def wire(self, demo: gr.Blocks, page: PageLoad, tab: ChatTab) -> None:
         listing = [self.project, self.search, tab.session_id]
         projects = [self.project, self.move_to]
-        demo.load(self.list_projects, [self.project], projects)
+        page.add(self.list_projects, [self.project], projects)
         self.project.change(self.list_sessions, listing, [self.sessions])
         self.search.submit(self.list_sessions, listing, [self.sessions])
         self.sessions.input(tab.open_session, [self.sessions, tab.show_meta, tab.model], tab.opened).then(

@@ -12,6 +12,7 @@ from frontend.backend import Backend, shows_errors
 from frontend.chat_view import ChatHistory, title_from
 from frontend.client import BackendError
 from frontend.client_tools import decide_tool_call, generate_images, image_models, mcp_tools, tool_fields
+from frontend.page_load import PageLoad
 from frontend.sse import ChatEvent, Other
 from frontend.tools_view import apply_tool_event, decision_of, images_markdown
 
@@ -50,8 +51,8 @@ class ChatTools:
         return [self.tools, self.tool_mode]
 
     # --- wire -------------------------------------------------------------------------------------------------
-    def wire(self, demo: gr.Blocks, chat: ChatTab) -> None:
-        demo.load(self.on_load, outputs=[self.tools_box, self.tools, self.images_box, self.image_model])
+    def wire(self, demo: gr.Blocks, page: PageLoad, chat: ChatTab) -> None:
+        page.add(self.on_load, [], [self.tools_box, self.tools, self.images_box, self.image_model])
         # The Approve/Deny options of a waiting call (in the conversation); the running turn's stream then shows
         # the call run (or denied), so this event changes nothing on the page itself.
         chat.chatbot.option_select(self.decide, [chat.session_id], [], concurrency_limit=None)

@@ -16,6 +16,7 @@ import gradio as gr
 from frontend.backend import Backend, shows_errors, streams_errors
 from frontend.chat_view import parse_arguments, title_from, usage_meta, with_meta
 from frontend.client import BackendClient, BackendError
+from frontend.page_load import PageLoad
 from frontend.schemas import ChatArguments
 from frontend.sse import Delta, Done, StreamError, UsageReport
 
@@ -79,7 +80,7 @@ class CompareTab:
                     for i in range(MAX_MODELS)
                 ]
 
-    def wire(self, demo: gr.Blocks) -> None:
+    def wire(self, demo: gr.Blocks, page: PageLoad) -> None:
         # Read when the tab is opened, not at page load: the chat tab's own loading goes first.
         self.tab.select(self.on_load, outputs=[self.models, self.max_tokens])
         runs = [

@@ -20,6 +20,7 @@ import pandas as pd
 from frontend.backend import Backend, shows_errors
 from frontend.client import BackendError
 from frontend.client_rag import RagClient
+from frontend.page_load import PageLoad
 from frontend.schemas_rag import Document, Job
 
 POLL_SECONDS = 1.0
@@ -117,13 +118,11 @@ class DocumentsTab:
                     self.delete = gr.Button("Delete", variant="stop", elem_id="lisa-docs-delete")
             self.timer = gr.Timer(POLL_SECONDS, active=False)
 
-    def wire(self, demo: gr.Blocks) -> None:
+    def wire(self, demo: gr.Blocks, page: PageLoad) -> None:
         where = [self.repository, self.collection]
         listing = [self.jobs, self.job, self.timer, self.documents, self.document, self.download]
-        demo.load(self.on_load, outputs=[self.upload_part, self.library_part, self.notice])
-        demo.load(self.list_repositories, [self.repository], [self.repository]).then(
-            self.list_collections, where, [self.collection]
-        ).then(self.show, where, listing)
+        page.add(self.on_load, [], [self.upload_part, self.library_part, self.notice])
+        page.add(self.load_library, where, [*where, *listing])
         self.repository.input(self.list_collections, where, [self.collection]).then(self.show, where, listing)
         self.collection.input(self.show, where, listing)
         self.refresh.click(self.list_repositories, [self.repository], [self.repository]).then(
@@ -147,6 +146,16 @@ class DocumentsTab:
         if not library:
             notes.append("The document library is turned off for you by an administrator.")
         return gr.update(visible=upload), gr.update(visible=library), " ".join(notes)
+
+    @shows_errors
+    async def load_library(
+        self, repository: str | None, collection: str | None, request: gr.Request
+    ) -> tuple[Any, ...]:
+        """At page load: the repositories, the chosen one's collections, then its jobs and library, in one step."""
+        repositories = await self.list_repositories(repository, request)
+        repository = repositories.get("value")
+        collections = await self.list_collections(repository, collection, request)
+        return repositories, collections, *await self.show(repository, collections.get("value"), request)
 
     @shows_errors
     async def list_repositories(self, selected: str | None, request: gr.Request) -> Any:

@@ -10,6 +10,7 @@ import gradio as gr
 from frontend.backend import Backend, shows_errors
 from frontend.client import BackendError
 from frontend.client_admin import AdminClient
+from frontend.page_load import PageLoad
 from frontend.tabs.admin_access import token_rows
 
 FEATURE = "enable_user_api_tokens"
@@ -38,8 +39,8 @@ class MyTokensTab:
                 self.result = gr.Markdown(elem_id="lisa-mt-result")
                 self.listing = gr.HTML(elem_id="lisa-mt-list")
 
-    def wire(self, demo: gr.Blocks) -> None:
-        demo.load(self.on_load, outputs=[self.closed, self.content, self.listing])
+    def wire(self, demo: gr.Blocks, page: PageLoad) -> None:
+        page.add(self.on_load, [], [self.closed, self.content, self.listing])
         self.create.click(self.create_token, [self.name, self.days], [self.secret, self.result]).then(
             self.list_tokens, outputs=[self.listing]
         )

@@ -10,6 +10,7 @@ import gradio as gr
 
 from frontend.backend import Backend, shows_errors
 from frontend.client import BackendError
+from frontend.page_load import PageLoad
 from frontend.schemas import PromptTemplate
 
 KINDS = ["persona", "directive"]
@@ -54,10 +55,10 @@ class PromptLibraryTab:
                     self.delete = gr.Button("Delete", variant="stop", elem_id="lisa-pt-delete")
         self.template_id = gr.State(None)
 
-    def wire(self, demo: gr.Blocks) -> None:
+    def wire(self, demo: gr.Blocks, page: PageLoad) -> None:
         listing = [self.kind_filter, self.search, self.template_id]
-        demo.load(self.on_load, outputs=[self.library, self.closed, self.editor])
-        demo.load(self.list_templates, listing, [self.templates])
+        page.add(self.on_load, [], [self.library, self.closed, self.editor])
+        page.add(self.list_templates, listing, [self.templates])
         self.kind_filter.change(self.list_templates, listing, [self.templates])
         self.search.submit(self.list_templates, listing, [self.templates])
         form = [self.template_id, self.title, self.kind, self.sharing, self.body, self.info]

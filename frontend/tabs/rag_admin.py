@@ -12,6 +12,7 @@ import pandas as pd
 
 from frontend.backend import Backend, shows_errors
 from frontend.client_rag import RagClient
+from frontend.page_load import PageLoad
 from frontend.rag_admin_forms import STRATEGIES, FormError, collection_body, pipeline_body, repository_body
 from frontend.schemas_rag import Collection, Pipeline, Repository
 
@@ -137,13 +138,14 @@ class RagAdminTab:
                 self.pipe_enabled = gr.Checkbox(True, label="Enabled")
             self.pipe_create = gr.Button("Create pipeline", variant="primary", elem_id="lisa-ra-pipe-create")
 
-    def wire(self, demo: gr.Blocks) -> None:
+    def wire(self, demo: gr.Blocks, page: PageLoad) -> None:
         repo_form = [self.repo_id, self.repo_name, self.repo_model, self.repo_groups]
         coll_form = [self.coll_id, self.coll_name, self.coll_model, self.coll_groups, self.coll_description,
                      self.coll_strategy, self.coll_size, self.coll_overlap, self.coll_override, self.coll_info]  # fmt: skip
         pipes = [self.pipelines, self.pipeline]
         # At load the form is left alone (it starts empty, as for a new repository): one types into it at once.
-        demo.load(self.on_load, outputs=[self.body, self.closed]).then(self.list_repositories, [self.repo], [self.repo])
+        page.add(self.on_load, [], [self.body, self.closed])
+        page.add(self.list_repositories, [self.repo], [self.repo])
         self.repo.input(self.open_repository, [self.repo], [*repo_form, self.coll, *pipes])
         self.repo_create.click(self.create_repository, repo_form, [self.repo]).then(
             self.open_repository, [self.repo], [*repo_form, self.coll, *pipes]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from playwright.sync_api import Locator, Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 BOT = '#lisa-chatbot [data-testid="bot"]'
 USER = '#lisa-chatbot [data-testid="user"]'
@@ -42,15 +41,40 @@ def last_bot_text(page: Page) -> str:
     return bots.nth(bots.count() - 1).inner_text() if bots.count() else ""
 
 
+# Records, in the page, each text the last answer showed: a MutationObserver sees every update the browser renders,
+# where sampling from Python (a round trip per sample, slow when the machine is loaded) could miss the middle ones.
+RECORDER = """sel => {
+  if (window.__lisaStages) return;
+  const stages = window.__lisaStages = [];
+  const note = () => {
+    const bots = document.querySelectorAll(sel);
+    const text = bots.length ? bots[bots.length - 1].innerText : '';
+    if (!stages.length || stages[stages.length - 1] !== text) stages.push(text);
+  };
+  note();
+  window.__lisaRecorder = new MutationObserver(note);
+  window.__lisaRecorder.observe(document.querySelector('#lisa-chatbot'), {subtree: true, childList: true, characterData: true});
+}"""
+TAKE = """() => { const s = window.__lisaStages; window.__lisaRecorder.disconnect(); delete window.__lisaStages; return s; }"""
+
+
+def start_watching(page: Page) -> None:
+    """Records the last answer's texts from now on (call it before sending, to see every stage of the answer)."""
+    page.evaluate(RECORDER, BOT)
+
+
 def watch_answer(page: Page, until: str, timeout_s: float = 90) -> list[str]:
-    """The last answer's text, sampled every 30 ms until it contains ``until``: the stages a user saw."""
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        text = last_bot_text(page)
-        if not seen or text != seen[-1]:
-            seen.append(text)
-        if until in text:
-            return seen
-        time.sleep(0.03)
-    raise AssertionError(f"the answer never showed {until!r}; it went {seen[-5:]!r}")
+    """The texts the last answer showed (since ``start_watching``, or since now) until one contains ``until``: the
+    stages a user saw."""
+    start_watching(page)
+    try:
+        page.wait_for_function(
+            "u => { const s = window.__lisaStages; return s.length && s[s.length - 1].includes(u) }",
+            arg=until,
+            timeout=timeout_s * 1000,
+        )
+    except PlaywrightTimeout:
+        seen = page.evaluate("() => window.__lisaStages.slice(-5)")
+        raise AssertionError(f"the answer never showed {until!r}; it went {seen!r}") from None
+    stages: list[str] = page.evaluate(TAKE)
+    return stages

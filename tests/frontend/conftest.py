@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.support import LisaServer
 
@@ -73,4 +74,12 @@ def sign_in(page: Page, lisa: LisaServer, token: str) -> None:
     page.click("button[type=submit]")
     page.wait_for_url("**/ui/")
     page.wait_for_selector("#lisa-input textarea")
-    page.wait_for_function("document.querySelector('#lisa-user')?.innerText.includes('Signed in as')")
+    try:
+        page.wait_for_function("document.querySelector('#lisa-user')?.innerText.includes('Signed in as')")
+    except PlaywrightTimeout:  # say what the page showed and what the server logged, for the next one to look at
+        shown = page.locator("#lisa-user").inner_text(timeout=1000)
+        toasts = page.locator(".toast-body").all_inner_texts()
+        raise AssertionError(
+            f"the page never said who is signed in: #lisa-user {shown!r}, messages {toasts!r}; "
+            f"the server's log ends:\n{lisa.proc.log_tail(6000)}"
+        ) from None

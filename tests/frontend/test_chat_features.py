@@ -17,10 +17,10 @@ from tests.backend.chat.context_helpers import local_gemma
 from tests.backend.rag.helpers import fresh_repository, ingest
 from tests.frontend.chat_page import bot_messages, choose_model, send, set_arguments, watch_answer
 from tests.frontend.conftest import User, sign_in
-from tests.support import ROOT, LisaServer
+from tests.frontend.shots import screenshot_path
+from tests.support import LisaServer
 
 MODEL = "gemma3-270m"
-SCREENSHOT = ROOT / "docs" / "screenshots" / "chat-sources.png"
 WINDOW = 512
 QUOKKA = (
     b"# Quokka care\n\nThe quokka enclosure on Rottnest is cleaned every Tuesday by keeper Marguerite Oyelaran. "
@@ -88,8 +88,7 @@ def test_an_answer_cites_a_library_document_that_opens_and_downloads(
         answer = session_messages(user, newest_session_id(user))[-1]
         assert answer["metadata"]["rag"]["repositories"] == [repository]
         assert answer["metadata"]["sources"][0]["name"] == "quokka-care.md"
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.screenshot(path=screenshot_path("chat-sources.png"), full_page=True)
     finally:
         admin.delete(f"/api/repositories/{repository}")
 

@@ -7,7 +7,15 @@ import time
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.frontend.chat_page import bot_messages, choose_model, last_bot_text, send, set_arguments, watch_answer
+from tests.frontend.chat_page import (
+    bot_messages,
+    choose_model,
+    last_bot_text,
+    send,
+    set_arguments,
+    start_watching,
+    watch_answer,
+)
 from tests.frontend.conftest import User, sign_in
 from tests.frontend.shots import screenshot_path
 from tests.support import LisaServer
@@ -38,9 +46,10 @@ def test_sign_in_then_an_answer_streams_with_its_metadata(page: Page, lisa: Lisa
     sign_in(page, lisa, user.token)
     expect(page.locator("#lisa-user")).to_contain_text(user.name)
     choose_model(page, MODEL)
-    set_arguments(page, max_tokens=40)
+    set_arguments(page, max_tokens=80)
     bots = bot_messages(page)
     expect(bots).to_have_count(0)
+    start_watching(page)
     send(page, "Write three sentences about the sea.")
     expect(bots).to_have_count(1)  # first the answer's bubble appears ...
     stages = watch_answer(page, until="tokens")  # ... then its text grows, then the metadata line comes
@@ -51,7 +60,7 @@ def test_sign_in_then_an_answer_streams_with_its_metadata(page: Page, lisa: Lisa
     session = newest_session(user)
     answer = session["messages"][-1]
     assert answer["role"] == "assistant" and answer["status"] == "complete"
-    assert answer["metadata"]["arguments"] == {"max_tokens": 40}  # the argument set, and no blank one, was sent
+    assert answer["metadata"]["arguments"] == {"max_tokens": 80}  # the argument set, and no blank one, was sent
     assert answer["content"].strip()[:20] in final
     # The sidebar lists the new chat under its question.
     expect(page.locator("#lisa-sessions")).to_contain_text("Write three sentences about the sea.")
