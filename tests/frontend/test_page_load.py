@@ -18,7 +18,7 @@ from tests.support import LisaServer
 def load_event(page: PageLoad) -> Callable[..., Awaitable[dict[Any, Any]]]:
     with gr.Blocks() as demo:
         page.attach(demo)
-    return next(f.fn for f in demo.fns.values() if f.name == "load_page")  # type: ignore[return-value]
+    return next(f.fn for f in demo.fns.values() if f.name == "load_page")
 
 
 async def test_a_failing_loader_shows_its_message_and_leaves_the_others() -> None:
