@@ -81,6 +81,6 @@ def build_app(backend: Backend, concurrency: int | None = DEFAULT_CONCURRENCY) -
         page.add(load_shell, [], [banner, who])
         for tab in tabs:
             tab.wire(demo, page)
-        page.attach(demo)  # one event reads all the page needs (frontend/page_load.py)
+        page.attach(demo, progress_on=who)  # one event reads all the page needs (frontend/page_load.py)
     demo.queue(default_concurrency_limit=concurrency)
     return demo

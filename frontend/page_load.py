@@ -51,7 +51,8 @@ class PageLoad:
         """``chain(dependency)`` attaches events to run after the page's load event."""
         self.chains.append(chain)
 
-    def attach(self, demo: gr.Blocks) -> None:
+    def attach(self, demo: gr.Blocks, progress_on: Component) -> None:
+        """``progress_on``: the one component that carries the event's (hidden) loading status (see PROGRESS_NOTE)."""
         inputs = list({id(c): c for part in self.parts for c in part.inputs}.values())
         outputs = [c for part in self.parts for c in part.outputs]
         parts = self.parts
@@ -83,9 +84,16 @@ class PageLoad:
 
         # A set of inputs: the handler gets one dict, whatever each loader reads. No progress overlay: the page
         # fills in as one update.
-        dependency = demo.load(load_page, set(inputs), outputs, show_progress="hidden")
+        dependency = demo.load(load_page, set(inputs), outputs, show_progress="hidden", show_progress_on=progress_on)
         for chain in self.chains:
             chain(dependency)
+
+
+# Gradio 6's page keeps a loading status for every component that was ever the progress target of an event (all its
+# outputs, unless ``show_progress_on`` names fewer), and on every status change of any event it updates all of them,
+# each found by a walk of the page's component tree (~440 nodes here). With the page load's ~70 outputs among them,
+# that was most of the app's cost per chat turn. Events with many outputs name one progress target instead.
+PROGRESS_NOTE = "see frontend/page_load.py"
 
 
 def is_skip(value: Any) -> bool:

@@ -168,7 +168,13 @@ class ChatTab:
         outputs = self.turn_outputs
         runs = [
             trigger(
-                handler, inputs, outputs, concurrency_limit=None, show_progress="hidden", trigger_mode="always_last"
+                handler,
+                inputs,
+                outputs,
+                concurrency_limit=None,
+                show_progress="hidden",
+                trigger_mode="always_last",
+                show_progress_on=self.chatbot,  # one progress target, not 15 (frontend/page_load.py: PROGRESS_NOTE)
             )
             for trigger, handler in (
                 (self.text.submit, self.send_turn),
@@ -181,11 +187,14 @@ class ChatTab:
         # A stopped turn keeps what it showed; the messages' ids (for regenerate and alternatives) and the sidebar
         # are read back.
         self.stop.click(None, cancels=list[dict[str, Any]](runs)).then(
-            self.after_stop, [self.session_id, self.show_meta, *listing], [*self.branch_outputs, sidebar.sessions]
+            self.after_stop,
+            [self.session_id, self.show_meta, *listing],
+            [*self.branch_outputs, sidebar.sessions],
+            show_progress_on=self.chatbot,
         )
         branch = [self.branch_at, self.shown, self.session_id, self.show_meta]
-        self.previous.click(self.step_back, branch, self.view)
-        self.next.click(self.step_forward, branch, self.view)
+        self.previous.click(self.step_back, branch, self.view, show_progress_on=self.chatbot)
+        self.next.click(self.step_forward, branch, self.view, show_progress_on=self.chatbot)
         self.extras.wire(demo, page, self)
 
     # --- showing a session ------------------------------------------------------------------------------------

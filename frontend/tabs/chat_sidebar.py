@@ -64,23 +64,25 @@ class SidebarPart:
             )
 
     def wire(self, demo: gr.Blocks, page: PageLoad, tab: ChatTab) -> None:
+        # The events that change the conversation shown carry their loading status on the chatbot alone
+        # (frontend/page_load.py: PROGRESS_NOTE).
         listing = [self.project, self.search, tab.session_id]
         projects = [self.project, self.move_to]
         page.add(self.list_projects, [self.project], projects)
         self.project.change(self.list_sessions, listing, [self.sessions])
         self.search.submit(self.list_sessions, listing, [self.sessions])
-        self.sessions.input(tab.open_session, [self.sessions, tab.show_meta, tab.model], tab.opened).then(
-            tab.part_refresh, [tab.session_id, tab.model], tab.part_outputs
-        )
-        self.new.click(tab.new_chat, outputs=tab.opened).then(
+        self.sessions.input(
+            tab.open_session, [self.sessions, tab.show_meta, tab.model], tab.opened, show_progress_on=tab.chatbot
+        ).then(tab.part_refresh, [tab.session_id, tab.model], tab.part_outputs)
+        self.new.click(tab.new_chat, outputs=tab.opened, show_progress_on=tab.chatbot).then(
             tab.part_refresh, [tab.session_id, tab.model], tab.part_outputs
         )
         self.rename.click(self.rename_session, [tab.session_id, self.title], []).then(
             self.list_sessions, listing, [self.sessions]
         )
-        self.delete.click(self.delete_session, [tab.session_id], []).then(tab.new_chat, outputs=tab.opened).then(
-            self.list_sessions, listing, [self.sessions]
-        )
+        self.delete.click(self.delete_session, [tab.session_id], []).then(
+            tab.new_chat, outputs=tab.opened, show_progress_on=tab.chatbot
+        ).then(self.list_sessions, listing, [self.sessions])
         self.move_to.input(self.move, [tab.session_id, self.move_to], []).then(
             self.list_sessions, listing, [self.sessions]
         )
@@ -94,7 +96,7 @@ class SidebarPart:
         )
         self.importer.upload(self.import_export, [self.importer, self.project], [tab.session_id]).then(
             self.list_sessions, listing, [self.sessions]
-        ).then(tab.reopen, [tab.session_id, tab.show_meta, tab.model], tab.opened)
+        ).then(tab.reopen, [tab.session_id, tab.show_meta, tab.model], tab.opened, show_progress_on=tab.chatbot)
 
     # --- handlers -------------------------------------------------------------------------------------------------
     @shows_errors

@@ -17,8 +17,11 @@ from tests.support import LisaServer
 
 def load_event(page: PageLoad) -> Callable[..., Awaitable[dict[Any, Any]]]:
     with gr.Blocks() as demo:
-        page.attach(demo)
-    return next(f.fn for f in demo.fns.values() if f.name == "load_page")
+        status = gr.Markdown()
+        page.attach(demo, progress_on=status)
+    event = next(f for f in demo.fns.values() if f.name == "load_page")
+    assert event.show_progress_on == [status]  # one progress target however many outputs (PROGRESS_NOTE)
+    return event.fn
 
 
 async def test_a_failing_loader_shows_its_message_and_leaves_the_others() -> None:
