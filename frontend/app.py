@@ -29,9 +29,12 @@ DEFAULT_CONCURRENCY = 64
 # the browser's storage. Passed where the app is mounted (backend/api/ui.py, frontend/standalone.py).
 RUN_HISTORY = False
 COLOR = re.compile(r"^#[0-9A-Fa-f]{6}$")
+# The chat's earlier messages, scrolled out of view, are not laid out or painted on each streamed update
+# (content-visibility: the browser renders them when they scroll into view); a long conversation stays cheap.
 CSS = """
 #lisa-banner .lisa-banner{padding:.5rem 1rem;border-radius:.4rem;font-weight:600}
 #lisa-user{text-align:right}
+#lisa-chatbot .message-wrap>.message-row{content-visibility:auto;contain-intrinsic-size:auto 60px}
 """
 
 

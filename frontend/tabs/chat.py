@@ -41,6 +41,7 @@ LATEX: list[dict[str, str | bool]] = [
 # A page update per delta costs the app CPU (Gradio diffs and sends the conversation each time): deltas that come
 # closer together than this are shown together (a slower stream still shows each one at once).
 REFRESH_S = 0.04
+UNCHANGED: Any = object()  # an output the update leaves as it is
 # What a turn does (built by send/regenerate/edit, then run): the text (None: regenerate), where it goes, and how
 # many of the shown messages stay above the new ones.
 Pending = dict[str, Any]
@@ -337,9 +338,12 @@ class ChatTab:
         async for update in self.run_turn(pending, values, request):
             yield update
 
-    def streaming(self, history: ChatHistory, text: Any, session_id: str | None) -> tuple[Any, ...]:
-        """An update while the answer streams: the conversation (and the input and session); the rest is skipped."""
+    def streaming(self, history: ChatHistory, text: Any = UNCHANGED, session_id: Any = UNCHANGED) -> tuple[Any, ...]:
+        """An update while the answer streams: the conversation (the first one also empties the input and names the
+        session); everything else is skipped, which costs the page nothing (a gr.State sent costs a component-tree
+        walk there)."""
         rest = len(self.turn_outputs) - 4
+        text, session_id = (gr.skip() if v is UNCHANGED else v for v in (text, session_id))
         return (history, history, text, session_id, *(gr.skip() for _ in range(rest)))
 
     async def run_turn(
@@ -389,7 +393,7 @@ class ChatTab:
                     history = [*history[:-1], {"role": "assistant", "content": answer}]
                     if (now := time.monotonic()) - shown_at >= REFRESH_S:
                         shown_at = now
-                        yield self.streaming(history, gr.skip(), session_id)
+                        yield self.streaming(history)
                 elif isinstance(event, StreamError):
                     answer += f"\n\n**The answer failed:** {event.detail}"
                 elif isinstance(event, UsageReport):
@@ -401,14 +405,14 @@ class ChatTab:
                     break
                 elif (with_tools := self.extras.on_event(event, history)) is not None:
                     history = with_tools
-                    yield self.streaming(history, gr.skip(), session_id)
+                    yield self.streaming(history)
         except BackendError as exc:
             # Refused before the answer began (a bad argument, a model one may not use, a limit): say why, here.
             gr.Warning(exc.detail)
             answer, answered = f"**Error:** {exc.detail}", False
         content_shown = with_meta(answer, usage_meta(model, usage)) if show_meta and usage is not None else answer
         history = [*history[:-1], {"role": "assistant", "content": content_shown}]
-        yield self.streaming(history, gr.skip(), session_id)
+        yield self.streaming(history)
         yield await self.after_turn(client, history, session_id, model, show_meta, answered, values)
 
     async def after_turn(
