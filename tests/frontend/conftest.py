@@ -11,12 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.support import LisaServer
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Playwright's assertions wait 5 s by default (the context's default timeout does not apply to them): on the 2-core
+# CI machine, with the suite's llama.cpp answering other tests, a page load or a stream took longer than that.
+expect.set_options(timeout=15_000)
 
 
 @dataclass
