@@ -72,11 +72,13 @@ def bar_checks(res: Results) -> list[tuple[str, str, bool | None]]:
     return checks
 
 
-def threads() -> int:
-    """The embedding server's torch threads: LISA's ``llama_threads`` setting, read from the same environment."""
+def embedding_runtime() -> str:
+    """What runs the embedding server's model and on how many threads: LISA's ``embedding_backend`` and
+    ``llama_threads`` settings, read from the same environment as the server."""
     from backend.config import Settings
 
-    return Settings().llama_threads
+    settings = Settings()
+    return f"{settings.embedding_backend} on {settings.llama_threads} threads"
 
 
 def render(res: Results, data: Data, args: argparse.Namespace, command: str, elapsed: float) -> str:
@@ -88,7 +90,7 @@ def render(res: Results, data: Data, args: argparse.Namespace, command: str, ela
         "",
         *rag_lisa.header(command, elapsed, res.quiet.waited if res.quiet else 0.0),
         *rag_lisa.machine(args.code),
-        f"- LISA: `lisa serve` with its local models (MiniLM embedding server on {threads()} torch threads), embedded "
+        f"- LISA: `lisa serve` with its local models (MiniLM embedding server: {embedding_runtime()}), embedded "
         f"PostgreSQL 18 + pgvector; pgvector repository `{REPOSITORY}`, one collection per size, created through "
         "the API; HNSW `m = 16, ef_construction = 64`, "
         f"`hnsw.ef_search = {pgv.EF_SEARCH}` (`backend/rag/vectorstores/pgvector.py`)",
