@@ -131,9 +131,11 @@ class BackendClient:
         shared = SHARED_READS.get()
         if shared is None:
             return await self._get(model, path)
-        if path not in shared:
-            shared[path] = asyncio.ensure_future(self._get(model, path))
-        result: ResultT = await asyncio.shield(shared[path])  # one loader cancelled does not cancel the others' read
+        # Keyed by the caller too: a page load acts for one user, and a read must never be shared across users.
+        key = f"{path} {self.credential.session_id} {self.credential.token}"
+        if key not in shared:
+            shared[key] = asyncio.ensure_future(self._get(model, path))
+        result: ResultT = await asyncio.shield(shared[key])  # one loader cancelled does not cancel the others' read
         return result
 
     async def me(self) -> Me:
