@@ -3,6 +3,7 @@ of one page load read who is signed in and the configuration once, from the real
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -75,3 +76,31 @@ async def test_the_loaders_of_one_page_load_share_one_read_of_me_and_the_configu
         assert SHARED_READS.get() is None  # outside the page load every call reads afresh
         await client.me()
         assert asked.count("/api/users/me") == 2
+
+
+async def test_two_callers_in_one_page_load_never_share_a_read(lisa: LisaServer) -> None:
+    """Defence in depth: a page load acts for one user, but were two callers' loaders ever in one, each reads as itself."""
+    other = f"pl-{secrets.token_hex(3)}"
+    async with httpx.AsyncClient(base_url=lisa.url) as http:
+        made = await http.post(
+            "/api/tokens", json={"name": other, "username": other}, headers={"Authorization": f"Bearer {lisa.token}"}
+        )
+        assert made.status_code == 201, made.text
+        clients = [
+            BackendClient(http, Credential(token=lisa.token)),
+            BackendClient(http, Credential(token=made.json()["token"])),
+        ]
+        page = PageLoad()
+        with gr.Blocks():
+            boxes = [gr.Textbox() for _ in clients]
+
+        def loader(client: BackendClient) -> Callable[[Any], Awaitable[str]]:
+            async def load(request: Any) -> str:
+                return (await client.me()).username
+
+            return load
+
+        for client, box in zip(clients, boxes, strict=True):
+            page.add(loader(client), [], [box])
+        update = await load_event(page)({}, None)
+    assert [update[b] for b in boxes] == ["admin", other]
