@@ -10,6 +10,12 @@ A loader that fails does not hold back the others: its outputs are left as they 
 warning toast (a backend refusal in the backend's own words, anything else as a generic line, logged in full).
 What must run once the page has loaded (a second step reading what the first put in the page) is chained with
 ``then``: it receives the combined event's dependency.
+
+One progress target: Gradio 6's page keeps a loading status for every component that was ever the progress target of
+an event (all its outputs, unless ``show_progress_on`` names fewer), and on every status change of any event it
+updates all of them, each found by a walk of the page's component tree (~440 nodes here). With the page load's ~70
+outputs among them, that was most of the app's cost per chat turn. So this event, and the chat's events with many
+outputs, name one progress target.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ class PageLoad:
         self.chains.append(chain)
 
     def attach(self, demo: gr.Blocks, progress_on: Component) -> None:
-        """``progress_on``: the one component that carries the event's (hidden) loading status (see PROGRESS_NOTE)."""
+        """``progress_on``: the one component that carries the event's (hidden) loading status (module docstring)."""
         inputs = list({id(c): c for part in self.parts for c in part.inputs}.values())
         outputs = [c for part in self.parts for c in part.outputs]
         parts = self.parts
@@ -74,8 +80,7 @@ class PageLoad:
                     continue
                 if is_skip(result) or len(part.outputs) == 1:  # one gr.skip() leaves every output as it is
                     result = (result,) * len(part.outputs)
-                values_out = result
-                for component, value in zip(part.outputs, values_out, strict=True):
+                for component, value in zip(part.outputs, result, strict=True):
                     if not is_skip(value):
                         update[component] = value
             for text in dict.fromkeys(problems):  # each message once
@@ -87,13 +92,6 @@ class PageLoad:
         dependency = demo.load(load_page, set(inputs), outputs, show_progress="hidden", show_progress_on=progress_on)
         for chain in self.chains:
             chain(dependency)
-
-
-# Gradio 6's page keeps a loading status for every component that was ever the progress target of an event (all its
-# outputs, unless ``show_progress_on`` names fewer), and on every status change of any event it updates all of them,
-# each found by a walk of the page's component tree (~440 nodes here). With the page load's ~70 outputs among them,
-# that was most of the app's cost per chat turn. Events with many outputs name one progress target instead.
-PROGRESS_NOTE = "see frontend/page_load.py"
 
 
 def is_skip(value: Any) -> bool:

@@ -41,7 +41,6 @@ LATEX: list[dict[str, str | bool]] = [
 # A page update per delta costs the app CPU (Gradio diffs and sends the conversation each time): deltas that come
 # closer together than this are shown together (a slower stream still shows each one at once).
 REFRESH_S = 0.04
-UNCHANGED: Any = object()  # an output the update leaves as it is
 # What a turn does (built by send/regenerate/edit, then run): the text (None: regenerate), where it goes, and how
 # many of the shown messages stay above the new ones.
 Pending = dict[str, Any]
@@ -175,7 +174,7 @@ class ChatTab:
                 concurrency_limit=None,
                 show_progress="hidden",
                 trigger_mode="always_last",
-                show_progress_on=self.chatbot,  # one progress target, not 15 (frontend/page_load.py: PROGRESS_NOTE)
+                show_progress_on=self.chatbot,  # one progress target, not 15 (frontend/page_load.py)
             )
             for trigger, handler in (
                 (self.text.submit, self.send_turn),
@@ -338,13 +337,15 @@ class ChatTab:
         async for update in self.run_turn(pending, values, request):
             yield update
 
-    def streaming(self, history: ChatHistory, text: Any = UNCHANGED, session_id: Any = UNCHANGED) -> tuple[Any, ...]:
+    def streaming(
+        self, history: ChatHistory, text: str | None = None, session_id: str | None = None
+    ) -> tuple[Any, ...]:
         """An update while the answer streams: the conversation (the first one also empties the input and names the
-        session); everything else is skipped, which costs the page nothing (a gr.State sent costs a component-tree
-        walk there)."""
+        session; None leaves them); everything else is skipped, which costs the page nothing (a gr.State sent costs a
+        component-tree walk there)."""
         rest = len(self.turn_outputs) - 4
-        text, session_id = (gr.skip() if v is UNCHANGED else v for v in (text, session_id))
-        return (history, history, text, session_id, *(gr.skip() for _ in range(rest)))
+        input_out, session_out = (gr.skip() if v is None else v for v in (text, session_id))
+        return (history, history, input_out, session_out, *(gr.skip() for _ in range(rest)))
 
     async def run_turn(
         self, pending: Pending | None, values: dict[Any, Any], request: gr.Request

@@ -65,7 +65,7 @@ class SidebarPart:
 
     def wire(self, demo: gr.Blocks, page: PageLoad, tab: ChatTab) -> None:
         # The events that change the conversation shown carry their loading status on the chatbot alone
-        # (frontend/page_load.py: PROGRESS_NOTE).
+        # ("One progress target" in frontend/page_load.py).
         listing = [self.project, self.search, tab.session_id]
         projects = [self.project, self.move_to]
         page.add(self.list_projects, [self.project], projects)

@@ -21,7 +21,7 @@ def load_event(page: PageLoad) -> Callable[..., Awaitable[dict[Any, Any]]]:
         status = gr.Markdown()
         page.attach(demo, progress_on=status)
     event = next(f for f in demo.fns.values() if f.name == "load_page")
-    assert event.show_progress_on == [status]  # one progress target however many outputs (PROGRESS_NOTE)
+    assert event.show_progress_on == [status]  # one progress target however many outputs
     return event.fn
 
 
