@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     # next best chunks' scores, and at most rag_per_page chunks of one page are returned (0: no cap).
     rag_page_decay: float = Field(default=0.1, ge=0.0, le=1.0)
     rag_per_page: int = Field(default=3, ge=0, le=100)
+    # Weight of the page-vector prior: each candidate page gains up to this much for the query's similarity to the
+    # mean of its chunk embeddings (0: off).
+    rag_page_vector: float = Field(default=0.3, ge=0.0, le=10.0)
     rag_max_context_chars: int = Field(default=12_000, ge=500)  # retrieved text put into a chat prompt
     rag_poll_seconds: float = Field(default=5.0, gt=0)  # folder/S3 event pipelines without notifications
     # Untrusted files: each user's stored originals (413 past it; 0: no quota), and parsing in separate processes.

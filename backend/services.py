@@ -311,7 +311,9 @@ class RagServices:
             reranker,
             settings.rag_hybrid_weight,
             settings.rag_rerank_candidates,
-            PageFusion(decay=settings.rag_page_decay, per_page=settings.rag_per_page),
+            PageFusion(
+                decay=settings.rag_page_decay, per_page=settings.rag_per_page, page_vector=settings.rag_page_vector
+            ),
         )
         chat = ChatRag(search, settings.rag_max_context_chars)
         documents = DocumentService(engine, repositories)

@@ -4,13 +4,14 @@ A search ranks chunks, but a question is answered by a page: a page with several
 answer than one with a single lucky chunk, and a top k that is one long page repeated shows the reader one page.
 :func:`fuse_pages` does both: each page's best chunk is ranked by the page's score (its best chunk's score plus a
 decayed share of its next best chunks', one by default), further chunks of a page keep their own score, and at most
-``per_page`` chunks of a page are kept. :func:`rrf` is reciprocal-rank fusion, kept for the measurements that compare it with
-the min-max blend the stores use.
+``per_page`` chunks of a page are kept. :func:`with_page_prior` first adds a page-level prior: how near the question
+is to the page as a whole (the mean of its chunk embeddings). :func:`rrf` is reciprocal-rank fusion, kept for the
+measurements that compare it with the min-max blend the stores use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -22,10 +23,13 @@ class PageFusion:
     decay: float = 0.2  # share of each further chunk's score a page's best chunk gains
     per_page: int = 3  # chunks of one page kept in the results (0: no cap)
     support: int = 1  # further chunks of a page that count towards its score
+    page_vector: float = 0.0  # weight of the page-vector prior (:func:`with_page_prior`; 0: not used)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError("decay must be within [0, 1]")
+        if not 0.0 <= self.page_vector <= 10.0:
+            raise ValueError("page_vector must be within [0, 10]")
         if self.per_page < 0 or self.support < 0:
             raise ValueError("per_page and support must not be negative")
 
@@ -46,6 +50,21 @@ def fuse_pages(hits: Sequence[tuple[K, str, float]], fusion: PageFusion) -> list
             ranked.append((best + fusion.decay * support if index == 0 else score, position, key, page))
     ranked.sort(key=lambda r: (-r[0], r[1]))
     return [(key, page, score) for score, _, key, page in ranked]
+
+
+def with_page_prior(
+    hits: Sequence[tuple[K, str, float]], page_scores: Mapping[str, float], weight: float
+) -> list[tuple[K, str, float]]:
+    """Each hit's score plus ``weight`` times its page's score min-max normalised over the pages listed (the best
+    page gains ``weight``, the worst nothing; a page without a score gains nothing). The page score the search uses
+    is the query's cosine similarity to the page vector, the mean of the page's chunk embeddings: a page about the
+    question as a whole beats one with a single chunk that happens to share its words."""
+    if not page_scores or weight <= 0.0:
+        return list(hits)
+    lo, hi = min(page_scores.values()), max(page_scores.values())
+    span = hi - lo
+    prior = {page: weight * ((score - lo) / span if span > 1e-12 else 1.0) for page, score in page_scores.items()}
+    return [(key, page, score + prior.get(page, 0.0)) for key, page, score in hits]
 
 
 def rrf(rankings: Sequence[Sequence[K]], weights: Sequence[float], k: int = 60) -> dict[K, float]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 import aiohttp
 import orjson
@@ -21,12 +22,13 @@ from backend.auth.principal import Principal
 from backend.errors import BadRequest, LisaError, UpstreamError
 from backend.net.egress import EgressGuard, EgressRefused
 from backend.rag.embedder import Embedder
-from backend.rag.ranking import PageFusion, diversify, fuse_pages
+from backend.rag.ranking import PageFusion, diversify, fuse_pages, with_page_prior
 from backend.rag.repositories import RepositoryService, collection_ref
-from backend.rag.schemas import SearchHit, SearchResult
-from backend.rag.vectorstores import Hit, SearchQuery
+from backend.rag.schemas import CollectionPublic, SearchHit, SearchResult
+from backend.rag.vectorstores import Hit, SearchQuery, VectorStore
 
 log = logging.getLogger("lisa.rag")
+T = TypeVar("T")
 MAX_QUERY_CHARS = 4000
 PAGE_POOL_FACTOR = 3  # chunks fetched per chunk asked for when ranking by page
 
@@ -154,7 +156,12 @@ class SearchService:
             hits = [hits[i] for i in order]
             rerank_scores = [scores[i] for i in order]
         if params.pages:
-            hits, rerank_scores = self._by_page(hits, rerank_scores, reranked=rerank)
+            page_scores = (
+                await self._page_scores(store, visible, vectors, hits)
+                if not rerank and self.page_fusion.page_vector > 0 and weight < 1.0
+                else {}
+            )
+            hits, rerank_scores = self._by_page(hits, rerank_scores, page_scores, reranked=rerank)
         t3 = time.perf_counter()
         results: list[SearchHit] = []
         for hit, rerank_score in zip(hits, rerank_scores, strict=True):
@@ -176,13 +183,44 @@ class SearchService:
             },
         )
 
+    async def _page_scores(
+        self, store: VectorStore, visible: list[CollectionPublic], vectors: dict[str, list[float]], hits: list[Hit]
+    ) -> dict[str, float]:
+        """Each candidate page's similarity to the query (its page vector's cosine), the best over the collections
+        that hold it."""
+        wanted: dict[str, dict[str, str]] = {}  # collection -> document id -> page
+        for hit in hits:
+            document_id = hit.metadata.get("document_id")
+            if document_id:
+                wanted.setdefault(str(hit.metadata.get("collection") or ""), {})[str(document_id)] = page_key(hit)
+        asked = [c for c in visible if wanted.get(c.id)]
+        found = await _guarded(
+            *(store.page_similarity(collection_ref(c), vectors[c.embedding_model], list(wanted[c.id])) for c in asked)
+        )
+        scores: dict[str, float] = {}
+        for collection, similarities in zip(asked, found, strict=True):
+            for document_id, similarity in similarities.items():
+                page = wanted[collection.id].get(document_id)
+                if page is not None:
+                    scores[page] = max(similarity, scores.get(page, similarity))
+        return scores
+
     def _by_page(
-        self, hits: list[Hit], rerank_scores: list[float | None], *, reranked: bool
+        self,
+        hits: list[Hit],
+        rerank_scores: list[float | None],
+        page_scores: dict[str, float],
+        *,
+        reranked: bool,
     ) -> tuple[list[Hit], list[float | None]]:
-        """Page-level order: fused page scores (not after a reranker, whose scores are its own: there only the cap),
-        then at most ``per_page`` chunks of a page. A page is its source (the same file in two collections is one)."""
+        """Page-level order: fused page scores, with the page-vector prior when ``page_scores`` has any (not after a
+        reranker, whose scores are its own: there only the cap), then at most ``per_page`` chunks of a page. A page
+        is its source (the same file in two collections is one)."""
         keyed = [(i, page_key(h), h.score) for i, h in enumerate(hits)]
-        order = diversify(keyed, self.page_fusion.per_page) if reranked else fuse_pages(keyed, self.page_fusion)
+        if reranked:
+            order = diversify(keyed, self.page_fusion.per_page)
+        else:
+            order = fuse_pages(with_page_prior(keyed, page_scores, self.page_fusion.page_vector), self.page_fusion)
         out = [Hit(hits[i].id, hits[i].text, score, hits[i].metadata, hits[i].similarity) for i, _, score in order]
         return out, [rerank_scores[i] for i, _, _ in order]
 
@@ -193,7 +231,7 @@ class SearchService:
         return vector
 
 
-async def _guarded(*searches: Any) -> list[list[Hit]]:
+async def _guarded(*searches: Awaitable[T]) -> list[T]:
     """Store failures (an unreachable domain, a missing k-NN plugin) reach the caller as 502 with the reason."""
     try:
         return list(await asyncio.gather(*searches))

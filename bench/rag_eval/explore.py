@@ -45,6 +45,7 @@ class Chunk:
     id: str
     page: str
     title: str
+    part: int = 0
 
 
 @dataclass
@@ -72,12 +73,17 @@ async def load(pgdata: Path, collection: str, questions: dict[str, list[Question
         )
         rows = await conn.fetch(
             f"SELECT langchain_id::text AS id, source, embedding::text AS e, langchain_metadata::jsonb->>'title' "
-            f'AS title FROM "{table}"'
+            f"AS title, langchain_metadata::jsonb->>'part' AS part FROM \"{table}\""
         )
-        chunks = [Chunk(r["id"], page_of(r["source"]), r["title"] or "") for r in rows]
+        chunks = [Chunk(r["id"], page_of(r["source"]), r["title"] or "", int(r["part"] or 0)) for r in rows]
         matrix = np.array([json.loads(r["e"]) for r in rows], dtype=np.float32)
         sparse: dict[str, dict[str, list[Scored]]] = {}
+        page_text: dict[str, dict[str, float]] = {}
         by_id = {c.id: c for c in chunks}
+        await conn.execute(
+            "CREATE TEMP TABLE page_tsv AS SELECT source, to_tsvector('english', string_agg(content, ' ' ORDER BY "
+            f'part)) AS tsv FROM "{table}" GROUP BY source'
+        )
         for name, qs in questions.items():
             for q in qs:
                 ranks = ", ".join(f"{expr} AS {key}" for key, expr in RANKS.items())
@@ -88,6 +94,12 @@ async def load(pgdata: Path, collection: str, questions: dict[str, list[Question
                     f'AS title FROM "{table}") t, tsq WHERE content_tsv @@ q',
                     q.question,
                 )
+                found_pages = await conn.fetch(
+                    "WITH tsq AS (SELECT NULLIF(replace(plainto_tsquery('english', $1)::text, ' & ', ' | '), '')"
+                    "::tsquery AS q) SELECT source, ts_rank(tsv, q, 1) AS r FROM page_tsv, tsq WHERE tsv @@ q",
+                    q.question,
+                )
+                page_text[f"{name}:{q.line}"] = {page_of(r["source"]): float(r["r"]) for r in found_pages}
                 sparse[f"{name}:{q.line}"] = {
                     key: sorted(
                         (Scored(r["id"], by_id[r["id"]].page, float(r[key])) for r in found),
@@ -100,7 +112,7 @@ async def load(pgdata: Path, collection: str, questions: dict[str, list[Question
     finally:
         proc.terminate()
         proc.wait(30)
-    return {"chunks": chunks, "matrix": matrix, "sparse": sparse}
+    return {"chunks": chunks, "matrix": matrix, "sparse": sparse, "page_text": page_text}
 
 
 def embed(texts: list[str]) -> np.ndarray:
@@ -151,16 +163,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = asyncio.run(load(args.data_dir / "lisa" / "pgdata", args.collection, questions))
     chunks: list[Chunk] = data["chunks"]
     matrix: np.ndarray = data["matrix"]
+    pages = sorted({c.page for c in chunks})
+    page_index = {p: i for i, p in enumerate(pages)}
+    centroid = np.zeros((len(pages), matrix.shape[1]), dtype=np.float32)
+    first = np.zeros_like(centroid)
+    first_part = dict.fromkeys(pages, 1 << 30)
+    for i, c in enumerate(chunks):
+        centroid[page_index[c.page]] += matrix[i]
+        if c.part < first_part[c.page]:
+            first_part[c.page] = c.part
+            first[page_index[c.page]] = matrix[i]
+    centroid /= np.linalg.norm(centroid, axis=1, keepdims=True)
     for set_name, qs in questions.items():
         vectors = embed([q.question for q in qs])
         sims = vectors @ matrix.T
+        page_sims = {"centroid": vectors @ centroid.T, "first": vectors @ first.T}
         results: dict[str, list[int | None]] = {}
         for qi, q in enumerate(qs):
             order = np.argsort(-sims[qi])
             dense_all = [Scored(chunks[i].id, chunks[i].page, float(sims[qi][i])) for i in order[:400]]
             sp = data["sparse"][f"{set_name}:{q.line}"]
             page_of_id = {c.id: c.page for c in chunks}
-            for name, ranked in variants(dense_all, sp, page_of_id).items():
+            psim = {kind: {p: float(m[qi][page_index[p]]) for p in pages} for kind, m in page_sims.items()}
+            psim["page text"] = {p: data["page_text"][f"{set_name}:{q.line}"].get(p, 0.0) for p in pages}
+            for name, ranked in variants(dense_all, sp, page_of_id, psim).items():
                 results.setdefault(name, []).append(rank_of(q.source, [s.page for s in ranked[:10]]))
         print(f"\n## {args.corpus} {set_name} ({len(qs)} questions)")
         print("| variant | hit@1 | hit@10 | MRR |\n|---|---:|---:|---:|")
@@ -171,7 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def variants(
-    dense_all: list[Scored], sp: dict[str, list[Scored]], page_of_id: dict[str, str]
+    dense_all: list[Scored],
+    sp: dict[str, list[Scored]],
+    page_of_id: dict[str, str],
+    page_sim: dict[str, dict[str, float]],
 ) -> dict[str, list[Scored]]:
     """Today's search (blend 0.3, 40 a side, top 10), its halves, and the variants measured against it. The server's
     page ranking fetches 3 x top_k fused chunks (30), its stores fusing 4 x that a side (120)."""
@@ -202,6 +231,33 @@ def variants(
                             out[f"{tag}, pages decay {decay} support {support} cap 3"] = by_page(
                                 fused[:30], decay, support
                             )
+    fused = ordered(blend(dense_all[:120], sp["body"][:120], 0.3))[:30]
+    for kind, sims in page_sim.items():
+        for gamma in (0.1, 0.2, 0.3, 0.5, 1.0):
+            prior = minmax([Scored(p, p, sims[p]) for p in {s.page for s in fused}], gamma)
+            boosted = sorted(
+                (Scored(s.id, s.page, s.score + prior[s.page]) for s in fused), key=lambda s: s.score, reverse=True
+            )
+            out[f"blend 0.3, page vector {kind} {gamma}, pages decay 0.1 support 1 cap 3"] = by_page(boosted, 0.1, 1)
+            raw = sorted(
+                (Scored(s.id, s.page, s.score + gamma * sims[s.page]) for s in fused),
+                key=lambda s: s.score,
+                reverse=True,
+            )
+            out[f"blend 0.3, page vector {kind} raw {gamma}, pages decay 0.1 support 1 cap 3"] = by_page(raw, 0.1, 1)
+    for text_weight in (0.1, 0.2, 0.3):
+        for gamma in (0.0, 0.3, 0.5):
+            present = {s.page for s in fused}
+            prior = minmax([Scored(p, p, page_sim["centroid"][p]) for p in present], gamma)
+            lexical = minmax([Scored(p, p, page_sim["page text"][p]) for p in present], text_weight)
+            boosted = sorted(
+                (Scored(s.id, s.page, s.score + prior[s.page] + lexical[s.page]) for s in fused),
+                key=lambda s: s.score,
+                reverse=True,
+            )
+            out[f"blend 0.3, page vector centroid {gamma} + page text {text_weight}, pages decay 0.1"] = by_page(
+                boosted, 0.1, 1
+            )
     for pool in (40, 120):
         for k in (20, 60):
             for dense_weight in (0.7, 0.5):

@@ -104,6 +104,14 @@ class VectorStore(ABC):
         """The best ``top_k`` chunks, best first."""
 
     @abstractmethod
+    async def page_similarity(
+        self, ref: CollectionRef, vector: Sequence[float], document_ids: Sequence[str]
+    ) -> dict[str, float]:
+        """Cosine similarity of ``vector`` to each listed document's page vector, the mean of its chunks' embeddings
+        in this collection (a document with no chunks here is left out). Page ranking uses it as a page-level
+        prior (backend/rag/ranking.py)."""
+
+    @abstractmethod
     async def close(self) -> None:
         """Release connections."""
 

@@ -7,6 +7,7 @@ their shape can be tested without a server. See ``docs/rag-opensearch.md`` for c
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 AUTH_MODES = ("none", "basic", "aws_sigv4")
 ENGINES = ("lucene", "faiss")
 MAX_TOP_K = 2500  # a hybrid search fetches 4 * top_k per side; OpenSearch returns at most 10,000 hits
+PAGE_VECTOR_CHUNKS = 10_000  # chunks read back for page vectors: OpenSearch's default result window
 BULK_BATCH = 200  # chunks per bulk request: bounded request size even for large embeddings
 _PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 _STORED = (*CHUNK_FIELDS, "text", "embedding", "metadata")
@@ -104,6 +106,13 @@ def search_body(query: dict[str, Any], size: int) -> dict[str, Any]:
 def cosine_from_knn_score(score: float) -> float:
     """OpenSearch scores ``cosinesimil`` as ``(1 + cos) / 2`` (lucene and faiss alike); Hit.score is ``cos``."""
     return 2.0 * score - 1.0
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cosine similarity; 0 when either vector is zero."""
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norms = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norms if norms > 0 else 0.0
 
 
 def chunk_document(chunk: ChunkRecord, document_id: str) -> dict[str, Any]:
@@ -359,6 +368,36 @@ class OpenSearchStore(VectorStore):
         dense = await self._knn(ref, query, size)
         sparse = await self._match(ref, query, size)
         return fuse(dense, sparse, weight, query.top_k)
+
+    async def page_similarity(
+        self, ref: CollectionRef, vector: Sequence[float], document_ids: Sequence[str]
+    ) -> dict[str, float]:
+        """The documents' chunk embeddings are read back (at most ``PAGE_VECTOR_CHUNKS`` chunks in all) and averaged
+        here: OpenSearch has no mean of a ``knn_vector`` field."""
+        ids = list(dict.fromkeys(document_ids))
+        if not ids:
+            return {}
+        if len(vector) != ref.dimensions:
+            raise ValueError(f"query vector has {len(vector)} dimensions, not {ref.dimensions}")
+        body = {
+            "size": PAGE_VECTOR_CHUNKS,
+            "query": {"bool": {"filter": [{"terms": {"document_id": ids}}]}},
+            "_source": {"includes": ["document_id", "embedding"]},
+        }
+        try:
+            result = await self._client.search(index=self.index(ref), body=body)
+        except NotFoundError:
+            return {}
+        sums: dict[str, list[float]] = {}
+        for raw in result["hits"]["hits"]:
+            source = raw.get("_source") or {}
+            embedding = source.get("embedding")
+            if not isinstance(embedding, list) or len(embedding) != ref.dimensions:
+                continue
+            total = sums.setdefault(str(source.get("document_id")), [0.0] * ref.dimensions)
+            for i, value in enumerate(embedding):
+                total[i] += float(value)
+        return {doc: cosine(vector, total) for doc, total in sums.items()}
 
     async def close(self) -> None:
         await self._client.close()

@@ -124,6 +124,23 @@ class PgVectorStore(VectorStore):
             return sparse[: query.top_k]
         return fuse(dense, sparse, weight, query.top_k)
 
+    async def page_similarity(
+        self, ref: CollectionRef, vector: Sequence[float], document_ids: Sequence[str]
+    ) -> dict[str, float]:
+        if not document_ids or not await self._exists(ref):
+            return {}
+        if len(vector) != ref.dimensions:
+            raise ValueError(f"query vector has {len(vector)} dimensions, not {ref.dimensions}")
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.text(
+                    "SELECT document_id, 1 - (avg(embedding) <=> CAST(:v AS vector)) AS similarity "
+                    f'FROM "{table_name(ref)}" WHERE document_id = ANY(CAST(:d AS text[])) GROUP BY document_id'
+                ),
+                {"v": vector_literal(list(vector)), "d": list(dict.fromkeys(document_ids))},
+            )
+            return {str(r.document_id): float(r.similarity) for r in rows if r.similarity is not None}
+
     async def close(self) -> None:
         if self._owns_engine:
             await self.engine.dispose()

@@ -143,6 +143,23 @@ async def test_replace_document_then_count(store: OpenSearchStore, ref: Collecti
     assert await stored_ids(store, ref) == sorted([c.id for c in chunks] + [chunk("d2", 0, "other").id])
 
 
+async def test_page_similarity_is_the_cosine_to_the_mean_of_a_documents_chunks(
+    store: OpenSearchStore, ref: CollectionRef
+) -> None:
+    await store.ensure_collection(ref)
+    await store.replace_document(ref, "d1", [chunk("d1", i, f"text {i}") for i in range(2)])  # axes 0 and 1
+    await store.replace_document(ref, "d2", [chunk("d2", 2, "other")])  # axis 2
+    await store.replace_document(ref, "d3", [chunk("d3", 0, "not asked for")])
+    sims = await store.page_similarity(ref, [1.0, 0.0, 0.0, 0.0], ["d1", "d2", "missing"])
+    # d1's mean is (0.5, 0.5, 0, 0): cosine 1/sqrt(2); d2 is orthogonal; a document not asked for or not stored
+    # is left out
+    assert sims.keys() == {"d1", "d2"}
+    assert sims["d1"] == pytest.approx(0.5**0.5) and sims["d2"] == pytest.approx(0.0)
+    assert await store.page_similarity(ref, [1.0, 0.0, 0.0, 0.0], []) == {}
+    with pytest.raises(ValueError, match="dimensions"):
+        await store.page_similarity(ref, [1.0, 0.0], ["d1"])
+
+
 async def test_replace_with_fewer_chunks_removes_the_old_ones(store: OpenSearchStore, ref: CollectionRef) -> None:
     await store.ensure_collection(ref)
     await store.replace_document(ref, "d1", [chunk("d1", i, f"first version {i}") for i in range(3)])

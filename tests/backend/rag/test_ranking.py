@@ -1,8 +1,10 @@
-"""Page-level ranking through the running server: several strong chunks raise their page, a page's chunks are
-capped so the top k shows more pages, and ``pages=false`` gives the chunk ranking alone (docs/rag-quality.md)."""
+"""Page-level ranking through the running server: a page near the question as a whole (its page vector) and a page
+with several strong chunks rise, a page's chunks are capped so the top k shows more pages, and ``pages=false`` gives
+the chunk ranking alone (docs/rag-quality.md)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import httpx
@@ -12,7 +14,8 @@ from tests.backend.rag.helpers import fresh_repository, ingest, search
 
 REPO = "rag-ranking"
 CHUNKING = '{"strategy": "fixed", "size": 220, "overlap": 0}'
-DECAY, PER_PAGE, SUPPORT = 0.1, 3, 1  # the server's defaults (backend/config.py, backend/rag/ranking.py)
+# The server's defaults (backend/config.py, backend/rag/ranking.py).
+DECAY, PER_PAGE, SUPPORT, PAGE_VECTOR = 0.1, 3, 1, 0.3
 QUERY = "How do I rotate the TLS certificate of the load balancer?"
 # One page whose many chunks are all about the question, one with a single close chunk, and unrelated pages.
 MANUAL = " ".join(
@@ -56,19 +59,57 @@ def chunks(admin: httpx.Client, repo: str, **params: Any) -> list[dict[str, Any]
     return search(admin, repo, QUERY, **{"hybrid_weight": 0, "top_k": 20, **params})
 
 
+def embed(admin: httpx.Client, texts: list[str]) -> list[list[float]]:
+    resp = admin.post("/v1/embeddings", json={"model": "minilm-l6-v2", "input": texts})
+    assert resp.status_code == 200, resp.text
+    return [item["embedding"] for item in sorted(resp.json()["data"], key=lambda d: d["index"])]
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+
+def page_gains(admin: httpx.Client, every_chunk: list[dict[str, Any]]) -> dict[str, float]:
+    """What the page-vector prior should add to each page's chunks, computed here from the same model: the
+    query's cosine to the mean of the page's chunk embeddings, min-max normalised over the pages, times the weight."""
+    [query] = embed(admin, [QUERY])
+    vectors = embed(admin, [h["text"] for h in every_chunk])
+    pages: dict[str, list[list[float]]] = {}
+    for hit, vector in zip(every_chunk, vectors, strict=True):
+        pages.setdefault(hit["name"], []).append(vector)
+    sims = {name: cosine(query, [sum(col) / len(vs) for col in zip(*vs, strict=True)]) for name, vs in pages.items()}
+    lo, hi = min(sims.values()), max(sims.values())
+    return {name: PAGE_VECTOR * (sim - lo) / (hi - lo) for name, sim in sims.items()}
+
+
 def test_a_page_ranks_by_its_best_chunk_plus_a_decayed_share_of_its_next_ones(admin: httpx.Client, repo: str) -> None:
     alone = chunks(admin, repo, pages="false")
+    # every chunk came back (fewer than asked for): all are candidates, and page_gains sees each page whole
+    assert len(alone) < 20 and {h["name"] for h in alone} == {"manual.txt", "note.txt", *OTHERS}
+    gains = page_gains(admin, alone)
     manual = [h for h in alone if h["name"] == "manual.txt"]
     assert len(manual) >= 4  # the page really has several matching chunks, scored alone by cosine similarity
     by_page = chunks(admin, repo)
     head = next(h for h in by_page if h["name"] == "manual.txt")
-    scores = sorted((h["score"] for h in manual), reverse=True)
-    assert head["score"] == pytest.approx(scores[0] + DECAY * sum(scores[1 : 1 + SUPPORT]), abs=1e-6)
+    scores = sorted((h["score"] + gains["manual.txt"] for h in manual), reverse=True)
+    assert head["score"] == pytest.approx(scores[0] + DECAY * sum(scores[1 : 1 + SUPPORT]), abs=1e-3)
     note = [h for h in by_page if h["name"] == "note.txt"]
-    assert note[0]["score"] == pytest.approx(next(h["score"] for h in alone if h["name"] == "note.txt"), abs=1e-6)
+    alone_note = next(h["score"] for h in alone if h["name"] == "note.txt")
+    assert note[0]["score"] == pytest.approx(alone_note + gains["note.txt"], abs=1e-3)
     # Ranked alone, the single close chunk comes first; ranked by page, the page with several strong chunks does.
     assert alone[0]["name"] == "note.txt", [(h["name"], h["score"]) for h in alone]
     assert by_page[0]["name"] == "manual.txt", [(h["name"], h["score"]) for h in by_page]
+
+
+def test_the_page_nearest_the_question_as_a_whole_gains_most(admin: httpx.Client, repo: str) -> None:
+    alone = {h["name"]: h["score"] for h in chunks(admin, repo, pages="false") if h["name"] != "manual.txt"}
+    gains = page_gains(admin, chunks(admin, repo, pages="false"))
+    by_page = {h["name"]: h["score"] for h in chunks(admin, repo) if h["name"] != "manual.txt"}
+    # single-chunk pages: each gains exactly its prior; the best page gains the whole weight, the worst nothing
+    for name, score in by_page.items():
+        assert score == pytest.approx(alone[name] + gains[name], abs=1e-3), name
+    assert max(gains.values()) == pytest.approx(PAGE_VECTOR) and min(gains.values()) == 0.0
+    assert max(by_page[n] - alone[n] for n in by_page) > 0.05  # a prior that changed nothing would fail here
 
 
 def test_results_hold_at_most_three_chunks_of_a_page(admin: httpx.Client, repo: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.rag.ranking import PageFusion, diversify, fuse_pages, rrf
+from backend.rag.ranking import PageFusion, diversify, fuse_pages, rrf, with_page_prior
 
 
 def test_a_second_strong_chunk_lifts_its_page_past_a_single_better_chunk() -> None:
@@ -30,6 +30,17 @@ def test_negative_scores_count_as_zero_and_ties_keep_the_input_order() -> None:
     assert [k for k, _, _ in ranked] == ["x", "y", "z"]
 
 
+def test_the_page_prior_lifts_the_page_nearest_the_question_as_a_whole() -> None:
+    hits = [("a1", "lucky", 0.80), ("b1", "about", 0.75), ("c1", "other", 0.5), ("d1", "unscored", 0.4)]
+    pages = {"lucky": 0.30, "about": 0.60, "other": 0.45}
+    primed = with_page_prior(hits, pages, 0.3)
+    # min-max over the pages: about gains the whole weight, lucky nothing, other half; unscored nothing
+    assert [s for _, _, s in primed] == pytest.approx([0.80, 1.05, 0.65, 0.40])
+    assert [k for k, _, _ in fuse_pages(primed, PageFusion())] == ["b1", "a1", "c1", "d1"]
+    assert with_page_prior(hits, pages, 0.0) == hits and with_page_prior(hits, {}, 0.3) == hits
+    assert with_page_prior(hits, {"lucky": 0.5}, 0.3)[0][2] == pytest.approx(1.10)  # one page scored: it gains all
+
+
 def test_rrf_and_diversify() -> None:
     scores = rrf([["a", "b"], ["b", "c"]], [0.7, 0.3], k=10)
     assert scores["a"] == pytest.approx(0.7 / 11) and scores["b"] == pytest.approx(0.7 / 12 + 0.3 / 11)
@@ -38,7 +49,9 @@ def test_rrf_and_diversify() -> None:
     assert diversify(hits, 0) == hits
 
 
-@pytest.mark.parametrize("bad", [{"decay": 1.5}, {"decay": -0.1}, {"per_page": -1}, {"support": -1}])
+@pytest.mark.parametrize(
+    "bad", [{"decay": 1.5}, {"decay": -0.1}, {"per_page": -1}, {"support": -1}, {"page_vector": -0.1}]
+)
 def test_bad_settings_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         PageFusion(**bad)  # type: ignore[arg-type]
