@@ -218,20 +218,22 @@ def chunk_sections(sections: list[Section], chunking: Chunking, metadata: dict[s
     is about, to the embedding, to full-text search and to the model reading it. For fixed and token chunking the
     line counts against the chunk size (a title longer than a quarter of it is left out); markdown chunks, which
     carry their header trail the same way, are not shortened for it, and record that trail as ``section`` (what an
-    answer citing the chunk shows).
+    answer citing the chunk shows). A section whose loader recorded ``headings`` (HTML's h1-h4) gives each chunk the
+    trail of headings in force where the chunk starts as its ``section``; the chunk's text is not changed by it.
     """
     chunks: list[Chunk] = []
     for section in sections:
+        extra = {k: v for k, v in section.metadata.items() if k != "headings"}
         title = " ".join(str(section.metadata.get("title") or "").split())
         strategy = _making_room(chunking, title) if title else None
         split = strategy or chunking
         pairs = (
             split.split_sections(section.text)
             if isinstance(split, MarkdownChunking)
-            else [("", piece) for piece in split.split(section.text)]
+            else _with_trails(section, split.split(section.text))
         )
         for trail, piece in pairs:
-            meta = {**metadata, **section.metadata, "part": len(chunks) + 1}
+            meta = {**metadata, **extra, "part": len(chunks) + 1}
             if trail:
                 meta["section"] = trail
             if section.page is not None:
@@ -239,6 +241,29 @@ def chunk_sections(sections: list[Section], chunking: Chunking, metadata: dict[s
             text = piece if strategy is None or _starts_with(piece, title) else f"{title}\n{piece}"
             chunks.append(Chunk(text, meta))
     return chunks
+
+
+def _with_trails(section: Section, pieces: list[str]) -> list[tuple[str, str]]:
+    """(heading trail, piece) pairs: each piece's trail is the headings in force where it starts (a loader's
+    ``headings``: [offset, level, text], in text order), "" without headings. Pieces are the text's own, in order,
+    so each is found after the previous one's start."""
+    marks = section.metadata.get("headings") or []
+    if not marks:
+        return [("", piece) for piece in pieces]
+    out: list[tuple[str, str]] = []
+    cursor, next_mark = 0, 0
+    trail: list[tuple[int, str]] = []
+    for piece in pieces:
+        core = piece.strip()[:64]
+        found = section.text.find(core, cursor) if core else -1
+        start = found if found != -1 else cursor
+        cursor = start + 1
+        while next_mark < len(marks) and int(marks[next_mark][0]) <= start:
+            _, level, heading = marks[next_mark]
+            trail = [(lvl, t) for lvl, t in trail if lvl < int(level)] + [(int(level), str(heading))]
+            next_mark += 1
+        out.append((" > ".join(t for _, t in trail), piece))
+    return out
 
 
 def _starts_with(piece: str, title: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from typing import Any
 
 from bs4 import BeautifulSoup, NavigableString, Tag, XMLParsedAsHTMLWarning
 
@@ -26,6 +27,10 @@ BLOCK_TAGS = [
 ]  # fmt: skip
 CELL_TAGS = ["td", "th"]
 SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")
+# Headings recorded for the chunks' heading trail (ingestion/chunkers.py): h1 to h4, each marked in the text by a
+# private-use character (U+E001 to U+E004) while the text is assembled; the marks never reach the output.
+HEADING_TAGS = ["h1", "h2", "h3", "h4"]
+HEADING_MARKS = {chr(0xE000 + level): level for level in range(1, 5)}
 
 
 def decode(data: bytes, name: str) -> str:
@@ -50,7 +55,9 @@ def load_text(data: bytes, name: str) -> list[Section]:
 
 def load_html(data: bytes, name: str) -> list[Section]:
     """The page's readable text, one line per block element (a paragraph, list item, heading, table row with its
-    cells joined by `` | ``), without scripts, styles or navigation chrome; ``<title>`` goes into the metadata."""
+    cells joined by `` | ``), without scripts, styles or navigation chrome; ``<title>`` goes into the metadata, and
+    so do the ``h1``-``h4`` headings (``headings``: [offset of the heading's line in the text, level, text]), from
+    which the chunker gives each chunk its heading trail."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML pages parse fine as HTML
         soup = BeautifulSoup(data, "lxml")
@@ -72,9 +79,34 @@ def load_html(data: bytes, name: str) -> list[Section]:
     for tag in body.find_all(CELL_TAGS):
         if tag.find_previous_sibling(CELL_TAGS) is not None:
             tag.insert_before(" | ")
-    lines = (SPACES.sub(" ", line).strip() for line in body.get_text().splitlines())
-    text = "\n".join(line for line in lines if line)
-    return [Section(text, metadata={"title": title} if title else {})]
+    for string in body.find_all(string=_has_mark):  # a page's own U+E001-U+E004 are dropped: the marks are ours
+        string.replace_with(string.translate(_NO_MARKS))
+    for tag in body.find_all(HEADING_TAGS):
+        tag.insert(0, chr(0xE000 + int(tag.name[1])))
+    kept: list[str] = []
+    headings: list[list[int | str]] = []  # [offset in the text, level, heading text]
+    offset = 0
+    for raw in body.get_text().splitlines():
+        line = SPACES.sub(" ", raw).strip()
+        level = HEADING_MARKS.get(line[:1])
+        line = line.translate(_NO_MARKS).strip()
+        if not line:
+            continue
+        if level is not None:
+            headings.append([offset, level, line])
+        kept.append(line)
+        offset += len(line) + 1
+    metadata: dict[str, Any] = {"title": title} if title else {}
+    if headings:
+        metadata["headings"] = headings
+    return [Section("\n".join(kept), metadata=metadata)]
+
+
+_NO_MARKS = dict.fromkeys(map(ord, HEADING_MARKS))
+
+
+def _has_mark(string: str | None) -> bool:
+    return bool(string) and any(mark in string for mark in HEADING_MARKS)  # type: ignore[operator]
 
 
 def _is_chrome(tag: Tag) -> bool:

@@ -103,3 +103,43 @@ def test_token_chunks_with_a_title_stay_within_their_token_size() -> None:
     assert len(chunks) > 3
     assert all(c.text.startswith("Numeric Types\n") for c in chunks)
     assert all(len(enc.encode_ordinary(c.text)) <= 64 for c in chunks)
+
+
+HTML_MANUAL = (
+    b"<html><head><title>Index Types</title></head><body><h1>Index Types</h1><p>"
+    + b"PostgreSQL provides several index types. " * 20
+    + b"</p><h2>B-Tree</h2><p>"
+    + b"B-trees can handle equality and range queries on data that can be sorted. " * 20
+    + b"</p><h3>Deduplication</h3><p>"
+    + b"Duplicates are stored once per leaf page. " * 20
+    + b"</p><h2>Hash</h2><p>"
+    + b"Hash indexes store a 32-bit hash code of the indexed value. " * 20
+    + b"</p></body></html>"
+)
+
+
+def test_html_chunks_carry_their_heading_trail_as_section() -> None:
+    from ingestion.loaders.text import load_html
+
+    chunks = chunk_sections(load_html(HTML_MANUAL, "indexes.html"), TokenChunking(64, 8), {"source": "s"})
+    trails = [c.metadata.get("section") for c in chunks]
+    assert trails[0] == "Index Types"
+    assert "Index Types > B-Tree" in trails and "Index Types > B-Tree > Deduplication" in trails
+    assert trails[-1] == "Index Types > Hash"  # a level-2 heading closes the level-3 one before it
+    assert trails == sorted(trails, key=trails.index)  # in text order, each trail once contiguous
+    for chunk in chunks:
+        assert "headings" not in chunk.metadata  # the loader's offsets stay out of the stored metadata
+        # the text (stored, embedded, full-text indexed) is unchanged: title line, then the chunk's own; the trail
+        # as embedding context ranked worse on both manuals (docs/rag-quality.md)
+        assert chunk.text.startswith("Index Types\n") and "B-Tree >" not in chunk.text
+    deduplication = next(c for c in chunks if c.metadata["section"].endswith("Deduplication"))
+    assert "Duplicates are stored once" in deduplication.text
+
+
+def test_a_pages_own_private_use_characters_make_no_heading() -> None:
+    from ingestion.loaders.text import load_html
+
+    page = '<html><head><meta charset="utf-8"></head><body><h2>Real</h2><p>\ue001 not a heading</p><pre>\ue003also not</pre></body></html>'
+    [section] = load_html(page.encode(), "p.html")
+    assert section.metadata["headings"] == [[0, 2, "Real"]]
+    assert section.text == "Real\nnot a heading\nalso not"

@@ -97,7 +97,7 @@ def test_xml_entity_expansion_is_refused() -> None:
 def test_text_formats() -> None:
     html = b"<html><head><title>T</title><script>var x=1</script></head><body><h1>Hello</h1><p>World</p></body></html>"
     (page,) = load("page.html", html)
-    assert page.text == "Hello\nWorld" and page.metadata == {"title": "T"}
+    assert page.text == "Hello\nWorld" and page.metadata == {"title": "T", "headings": [[0, 1, "Hello"]]}
     assert load("a.csv", b"name,port\npg,5432\n")[0].text == "name: pg, port: 5432"
     assert '"port": 5432' in load("a.json", b'{"port": 5432}')[0].text
     assert "port: 5432" in load("a.yaml", b"port: 5432\n")[0].text
@@ -129,7 +129,7 @@ XHTML_PAGE = b"""<?xml version="1.0" encoding="UTF-8" standalone="no"?>
 
 def test_html_text_keeps_paragraphs_whole_and_drops_navigation_chrome(recwarn: pytest.WarningsRecorder) -> None:
     (page,) = load("functions-string.html", XHTML_PAGE)
-    assert page.metadata == {"title": "9.4. String Functions"}
+    assert page.metadata == {"title": "9.4. String Functions", "headings": [[0, 1, "9.4. String Functions"]]}
     assert page.text.splitlines() == [
         "9.4. String Functions",
         "The function upper converts a string to upper case; see Table 9.9.",

@@ -194,3 +194,37 @@ def test_sources_cite_title_section_passage_and_a_link_to_the_original(
     [cited] = (plain.model_extra or {})["sources"]
     assert cited["title"] == "oncall.txt" and cited["section"] is None and cited["passage"] == FACT.decode()
     admin.delete("/api/repositories/rag-cite")
+
+
+HTML_RUNBOOK = (
+    b"<html><head><meta charset='utf-8'><title>Storage runbook</title></head><body>"
+    b"<h1>Storage runbook</h1><p>How the storage team keeps the cluster healthy.</p>"
+    b"<h2>Backups</h2><p>Snapshots are taken nightly and kept for thirty days.</p>"
+    b"<h2>Failover</h2><h3>Promoting a replica</h3>"
+    b"<p>To promote the standby, run the promote command on the replica and repoint the writers.</p>"
+    b"</body></html>"
+)
+
+
+def test_an_html_pages_sources_cite_its_heading_trail(admin: httpx.Client, client: openai.OpenAI) -> None:
+    """HTML headings (h1-h4) give each chunk its section (the trail where the chunk starts), cited like a markdown
+    heading trail."""
+    fresh_repository(admin, "rag-cite-html")
+    job = ingest(
+        admin,
+        "rag-cite-html",
+        {"runbook.html": HTML_RUNBOOK},
+        chunking='{"strategy": "tokens", "size": 24, "overlap": 2}',
+    )
+    assert job["status"] == "completed", job
+    answer = client.chat.completions.create(
+        model="gemma3-270m",
+        messages=[{"role": "user", "content": "How do I promote the standby replica?"}],
+        max_completion_tokens=4,
+        extra_body={"rag": {"repositories": ["rag-cite-html"], "top_k": 1}},
+    )
+    [source] = (answer.model_extra or {})["sources"]
+    assert source["title"] == "Storage runbook"
+    assert source["section"] == "Storage runbook > Failover > Promoting a replica"
+    assert "run the promote command" in source["text"]
+    assert "Failover" not in source["text"]  # the trail is cited, not written into the chunk's text
