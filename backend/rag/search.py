@@ -155,6 +155,7 @@ class SearchService:
             order = sorted(range(len(hits)), key=lambda i: scores[i], reverse=True)
             hits = [hits[i] for i in order]
             rerank_scores = [scores[i] for i in order]
+        t_reranked = time.perf_counter()
         if params.pages:
             page_scores = (
                 await self._page_scores(store, visible, vectors, hits)
@@ -178,7 +179,8 @@ class SearchService:
             timings_ms={
                 "embed": round((t1 - t0) * 1000, 2),
                 "search": round((t2 - t1) * 1000, 2),
-                "rerank": round((t3 - t2) * 1000, 2),
+                "rerank": round((t_reranked - t2) * 1000, 2),
+                "pages": round((t3 - t_reranked) * 1000, 2),
                 "total": round((time.perf_counter() - started) * 1000, 2),
             },
         )

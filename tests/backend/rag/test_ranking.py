@@ -110,6 +110,8 @@ def test_the_page_nearest_the_question_as_a_whole_gains_most(admin: httpx.Client
         assert score == pytest.approx(alone[name] + gains[name], abs=1e-3), name
     assert max(gains.values()) == pytest.approx(PAGE_VECTOR) and min(gains.values()) == 0.0
     assert max(by_page[n] - alone[n] for n in by_page) > 0.05  # a prior that changed nothing would fail here
+    timings = admin.get(f"/api/repositories/{repo}/search", params={"query": QUERY}).json()["timings_ms"]
+    assert timings["pages"] > 0 and set(timings) == {"embed", "search", "rerank", "pages", "total"}
 
 
 def test_results_hold_at_most_three_chunks_of_a_page(admin: httpx.Client, repo: str) -> None:
