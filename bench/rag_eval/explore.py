@@ -4,7 +4,8 @@ Re-ingesting a corpus takes minutes to an hour on a small machine, while most ra
 chunks are ordered. This reads a collection's chunks (text, title, embedding) out of the pgvector table of a data
 directory that ``python -m bench.rag_eval.run`` filled, embeds each question once with the same MiniLM model the
 server uses, ranks the full-text side in SQL with several formulas, and scores fusion and page-level variants in
-Python: no server, one pass per question set.
+Python (page fusion, page vectors as the mean or the first of a page's chunk embeddings, a page-level full-text
+rank): no server, one pass per question set.
 
     python -m bench.rag_eval.explore --corpus git --data-dir ~/.cache/lisa-bench/rag-eval-data-git
 
