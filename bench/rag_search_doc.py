@@ -30,8 +30,9 @@ METHODS = {
 
 def size_table(res: Results, n: int) -> list[str]:
     rows = [
-        "| method | p50 ms | p99 ms | recall@10 | p50 x exact SQL | server embed p50 ms | server search p50 ms |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        "| method | p50 ms | p99 ms | recall@10 | p50 x exact SQL | server embed p50 ms | server search p50 ms "
+        "| server pages p50 ms |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     base = res.p(n, "exact_sql", 50)
     for method, label in METHODS.items():
@@ -47,6 +48,7 @@ def size_table(res: Results, n: int) -> list[str]:
             speed,
             fmt(res.server(n, method, "embed")) if rest else "",
             fmt(res.server(n, method, "search")) if rest else "",
+            fmt(res.server(n, method, "pages")) if rest else "",
         ]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return rows
@@ -107,7 +109,7 @@ def render(res: Results, data: Data, args: argparse.Namespace, command: str, ela
         f"{min(args.exact_queries, nq)}; recall@10 against numpy exact search over the same vectors (float64)",
         "- vector step: `PgVectorStore.search(hybrid_weight=0)` in the benchmark process over the Unix socket, with "
         "the query's cached vector; REST: httpx, one keep-alive connection, admin token, query text in (embedded by "
-        "the server); server embed/search: the median of the answer's `timings_ms`",
+        "the server); server embed/search/pages: the median of the answer's `timings_ms` (pages: page vectors and page fusion)",
         f"- every figure: median of {args.runs} runs; CPU used by processes outside the benchmark during the kept "
         f"runs (of all cores; a run above {args.quiet_pct:g}% is repeated up to {args.retries} times): "
         + (res.quiet.summary() if res.quiet else "-"),
