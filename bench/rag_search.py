@@ -141,8 +141,12 @@ async def load_table(database_url: str, size: Size, data: Data, origin: np.ndarr
         await register_vector(conn)
         have = await conn.fetchval(f'SELECT count(*) FROM "{table}"')
         indexed = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"public.{table}_hnsw")
+        pages = pgv.pages_table_name(size.ref)  # the page vectors replace_document would have kept
         if have == size.n and indexed:
             log(f"{size.n:,} rows: the table {table} is already loaded and indexed (reused data dir)")
+            if not await conn.fetchval(f'SELECT count(*) FROM "{pages}"'):
+                await conn.execute(pgv.page_vectors_sql(table, pages))
+                await conn.execute(f'VACUUM ANALYZE "{pages}"')
             return
         started = time.monotonic()
         await conn.execute(f'DROP INDEX IF EXISTS "{table}_hnsw"')
@@ -156,7 +160,10 @@ async def load_table(database_url: str, size: Size, data: Data, origin: np.ndarr
         await conn.execute("SET maintenance_work_mem = '1GB'")  # the graph fits in memory: a fast build
         [hnsw] = [s for s in pgv._index_sql(table) if "USING hnsw" in s]  # the store's own DDL (m, ef_construction)
         await conn.execute(hnsw)
+        await conn.execute(f'TRUNCATE "{pages}"')
+        await conn.execute(pgv.page_vectors_sql(table, pages))
         await conn.execute(f'VACUUM ANALYZE "{table}"')
+        await conn.execute(f'VACUUM ANALYZE "{pages}"')
         size.index_s = time.monotonic() - started
         log(f"{size.n:,} rows: HNSW index built in {size.index_s:.0f} s")
     finally:

@@ -10,6 +10,10 @@ old set or the new one, never a mix), and full-text matching ORs the query's ter
 every term of the query) only the chunks holding one of the query's distinctive terms, or found by the vector side:
 ranking every chunk that holds any term, common ones included, made it rank most of a large collection on each
 search (0.7 s at 100k chunks; docs/benchmarks.md, "RAG search"). Full-text-only search still ranks them all.
+
+Beside each chunk table, ``rag_pages_<key>`` keeps every document's page vector (the mean of its chunk embeddings,
+page ranking's prior: backend/rag/ranking.py), rewritten in the transaction that replaces the document's chunks, so a
+search reads one row per candidate page instead of averaging every chunk of it.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ def table_name(ref: CollectionRef) -> str:
     return f"rag_chunks_{ref.key}"
 
 
+def pages_table_name(ref: CollectionRef) -> str:
+    """The collection's page vectors: one row per document, the mean of its chunks' embeddings."""
+    return f"rag_pages_{ref.key}"
+
+
 def vector_literal(vector: Sequence[float]) -> str:
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
@@ -59,10 +68,11 @@ class PgVectorStore(VectorStore):
         if self._owns_engine and egress is not None:  # an external database: re-checked before each new connection
             egress.guard_engine(self.engine, database_url, "pgvector database_url")
         self._ensured: set[str] = set()
+        self._paged: set[str] = set()  # chunk tables whose page-vector table is known to exist
 
     async def ensure_collection(self, ref: CollectionRef) -> None:
         table = table_name(ref)
-        if table in self._ensured:
+        if table in self._ensured and table in self._paged:  # a search may have seen the chunk table alone
             return
         async with self.engine.begin() as conn:
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": table})
@@ -72,19 +82,29 @@ class PgVectorStore(VectorStore):
                 await conn.execute(sa.text(_create_table_sql(table, ref.dimensions)))
                 for statement in _index_sql(table):
                     await conn.execute(sa.text(statement))
+            pages = pages_table_name(ref)
+            if not await conn.scalar(sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"public.{pages}"}):
+                # new, or a collection made before page vectors were kept: filled from the chunks already there
+                await conn.execute(sa.text(_create_pages_sql(pages, ref.dimensions)))
+                await conn.execute(sa.text(page_vectors_sql(table, pages)))
         self._ensured.add(table)
+        self._paged.add(table)
 
     async def drop_collection(self, ref: CollectionRef) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table_name(ref)}"'))
+            await conn.execute(sa.text(f'DROP TABLE IF EXISTS "{pages_table_name(ref)}"'))
         self._ensured.discard(table_name(ref))
+        self._paged.discard(table_name(ref))
 
     async def replace_document(self, ref: CollectionRef, document_id: str, chunks: Sequence[ChunkRecord]) -> None:
         await self.ensure_collection(ref)
-        table = table_name(ref)
-        async with self.engine.begin() as conn:
+        table, pages = table_name(ref), pages_table_name(ref)
+        async with self.engine.begin() as conn:  # chunks and page vector change together
             await conn.execute(sa.text(f'DELETE FROM "{table}" WHERE document_id = :d'), {"d": document_id})
+            await conn.execute(sa.text(f'DELETE FROM "{pages}" WHERE document_id = :d'), {"d": document_id})
             await _insert(conn, table, chunks)
+            await conn.execute(sa.text(page_vectors_sql(table, pages, one=True)), {"d": document_id})
 
     async def delete_document(self, ref: CollectionRef, document_id: str) -> int:
         if not await self._exists(ref):
@@ -93,6 +113,10 @@ class PgVectorStore(VectorStore):
             result = await conn.execute(
                 sa.text(f'DELETE FROM "{table_name(ref)}" WHERE document_id = :d'), {"d": document_id}
             )
+            if await self._has_pages(conn, ref):
+                await conn.execute(
+                    sa.text(f'DELETE FROM "{pages_table_name(ref)}" WHERE document_id = :d'), {"d": document_id}
+                )
         return int(result.rowcount or 0)
 
     async def count(self, ref: CollectionRef, document_id: str | None = None) -> int:
@@ -131,15 +155,42 @@ class PgVectorStore(VectorStore):
             return {}
         if len(vector) != ref.dimensions:
             raise ValueError(f"query vector has {len(vector)} dimensions, not {ref.dimensions}")
+        ids = list(dict.fromkeys(document_ids))
+        params = {"v": vector_literal(list(vector)), "d": ids}
+        found: dict[str, float] = {}
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                sa.text(
-                    "SELECT document_id, 1 - (avg(embedding) <=> CAST(:v AS vector)) AS similarity "
-                    f'FROM "{table_name(ref)}" WHERE document_id = ANY(CAST(:d AS text[])) GROUP BY document_id'
-                ),
-                {"v": vector_literal(list(vector)), "d": list(dict.fromkeys(document_ids))},
-            )
-            return {str(r.document_id): float(r.similarity) for r in rows if r.similarity is not None}
+            if await self._has_pages(conn, ref):  # kept by replace_document: one row per document
+                rows = await conn.execute(
+                    sa.text(
+                        "SELECT document_id, 1 - (embedding <=> CAST(:v AS vector)) AS similarity "
+                        f'FROM "{pages_table_name(ref)}" WHERE document_id = ANY(CAST(:d AS text[]))'
+                    ),
+                    params,
+                )
+                found = {str(r.document_id): float(r.similarity) for r in rows if r.similarity is not None}
+            missing = [d for d in ids if d not in found]
+            if missing:  # chunks written around the store (a bulk load): averaged here, as the table would have
+                rows = await conn.execute(
+                    sa.text(
+                        "SELECT document_id, 1 - (avg(embedding) <=> CAST(:v AS vector)) AS similarity "
+                        f'FROM "{table_name(ref)}" WHERE document_id = ANY(CAST(:d AS text[])) GROUP BY document_id'
+                    ),
+                    {**params, "d": missing},
+                )
+                found.update({str(r.document_id): float(r.similarity) for r in rows if r.similarity is not None})
+            await conn.rollback()
+        return found
+
+    async def _has_pages(self, conn: AsyncConnection, ref: CollectionRef) -> bool:
+        table = table_name(ref)
+        if table in self._paged:
+            return True
+        exists = await conn.scalar(
+            sa.text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"public.{pages_table_name(ref)}"}
+        )
+        if exists:
+            self._paged.add(table)
+        return bool(exists)
 
     async def close(self) -> None:
         if self._owns_engine:
@@ -309,6 +360,23 @@ def _create_table_sql(table: str, dimensions: int) -> str:
         "page INTEGER, collection TEXT NOT NULL, tags TEXT[] NOT NULL DEFAULT '{}', "
         "langchain_metadata JSON, "
         f"content_tsv TSVECTOR GENERATED ALWAYS AS (to_tsvector('{TS_CONFIG}', content)) STORED)"
+    )
+
+
+def _create_pages_sql(pages: str, dimensions: int) -> str:
+    return (
+        f'CREATE TABLE "{pages}" (document_id TEXT PRIMARY KEY, embedding vector({int(dimensions)}) NOT NULL, '
+        "chunks INTEGER NOT NULL)"
+    )
+
+
+def page_vectors_sql(table: str, pages: str, *, one: bool = False) -> str:
+    """Fill ``pages`` from the chunks of ``table``: every document's, or (``one``) the document ``:d``'s."""
+    where = "WHERE document_id = :d " if one else ""
+    return (
+        f'INSERT INTO "{pages}" (document_id, embedding, chunks) SELECT document_id, avg(embedding), count(*) '
+        f'FROM "{table}" {where}GROUP BY document_id '
+        "ON CONFLICT (document_id) DO UPDATE SET embedding = EXCLUDED.embedding, chunks = EXCLUDED.chunks"
     )
 
 
