@@ -140,7 +140,8 @@ async def load_table(database_url: str, size: Size, data: Data, origin: np.ndarr
     try:
         await register_vector(conn)
         have = await conn.fetchval(f'SELECT count(*) FROM "{table}"')
-        indexed = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"public.{table}_hnsw")
+        hnsw_index = pgv.index_name(table, "hnsw")
+        indexed = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", f"public.{hnsw_index}")
         pages = pgv.pages_table_name(size.ref)  # the page vectors replace_document would have kept
         if have == size.n and indexed:
             log(f"{size.n:,} rows: the table {table} is already loaded and indexed (reused data dir)")
@@ -149,7 +150,7 @@ async def load_table(database_url: str, size: Size, data: Data, origin: np.ndarr
                 await conn.execute(f'VACUUM ANALYZE "{pages}"')
             return
         started = time.monotonic()
-        await conn.execute(f'DROP INDEX IF EXISTS "{table}_hnsw"')
+        await conn.execute(f'DROP INDEX IF EXISTS "{hnsw_index}"')
         await conn.execute(f'TRUNCATE "{table}"')
         columns = ["langchain_id", "content", "embedding", "document_id", "source", "name", "part", "page"]
         columns += ["collection", "tags", "langchain_metadata"]

@@ -18,6 +18,7 @@ search reads one row per candidate page instead of averaging every chunk of it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -380,11 +381,24 @@ def page_vectors_sql(table: str, pages: str, *, one: bool = False) -> str:
     )
 
 
+MAX_IDENTIFIER = 63  # PostgreSQL cuts longer names to this many bytes
+
+
+def index_name(table: str, suffix: str) -> str:
+    """``<table>_<suffix>`` where that fits PostgreSQL's 63 bytes. A table name can take 62 (a 40-character slug of
+    repository and collection, plus its hash), and cut to 63 ``..._hnsw`` and ``..._tsv`` would be the same name,
+    so a longer one is ``rag_ix_<hash of the table>_<suffix>`` instead."""
+    name = f"{table}_{suffix}"
+    if len(name.encode()) <= MAX_IDENTIFIER:
+        return name
+    return f"rag_ix_{hashlib.sha256(table.encode()).hexdigest()[:24]}_{suffix}"
+
+
 def _index_sql(table: str) -> list[str]:
     return [
-        f'CREATE INDEX "{table}_hnsw" ON "{table}" USING hnsw (embedding vector_cosine_ops) '
+        f'CREATE INDEX "{index_name(table, "hnsw")}" ON "{table}" USING hnsw (embedding vector_cosine_ops) '
         "WITH (m = 16, ef_construction = 64)",
-        f'CREATE INDEX "{table}_tsv" ON "{table}" USING gin (content_tsv)',
-        f'CREATE INDEX "{table}_tags" ON "{table}" USING gin (tags)',
-        f'CREATE INDEX "{table}_doc" ON "{table}" (document_id)',
+        f'CREATE INDEX "{index_name(table, "tsv")}" ON "{table}" USING gin (content_tsv)',
+        f'CREATE INDEX "{index_name(table, "tags")}" ON "{table}" USING gin (tags)',
+        f'CREATE INDEX "{index_name(table, "doc")}" ON "{table}" (document_id)',
     ]

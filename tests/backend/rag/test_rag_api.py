@@ -269,3 +269,20 @@ def test_access_follows_allowed_groups(admin: httpx.Client, lisa: LisaServer) ->
         doc = documents(admin, "rag-team")[0]
         assert member.delete(f"/api/repositories/rag-team/documents/{doc['id']}").status_code == 403
     admin.delete("/api/repositories/rag-team")
+
+
+def test_a_repository_and_collection_with_the_longest_ids_work(admin: httpx.Client) -> None:
+    """Ids of 64 characters make a 62-character table name; the indexes' names, cut to PostgreSQL's 63 bytes, once
+    came out equal ("..._" for both "_hnsw" and "_tsv") and the collection could not be created."""
+    repository = "r" * 64
+    collection = "c" * 64
+    fresh_repository(admin, repository)
+    try:
+        made = admin.post(f"/api/repositories/{repository}/collections", json={"id": collection})
+        assert made.status_code == 201, made.text
+        job = ingest(admin, repository, {"vacuum.txt": VACUUM}, collection=collection)
+        assert job["status"] == "completed", job
+        [hit] = search(admin, repository, "reclaim space from dead rows", top_k=1, collection=collection)
+        assert hit["name"] == "vacuum.txt" and hit["collection_id"] == collection
+    finally:
+        admin.delete(f"/api/repositories/{repository}")
