@@ -34,7 +34,7 @@ import httpx
 
 from backend.cli.rag import evaluate, search_params
 from backend.rag.evaluation import Question, load_questions, summarise
-from bench.rag_eval.corpus import CORPORA, POSTGRESQL, Corpus, corpus_dir, select_pages
+from bench.rag_eval.corpus import CORPORA, POSTGRESQL, SAMPLE_SETS, Corpus, corpus_dir, select_pages
 from tests.support import LisaServer, start_lisa
 
 HERE = Path(__file__).resolve().parent
@@ -88,10 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     questions = {name: load_questions(path) for name, path in corpus.question_sets.items() if not args.ingest_only}
     html = corpus_dir(corpus=corpus)
-    wanted = {q.source for qs in questions.values() for q in qs}
+    wanted = {q.source for name, qs in questions.items() if name in SAMPLE_SETS for q in qs}
     if args.ingest_only and args.pages is not None:
         parser.error("--ingest-only ingests the whole corpus: the sample of --pages depends on the questions")
     pages = select_pages(html, args.pages, include=wanted, corpus=corpus)
+    outside = sorted({q.source for qs in questions.values() for q in qs} - {p.name for p in pages})
+    if outside:  # they would score as misses, whatever the search did
+        parser.error(f"questions on pages outside the {len(pages)} ingested: {', '.join(outside[:10])}")
     chunkings = args.chunking or list(CHUNKINGS)
     print(f"corpus {corpus.name}: {len(pages)} pages from {html}", flush=True)
 

@@ -33,6 +33,7 @@ def test_registry_names_both_corpora_and_their_files() -> None:
     assert GIT.package == "git-doc" and GIT.html_subdir == Path("usr/share/doc/git-doc")
     assert GIT.question_sets == {
         "dev": corpus_module.HERE / "git-dev.jsonl",
+        "dev2": corpus_module.HERE / "git-dev2.jsonl",
         "test": corpus_module.HERE / "git.jsonl",
     }
     assert GIT.page_list == corpus_module.HERE / "git-pages.txt"
@@ -173,6 +174,23 @@ def test_dev_and_held_out_pages_do_not_overlap(spec: Corpus) -> None:
     dev = {q.source for q in load_questions(spec.question_sets["dev"])}
     test = {q.source for q in load_questions(spec.question_sets["test"])}
     assert not dev & test
+
+
+def test_the_second_dev_sets_ask_about_pages_the_postgresql_sample_already_holds(tmp_path: Path) -> None:
+    # The 600-page sample keeps the pages of the dev and held-out sets; the second dev set must fall inside it, so
+    # that adding it changes no ingested page and no figure measured before it.
+    html = tmp_path / "html"
+    html.mkdir()
+    for name in POSTGRESQL.recorded_pages():
+        page(html / name)
+    keep = {q.source for name in ("dev", "test") for q in load_questions(POSTGRESQL.question_sets[name])}
+    sample = {p.name for p in select_pages(html, 600, include=keep, corpus=POSTGRESQL)}
+    assert len(sample) == 600
+    dev2 = load_questions(POSTGRESQL.question_sets["dev2"])
+    assert len(dev2) == 60 and {q.source for q in dev2} <= sample
+    assert not {q.source for q in dev2} & keep  # answering pages that were distractors, not the other sets' pages
+    git_dev2 = load_questions(GIT.question_sets["dev2"])
+    assert len(git_dev2) == 60 and len({q.source for q in git_dev2}) == 60
 
 
 def test_git_sets_are_large_enough_and_spread_over_the_manual() -> None:
