@@ -169,6 +169,9 @@ class Settings(BaseSettings):
     # Weight of the page-vector prior: each candidate page gains up to this much for the query's similarity to the
     # mean of its chunk embeddings (0: off).
     rag_page_vector: float = Field(default=0.3, ge=0.0, le=10.0)
+    # Weight of the page-length penalty: the longest candidate page (by chunk count, log scale) loses this much, the
+    # shortest nothing (0: off).
+    rag_page_length: float = Field(default=0.1, ge=0.0, le=10.0)
     rag_max_context_chars: int = Field(default=12_000, ge=500)  # retrieved text put into a chat prompt
     rag_poll_seconds: float = Field(default=5.0, gt=0)  # folder/S3 event pipelines without notifications
     # Untrusted files: each user's stored originals (413 past it; 0: no quota), and parsing in separate processes.

@@ -312,7 +312,10 @@ class RagServices:
             settings.rag_hybrid_weight,
             settings.rag_rerank_candidates,
             PageFusion(
-                decay=settings.rag_page_decay, per_page=settings.rag_per_page, page_vector=settings.rag_page_vector
+                decay=settings.rag_page_decay,
+                per_page=settings.rag_per_page,
+                page_vector=settings.rag_page_vector,
+                page_length=settings.rag_page_length,
             ),
         )
         chat = ChatRag(search, settings.rag_max_context_chars)

@@ -5,12 +5,14 @@ answer than one with a single lucky chunk, and a top k that is one long page rep
 :func:`fuse_pages` does both: each page's best chunk is ranked by the page's score (its best chunk's score plus a
 decayed share of its next best chunks', one by default), further chunks of a page keep their own score, and at most
 ``per_page`` chunks of a page are kept. :func:`with_page_prior` first adds a page-level prior: how near the question
-is to the page as a whole (the mean of its chunk embeddings). :func:`rrf` is reciprocal-rank fusion, kept for the
+is to the page as a whole (the mean of its chunk embeddings), and :func:`with_length_penalty` takes a little from long
+pages, whose many chunks give them more chances of one near miss for any question. :func:`rrf` is reciprocal-rank fusion, kept for the
 measurements that compare it with the min-max blend the stores use.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -24,12 +26,15 @@ class PageFusion:
     per_page: int = 3  # chunks of one page kept in the results (0: no cap)
     support: int = 1  # further chunks of a page that count towards its score
     page_vector: float = 0.0  # weight of the page-vector prior (:func:`with_page_prior`; 0: not used)
+    page_length: float = 0.0  # weight of the page-length penalty (:func:`with_length_penalty`; 0: not used)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.decay <= 1.0:
             raise ValueError("decay must be within [0, 1]")
         if not 0.0 <= self.page_vector <= 10.0:
             raise ValueError("page_vector must be within [0, 10]")
+        if not 0.0 <= self.page_length <= 10.0:
+            raise ValueError("page_length must be within [0, 10]")
         if self.per_page < 0 or self.support < 0:
             raise ValueError("per_page and support must not be negative")
 
@@ -65,6 +70,22 @@ def with_page_prior(
     span = hi - lo
     prior = {page: weight * ((score - lo) / span if span > 1e-12 else 1.0) for page, score in page_scores.items()}
     return [(key, page, score + prior.get(page, 0.0)) for key, page, score in hits]
+
+
+def with_length_penalty(
+    hits: Sequence[tuple[K, str, float]], chunks: Mapping[str, int], weight: float
+) -> list[tuple[K, str, float]]:
+    """Each hit's score less ``weight`` times its page's log chunk count min-max normalised over the pages listed (the
+    longest page loses ``weight``, the shortest nothing; a page without a count loses nothing). Document-length
+    normalisation, as BM25's ``b`` does for terms: a page of hundreds of chunks has one that is near any question."""
+    counts = {page: n for page, n in chunks.items() if n > 0}
+    if not counts or weight <= 0.0:
+        return list(hits)
+    logs = {page: math.log(n) for page, n in counts.items()}
+    lo, hi = min(logs.values()), max(logs.values())
+    span = hi - lo
+    penalty = {page: weight * ((value - lo) / span if span > 1e-12 else 0.0) for page, value in logs.items()}
+    return [(key, page, score - penalty.get(page, 0.0)) for key, page, score in hits]
 
 
 def rrf(rankings: Sequence[Sequence[K]], weights: Sequence[float], k: int = 60) -> dict[K, float]:

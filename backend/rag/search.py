@@ -22,10 +22,10 @@ from backend.auth.principal import Principal
 from backend.errors import BadRequest, LisaError, UpstreamError
 from backend.net.egress import EgressGuard, EgressRefused
 from backend.rag.embedder import Embedder
-from backend.rag.ranking import PageFusion, diversify, fuse_pages, with_page_prior
+from backend.rag.ranking import PageFusion, diversify, fuse_pages, with_length_penalty, with_page_prior
 from backend.rag.repositories import RepositoryService, collection_ref
 from backend.rag.schemas import CollectionPublic, SearchHit, SearchResult
-from backend.rag.vectorstores import Hit, SearchQuery, VectorStore
+from backend.rag.vectorstores import Hit, PageMatch, SearchQuery, VectorStore
 
 log = logging.getLogger("lisa.rag")
 T = TypeVar("T")
@@ -159,7 +159,9 @@ class SearchService:
         if params.pages:
             page_scores = (
                 await self._page_scores(store, visible, vectors, hits)
-                if not rerank and self.page_fusion.page_vector > 0 and weight < 1.0
+                if not rerank
+                and (self.page_fusion.page_vector > 0 or self.page_fusion.page_length > 0)
+                and weight < 1.0
                 else {}
             )
             hits, rerank_scores = self._by_page(hits, rerank_scores, page_scores, reranked=rerank)
@@ -187,9 +189,9 @@ class SearchService:
 
     async def _page_scores(
         self, store: VectorStore, visible: list[CollectionPublic], vectors: dict[str, list[float]], hits: list[Hit]
-    ) -> dict[str, float]:
-        """Each candidate page's similarity to the query (its page vector's cosine), the best over the collections
-        that hold it."""
+    ) -> dict[str, PageMatch]:
+        """Each candidate page's similarity to the query (its page vector's cosine) and chunk count, from the
+        collection where it is most similar."""
         wanted: dict[str, dict[str, str]] = {}  # collection -> document id -> page
         for hit in hits:
             document_id = hit.metadata.get("document_id")
@@ -199,19 +201,19 @@ class SearchService:
         found = await _guarded(
             *(store.page_similarity(collection_ref(c), vectors[c.embedding_model], list(wanted[c.id])) for c in asked)
         )
-        scores: dict[str, float] = {}
-        for collection, similarities in zip(asked, found, strict=True):
-            for document_id, similarity in similarities.items():
+        scores: dict[str, PageMatch] = {}
+        for collection, matches in zip(asked, found, strict=True):
+            for document_id, match in matches.items():
                 page = wanted[collection.id].get(document_id)
-                if page is not None:
-                    scores[page] = max(similarity, scores.get(page, similarity))
+                if page is not None and (page not in scores or match.similarity > scores[page].similarity):
+                    scores[page] = match
         return scores
 
     def _by_page(
         self,
         hits: list[Hit],
         rerank_scores: list[float | None],
-        page_scores: dict[str, float],
+        page_scores: dict[str, PageMatch],
         *,
         reranked: bool,
     ) -> tuple[list[Hit], list[float | None]]:
@@ -222,7 +224,13 @@ class SearchService:
         if reranked:
             order = diversify(keyed, self.page_fusion.per_page)
         else:
-            order = fuse_pages(with_page_prior(keyed, page_scores, self.page_fusion.page_vector), self.page_fusion)
+            fusion = self.page_fusion
+            similar = {page: match.similarity for page, match in page_scores.items()}
+            lengths = {page: match.chunks for page, match in page_scores.items()}
+            priored = with_length_penalty(
+                with_page_prior(keyed, similar, fusion.page_vector), lengths, fusion.page_length
+            )
+            order = fuse_pages(priored, fusion)
         out = [Hit(hits[i].id, hits[i].text, score, hits[i].metadata, hits[i].similarity) for i, _, score in order]
         return out, [rerank_scores[i] for i, _, _ in order]
 

@@ -47,6 +47,7 @@ class Chunk:
     page: str
     title: str
     part: int = 0
+    text: str = ""
 
 
 @dataclass
@@ -74,9 +75,12 @@ async def load(pgdata: Path, collection: str, questions: dict[str, list[Question
         )
         rows = await conn.fetch(
             f"SELECT langchain_id::text AS id, source, embedding::text AS e, langchain_metadata::jsonb->>'title' "
-            f"AS title, langchain_metadata::jsonb->>'part' AS part FROM \"{table}\""
+            f'AS title, part, content FROM "{table}"'
         )
-        chunks = [Chunk(r["id"], page_of(r["source"]), r["title"] or "", int(r["part"] or 0)) for r in rows]
+        chunks = [
+            Chunk(r["id"], page_of(r["source"]), r["title"] or "", int(r["part"] or 0), r["content"] or "")
+            for r in rows
+        ]
         matrix = np.array([json.loads(r["e"]) for r in rows], dtype=np.float32)
         sparse: dict[str, dict[str, list[Scored]]] = {}
         page_text: dict[str, dict[str, float]] = {}
@@ -175,10 +179,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             first_part[c.page] = c.part
             first[page_index[c.page]] = matrix[i]
     centroid /= np.linalg.norm(centroid, axis=1, keepdims=True)
+    lengths = {p: 0 for p in pages}
+    opening = dict.fromkeys(pages, "")
+    position = {(c.page, c.part): i for i, c in enumerate(chunks)}
+    for c in chunks:
+        lengths[c.page] += 1
+        if c.part == first_part[c.page]:
+            opening[c.page] = c.text
+    description = embed([" ".join(opening[p].split()[:48]) for p in pages])
+    before = np.array([position.get((c.page, c.part - 1), -1) for c in chunks])
+    after = np.array([position.get((c.page, c.part + 1), -1) for c in chunks])
     for set_name, qs in questions.items():
         vectors = embed([q.question for q in qs])
         sims = vectors @ matrix.T
-        page_sims = {"centroid": vectors @ centroid.T, "first": vectors @ first.T}
+        page_sims = {
+            "centroid": vectors @ centroid.T,
+            "first": vectors @ first.T,
+            "description": vectors @ description.T,
+        }
         results: dict[str, list[int | None]] = {}
         for qi, q in enumerate(qs):
             order = np.argsort(-sims[qi])
@@ -187,7 +205,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             page_of_id = {c.id: c.page for c in chunks}
             psim = {kind: {p: float(m[qi][page_index[p]]) for p in pages} for kind, m in page_sims.items()}
             psim["page text"] = {p: data["page_text"][f"{set_name}:{q.line}"].get(p, 0.0) for p in pages}
-            for name, ranked in variants(dense_all, sp, page_of_id, psim).items():
+            extra_dense: dict[str, list[Scored]] = {}
+            for top in (3, 5):
+                for beta in (0.3, 0.6):
+                    moved = vectors[qi] + beta * matrix[order[:top]].mean(axis=0)
+                    moved /= np.linalg.norm(moved)
+                    moved_sims = matrix @ moved
+                    moved_order = np.argsort(-moved_sims)[:400]
+                    extra_dense[f"feedback top {top} beta {beta}"] = [
+                        Scored(chunks[i].id, chunks[i].page, float(moved_sims[i])) for i in moved_order
+                    ]
+            for alpha in (0.1, 0.2, 0.3):
+                near = np.maximum(
+                    np.where(before >= 0, sims[qi][before], 0.0), np.where(after >= 0, sims[qi][after], 0.0)
+                )
+                smooth = sims[qi] + alpha * near
+                smooth_order = np.argsort(-smooth)[:400]
+                extra_dense[f"neighbours {alpha}"] = [
+                    Scored(chunks[i].id, chunks[i].page, float(smooth[i])) for i in smooth_order
+                ]
+            found = {
+                **variants(dense_all, sp, page_of_id, psim),
+                **third_round(dense_all, sp, page_of_id, psim, lengths, extra_dense),
+            }
+            for name, ranked in found.items():
                 results.setdefault(name, []).append(rank_of(q.source, [s.page for s in ranked[:10]]))
         print(f"\n## {args.corpus} {set_name} ({len(qs)} questions)")
         print("| variant | hit@1 | hit@10 | MRR |\n|---|---:|---:|---:|")
@@ -271,6 +312,72 @@ def variants(
                 tag = f"rrf k{k} {dense_weight}/{1 - dense_weight:.1f}, {pool} a side"
                 out[tag] = fused[:10]
                 out[f"{tag}, pages decay 0.1 support 3 cap 3"] = by_page(fused[:30], 0.1, 3)
+    return out
+
+
+def third_round(
+    dense_all: list[Scored],
+    sp: dict[str, list[Scored]],
+    page_of_id: dict[str, str],
+    page_sim: dict[str, dict[str, float]],
+    lengths: dict[str, int],
+    extra_dense: dict[str, list[Scored]],
+) -> dict[str, list[Scored]]:
+    """The default pipeline (blend 0.3 over 120 a side, best 30, page vector 0.3, pages decay 0.1) with one part
+    changed: a page-length penalty, a description vector (title and opening words) as another page prior,
+    pseudo-relevance feedback on the query vector, neighbouring chunks' similarity, the blend weight."""
+    out: dict[str, list[Scored]] = {}
+
+    def pipeline(
+        dense: list[Scored],
+        weight: float = 0.3,
+        priors: tuple[tuple[str, float], ...] = (("centroid", 0.3),),
+        length: float = 0.0,
+    ) -> list[Scored]:
+        if weight == 0.0:  # dense only: the store's cosine scores, as the server has them
+            fused = dense[:30]
+        else:
+            total = blend(dense[:120], sp["body"][:120], weight)
+            fused = sorted((Scored(i, page_of_id[i], s) for i, s in total.items()), key=lambda s: -s.score)[:30]
+        present = {s.page for s in fused}
+        bonus = dict.fromkeys(present, 0.0)
+        for kind, gamma in priors:
+            if kind == "max":
+                values = {p: max(page_sim["centroid"][p], page_sim["description"][p]) for p in present}
+            else:
+                values = {p: page_sim[kind][p] for p in present}
+            for p, v in minmax([Scored(p, p, v) for p, v in values.items()], gamma).items():
+                bonus[p] += v
+        if length:
+            for p, v in minmax([Scored(p, p, float(np.log(lengths[p]))) for p in present], length).items():
+                bonus[p] -= v
+        boosted = sorted((Scored(s.id, s.page, s.score + bonus[s.page]) for s in fused), key=lambda s: -s.score)
+        pages = fuse_pages([(s.id, s.page, max(s.score, 0.0)) for s in boosted], PageFusion(0.1, 3, 1))
+        return [Scored(i, p, sc) for i, p, sc in pages]
+
+    out["R3 default"] = pipeline(dense_all)
+    for lam in (0.05, 0.1, 0.2, 0.3, 0.5):
+        out[f"R3 length penalty {lam}"] = pipeline(dense_all, length=lam)
+    for lam in (0.1, 0.2, 0.3):
+        for gamma in (0.2, 0.3):
+            out[f"R3 length penalty {lam} + description {gamma}"] = pipeline(
+                dense_all, priors=(("centroid", 0.3), ("description", gamma)), length=lam
+            )
+        for vector in (0.2, 0.5):
+            out[f"R3 length penalty {lam}, page vector {vector}"] = pipeline(
+                dense_all, priors=(("centroid", vector),), length=lam
+            )
+    for gamma in (0.1, 0.2, 0.3):
+        out[f"R3 + description {gamma}"] = pipeline(dense_all, priors=(("centroid", 0.3), ("description", gamma)))
+    out["R3 description 0.3 instead"] = pipeline(dense_all, priors=(("description", 0.3),))
+    out["R3 max(centroid, description) 0.3"] = pipeline(dense_all, priors=(("max", 0.3),))
+    for weight in (0.2, 0.4):
+        out[f"R3 blend {weight}"] = pipeline(dense_all, weight=weight)
+    out["R3 dense only, page vector 0.3"] = pipeline(dense_all, weight=0.0)
+    for lam in (0.1, 0.2, 0.3):
+        out[f"R3 dense only, page vector 0.3, length penalty {lam}"] = pipeline(dense_all, weight=0.0, length=lam)
+    for name, dense in extra_dense.items():
+        out[f"R3 {name}"] = pipeline(dense)
     return out
 
 

@@ -5,12 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from backend.rag.vectorstores.base import ChunkRecord, CollectionRef, Hit, SearchQuery, VectorStore
+from backend.rag.vectorstores.base import ChunkRecord, CollectionRef, Hit, PageMatch, SearchQuery, VectorStore
 
 if TYPE_CHECKING:
     from backend.net.egress import EgressGuard
 
-__all__ = ["ChunkRecord", "CollectionRef", "Hit", "SearchQuery", "StoreConfig", "VectorStore", "open_store"]
+__all__ = [
+    "ChunkRecord",
+    "CollectionRef",
+    "Hit",
+    "PageMatch",
+    "SearchQuery",
+    "StoreConfig",
+    "VectorStore",
+    "open_store",
+]
 
 
 @dataclass(frozen=True)

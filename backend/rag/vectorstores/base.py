@@ -12,7 +12,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # Metadata every chunk carries; stores keep them as filterable fields.
 CHUNK_FIELDS = ("document_id", "source", "name", "part", "page", "collection", "tags")
@@ -75,6 +75,14 @@ class Hit:
     similarity: float | None = None  # cosine similarity to the query, when the vector search found the chunk
 
 
+class PageMatch(NamedTuple):
+    """A document's page vector against a query: its cosine similarity, and how many chunks it was averaged over
+    (the page's length, for the page-length penalty of backend/rag/ranking.py)."""
+
+    similarity: float
+    chunks: int
+
+
 class VectorStore(ABC):
     """A vector store (one per repository)."""
 
@@ -106,10 +114,10 @@ class VectorStore(ABC):
     @abstractmethod
     async def page_similarity(
         self, ref: CollectionRef, vector: Sequence[float], document_ids: Sequence[str]
-    ) -> dict[str, float]:
+    ) -> dict[str, PageMatch]:
         """Cosine similarity of ``vector`` to each listed document's page vector, the mean of its chunks' embeddings
-        in this collection (a document with no chunks here is left out). Page ranking uses it as a page-level
-        prior (backend/rag/ranking.py)."""
+        in this collection, with the number of those chunks (a document with no chunks here is left out). Page
+        ranking uses both as page-level priors (backend/rag/ranking.py)."""
 
     @abstractmethod
     async def close(self) -> None:

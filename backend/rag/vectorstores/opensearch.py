@@ -18,7 +18,16 @@ from urllib.parse import urlsplit
 from opensearchpy import AsyncHttpConnection, AsyncOpenSearch
 from opensearchpy.exceptions import NotFoundError, RequestError
 
-from backend.rag.vectorstores.base import CHUNK_FIELDS, ChunkRecord, CollectionRef, Hit, SearchQuery, VectorStore, fuse
+from backend.rag.vectorstores.base import (
+    CHUNK_FIELDS,
+    ChunkRecord,
+    CollectionRef,
+    Hit,
+    PageMatch,
+    SearchQuery,
+    VectorStore,
+    fuse,
+)
 
 if TYPE_CHECKING:
     from backend.net.egress import EgressGuard
@@ -371,9 +380,10 @@ class OpenSearchStore(VectorStore):
 
     async def page_similarity(
         self, ref: CollectionRef, vector: Sequence[float], document_ids: Sequence[str]
-    ) -> dict[str, float]:
+    ) -> dict[str, PageMatch]:
         """The documents' chunk embeddings are read back (at most ``PAGE_VECTOR_CHUNKS`` chunks in all) and averaged
-        here: OpenSearch has no mean of a ``knn_vector`` field."""
+        here: OpenSearch has no mean of a ``knn_vector`` field. A document's chunk count is the chunks read back, so
+        past that limit it counts short."""
         ids = list(dict.fromkeys(document_ids))
         if not ids:
             return {}
@@ -389,15 +399,18 @@ class OpenSearchStore(VectorStore):
         except NotFoundError:
             return {}
         sums: dict[str, list[float]] = {}
+        counts: dict[str, int] = {}
         for raw in result["hits"]["hits"]:
             source = raw.get("_source") or {}
             embedding = source.get("embedding")
             if not isinstance(embedding, list) or len(embedding) != ref.dimensions:
                 continue
-            total = sums.setdefault(str(source.get("document_id")), [0.0] * ref.dimensions)
+            document_id = str(source.get("document_id"))
+            total = sums.setdefault(document_id, [0.0] * ref.dimensions)
+            counts[document_id] = counts.get(document_id, 0) + 1
             for i, value in enumerate(embedding):
                 total[i] += float(value)
-        return {doc: cosine(vector, total) for doc, total in sums.items()}
+        return {doc: PageMatch(cosine(vector, total), counts[doc]) for doc, total in sums.items()}
 
     async def close(self) -> None:
         await self._client.close()

@@ -27,7 +27,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from backend.db.engine import create_engine
-from backend.rag.vectorstores.base import ChunkRecord, CollectionRef, Hit, SearchQuery, VectorStore, fuse
+from backend.rag.vectorstores.base import (
+    ChunkRecord,
+    CollectionRef,
+    Hit,
+    PageMatch,
+    SearchQuery,
+    VectorStore,
+    fuse,
+)
 
 if TYPE_CHECKING:
     from backend.net.egress import EgressGuard
@@ -151,34 +159,45 @@ class PgVectorStore(VectorStore):
 
     async def page_similarity(
         self, ref: CollectionRef, vector: Sequence[float], document_ids: Sequence[str]
-    ) -> dict[str, float]:
+    ) -> dict[str, PageMatch]:
         if not document_ids or not await self._exists(ref):
             return {}
         if len(vector) != ref.dimensions:
             raise ValueError(f"query vector has {len(vector)} dimensions, not {ref.dimensions}")
         ids = list(dict.fromkeys(document_ids))
         params = {"v": vector_literal(list(vector)), "d": ids}
-        found: dict[str, float] = {}
+        found: dict[str, PageMatch] = {}
         async with self.engine.connect() as conn:
             if await self._has_pages(conn, ref):  # kept by replace_document: one row per document
                 rows = await conn.execute(
                     sa.text(
-                        "SELECT document_id, 1 - (embedding <=> CAST(:v AS vector)) AS similarity "
+                        "SELECT document_id, 1 - (embedding <=> CAST(:v AS vector)) AS similarity, chunks "
                         f'FROM "{pages_table_name(ref)}" WHERE document_id = ANY(CAST(:d AS text[]))'
                     ),
                     params,
                 )
-                found = {str(r.document_id): float(r.similarity) for r in rows if r.similarity is not None}
+                found = {
+                    str(r.document_id): PageMatch(float(r.similarity), int(r.chunks))
+                    for r in rows
+                    if r.similarity is not None
+                }
             missing = [d for d in ids if d not in found]
             if missing:  # chunks written around the store (a bulk load): averaged here, as the table would have
                 rows = await conn.execute(
                     sa.text(
-                        "SELECT document_id, 1 - (avg(embedding) <=> CAST(:v AS vector)) AS similarity "
-                        f'FROM "{table_name(ref)}" WHERE document_id = ANY(CAST(:d AS text[])) GROUP BY document_id'
+                        "SELECT document_id, 1 - (avg(embedding) <=> CAST(:v AS vector)) AS similarity, "
+                        f'count(*) AS chunks FROM "{table_name(ref)}" WHERE document_id = ANY(CAST(:d AS text[])) '
+                        "GROUP BY document_id"
                     ),
                     {**params, "d": missing},
                 )
-                found.update({str(r.document_id): float(r.similarity) for r in rows if r.similarity is not None})
+                found.update(
+                    {
+                        str(r.document_id): PageMatch(float(r.similarity), int(r.chunks))
+                        for r in rows
+                        if r.similarity is not None
+                    }
+                )
             await conn.rollback()
         return found
 

@@ -48,10 +48,11 @@ async def test_page_vectors_follow_every_write_of_a_document(store: PgVectorStor
     await store.replace_document(ref, "d2", [chunk("d2", 0, [0, 0, 1, 0])])
     assert await stored_pages(store, ref) == {"d1": 2, "d2": 1}
     sims = await store.page_similarity(ref, QUERY, ["d1", "d2", "unknown"])
-    assert sims == {"d1": pytest.approx(1 / math.sqrt(2)), "d2": pytest.approx(0.0)}
+    # the cosine to each document's mean chunk embedding, and how many chunks that mean is over
+    assert sims == {"d1": (pytest.approx(1 / math.sqrt(2)), 2), "d2": (pytest.approx(0.0), 1)}
     # replaced: the page vector is the new chunks' mean, not a mix with the old ones
     await store.replace_document(ref, "d1", [chunk("d1", 0, [0, 0, 0, 1])])
-    assert (await store.page_similarity(ref, QUERY, ["d1"]))["d1"] == pytest.approx(0.0)
+    assert (await store.page_similarity(ref, QUERY, ["d1"]))["d1"] == (pytest.approx(0.0), 1)
     assert await stored_pages(store, ref) == {"d1": 1, "d2": 1}
     # emptied, then deleted: no page vector left behind
     await store.replace_document(ref, "d2", [])
@@ -68,10 +69,10 @@ async def test_chunks_without_a_stored_page_vector_are_averaged_at_query_time(
         await conn.execute(sa.text(f'DROP TABLE "{pages_table_name(ref)}"'))
     fresh = PgVectorStore(lisa.database_url)  # a new process: nothing cached about the missing table
     try:
-        assert await fresh.page_similarity(ref, QUERY, ["d1"]) == {"d1": pytest.approx(1 / math.sqrt(2))}
+        assert await fresh.page_similarity(ref, QUERY, ["d1"]) == {"d1": (pytest.approx(1 / math.sqrt(2)), 2)}
         await fresh.ensure_collection(ref)  # recreates the table and fills it from the chunks already stored
         assert await stored_pages(fresh, ref) == {"d1": 2}
-        assert await fresh.page_similarity(ref, QUERY, ["d1"]) == {"d1": pytest.approx(1 / math.sqrt(2))}
+        assert await fresh.page_similarity(ref, QUERY, ["d1"]) == {"d1": (pytest.approx(1 / math.sqrt(2)), 2)}
         with pytest.raises(ValueError, match="dimensions"):
             await fresh.page_similarity(ref, [1.0, 0.0], ["d1"])
     finally:

@@ -1,5 +1,5 @@
 """Page-level ranking through the running server: a page near the question as a whole (its page vector) and a page
-with several strong chunks rise, a page's chunks are capped so the top k shows more pages, and ``pages=false`` gives
+with several strong chunks rise, a long page pays its length penalty, a page's chunks are capped so the top k shows more pages, and ``pages=false`` gives
 the chunk ranking alone (docs/rag-quality.md)."""
 
 from __future__ import annotations
@@ -10,12 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.config import Settings
 from tests.backend.rag.helpers import fresh_repository, ingest, search
 
 REPO = "rag-ranking"
 CHUNKING = '{"strategy": "fixed", "size": 220, "overlap": 0}'
 # The server's defaults (backend/config.py, backend/rag/ranking.py).
 DECAY, PER_PAGE, SUPPORT, PAGE_VECTOR = 0.1, 3, 1, 0.3
+PAGE_LENGTH = Settings.model_fields["rag_page_length"].default
 QUERY = "How do I rotate the TLS certificate of the load balancer?"
 # One page whose many chunks are all about the question, one with a single close chunk, and unrelated pages.
 MANUAL = " ".join(
@@ -70,8 +72,9 @@ def cosine(a: list[float], b: list[float]) -> float:
 
 
 def page_gains(admin: httpx.Client, every_chunk: list[dict[str, Any]]) -> dict[str, float]:
-    """What the page-vector prior should add to each page's chunks, computed here from the same model: the
-    query's cosine to the mean of the page's chunk embeddings, min-max normalised over the pages, times the weight."""
+    """What the page priors should add to each page's chunks, computed here from the same model: the query's cosine
+    to the mean of the page's chunk embeddings, min-max normalised over the pages, times the page-vector weight, less
+    the page's log chunk count, min-max normalised, times the length weight."""
     [query] = embed(admin, [QUERY])
     vectors = embed(admin, [h["text"] for h in every_chunk])
     pages: dict[str, list[list[float]]] = {}
@@ -79,7 +82,12 @@ def page_gains(admin: httpx.Client, every_chunk: list[dict[str, Any]]) -> dict[s
         pages.setdefault(hit["name"], []).append(vector)
     sims = {name: cosine(query, [sum(col) / len(vs) for col in zip(*vs, strict=True)]) for name, vs in pages.items()}
     lo, hi = min(sims.values()), max(sims.values())
-    return {name: PAGE_VECTOR * (sim - lo) / (hi - lo) for name, sim in sims.items()}
+    logs = {name: math.log(len(vs)) for name, vs in pages.items()}
+    short, long = min(logs.values()), max(logs.values())
+    return {
+        name: PAGE_VECTOR * (sim - lo) / (hi - lo) - PAGE_LENGTH * (logs[name] - short) / (long - short)
+        for name, sim in sims.items()
+    }
 
 
 def test_a_page_ranks_by_its_best_chunk_plus_a_decayed_share_of_its_next_ones(admin: httpx.Client, repo: str) -> None:
@@ -96,9 +104,10 @@ def test_a_page_ranks_by_its_best_chunk_plus_a_decayed_share_of_its_next_ones(ad
     note = [h for h in by_page if h["name"] == "note.txt"]
     alone_note = next(h["score"] for h in alone if h["name"] == "note.txt")
     assert note[0]["score"] == pytest.approx(alone_note + gains["note.txt"], abs=1e-3)
-    # Ranked alone, the single close chunk comes first; ranked by page, the page with several strong chunks does.
+    # Ranked alone, the single close chunk comes first; ranked by page, the page with several strong chunks would,
+    # but for its length (the length penalty is measured on its own below).
     assert alone[0]["name"] == "note.txt", [(h["name"], h["score"]) for h in alone]
-    assert by_page[0]["name"] == "manual.txt", [(h["name"], h["score"]) for h in by_page]
+    assert head["score"] + PAGE_LENGTH * (1 + DECAY) > note[0]["score"], [(h["name"], h["score"]) for h in by_page]
 
 
 def test_the_page_nearest_the_question_as_a_whole_gains_most(admin: httpx.Client, repo: str) -> None:
@@ -108,10 +117,22 @@ def test_the_page_nearest_the_question_as_a_whole_gains_most(admin: httpx.Client
     # single-chunk pages: each gains exactly its prior; the best page gains the whole weight, the worst nothing
     for name, score in by_page.items():
         assert score == pytest.approx(alone[name] + gains[name], abs=1e-3), name
-    assert max(gains.values()) == pytest.approx(PAGE_VECTOR) and min(gains.values()) == 0.0
+    assert max(gains.values()) == pytest.approx(PAGE_VECTOR) and min(gains.values()) == 0.0  # one chunk: no penalty
     assert max(by_page[n] - alone[n] for n in by_page) > 0.05  # a prior that changed nothing would fail here
     timings = admin.get(f"/api/repositories/{repo}/search", params={"query": QUERY}).json()["timings_ms"]
     assert timings["pages"] > 0 and set(timings) == {"embed", "search", "rerank", "pages", "total"}
+
+
+def test_the_longest_page_loses_the_whole_length_weight(admin: httpx.Client, repo: str) -> None:
+    alone = chunks(admin, repo, pages="false")
+    gains = page_gains(admin, alone)  # the manual's gain already has the penalty taken off
+    manual = sorted((h["score"] for h in alone if h["name"] == "manual.txt"), reverse=True)
+    head = next(h for h in chunks(admin, repo) if h["name"] == "manual.txt")
+    assert PAGE_LENGTH > 0
+    # the manual is the longest page (6 chunks, every other page 1): each of its chunks loses the whole weight
+    unpenalised = gains["manual.txt"] + PAGE_LENGTH
+    without = manual[0] + unpenalised + DECAY * (manual[1] + unpenalised)
+    assert head["score"] == pytest.approx(without - PAGE_LENGTH * (1 + DECAY), abs=1e-3)
 
 
 def test_results_hold_at_most_three_chunks_of_a_page(admin: httpx.Client, repo: str) -> None:

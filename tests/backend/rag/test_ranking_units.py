@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from backend.rag.ranking import PageFusion, diversify, fuse_pages, rrf, with_page_prior
+from backend.rag.ranking import PageFusion, diversify, fuse_pages, rrf, with_length_penalty, with_page_prior
 
 
 def test_a_second_strong_chunk_lifts_its_page_past_a_single_better_chunk() -> None:
@@ -41,6 +43,19 @@ def test_the_page_prior_lifts_the_page_nearest_the_question_as_a_whole() -> None
     assert with_page_prior(hits, {"lucky": 0.5}, 0.3)[0][2] == pytest.approx(1.10)  # one page scored: it gains all
 
 
+def test_the_length_penalty_takes_from_long_pages_on_a_log_scale() -> None:
+    hits = [("a1", "manual", 0.80), ("b1", "command", 0.75), ("c1", "guide", 0.55), ("d1", "uncounted", 0.4)]
+    chunks = {"manual": 400, "command": 4, "guide": 40}
+    penalised = with_length_penalty(hits, chunks, 0.2)
+    # log 400 is the longest (loses 0.2), log 4 the shortest (nothing), log 40 halfway between; uncounted: nothing
+    assert [s for _, _, s in penalised] == pytest.approx([0.60, 0.75, 0.45, 0.40])
+    assert math.log(40) - math.log(4) == pytest.approx(math.log(400) - math.log(40))
+    assert [k for k, _, _ in fuse_pages(penalised, PageFusion())] == ["b1", "a1", "c1", "d1"]
+    assert with_length_penalty(hits, chunks, 0.0) == hits and with_length_penalty(hits, {}, 0.2) == hits
+    # every page as long: nobody loses anything; a count of 0 (no chunks) is not a length
+    assert with_length_penalty(hits, {"manual": 7, "command": 7, "guide": 0}, 0.2) == hits
+
+
 def test_rrf_and_diversify() -> None:
     scores = rrf([["a", "b"], ["b", "c"]], [0.7, 0.3], k=10)
     assert scores["a"] == pytest.approx(0.7 / 11) and scores["b"] == pytest.approx(0.7 / 12 + 0.3 / 11)
@@ -50,7 +65,8 @@ def test_rrf_and_diversify() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"decay": 1.5}, {"decay": -0.1}, {"per_page": -1}, {"support": -1}, {"page_vector": -0.1}]
+    "bad",
+    [{"decay": 1.5}, {"decay": -0.1}, {"per_page": -1}, {"support": -1}, {"page_vector": -0.1}, {"page_length": 11}],
 )
 def test_bad_settings_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError):
