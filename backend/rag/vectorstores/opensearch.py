@@ -6,6 +6,7 @@ their shape can be tested without a server. See ``docs/rag-opensearch.md`` for c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -55,6 +56,38 @@ class KnnNotSupportedError(OpenSearchStoreError):
 
 def index_name(prefix: str, ref: CollectionRef) -> str:
     return f"{prefix}-{ref.key}".lower()
+
+
+def pages_index_name(prefix: str, ref: CollectionRef) -> str:
+    """The collection's page vectors, one document per LISA document. A key has no '.', so no collection's own index
+    can be named like another's page index."""
+    return f"{index_name(prefix, ref)}.pages"
+
+
+def pages_index_body(dimensions: int, engine: str = "lucene") -> dict[str, Any]:
+    """A page document: the mean of the document's chunk embeddings and how many chunks it is over."""
+    return {
+        "settings": {"index": {"knn": True}},
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "embedding": {
+                    "type": "knn_vector",
+                    "dimension": dimensions,
+                    "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": engine},
+                },
+                "chunks": {"type": "integer"},
+            },
+        },
+    }
+
+
+def mean_vector(chunks: Sequence[ChunkRecord], dimensions: int) -> list[float]:
+    total = [0.0] * dimensions
+    for chunk in chunks:
+        for i, value in enumerate(chunk.embedding):
+            total[i] += float(value)
+    return [value / len(chunks) for value in total] if chunks else total
 
 
 def index_body(dimensions: int, engine: str = "lucene") -> dict[str, Any]:
@@ -296,15 +329,16 @@ class OpenSearchStore(VectorStore):
     def index(self, ref: CollectionRef) -> str:
         return index_name(self._prefix, ref)
 
+    def pages_index(self, ref: CollectionRef) -> str:
+        return pages_index_name(self._prefix, ref)
+
     async def ensure_collection(self, ref: CollectionRef) -> None:
         index = self.index(ref)
-        if not await self._client.indices.exists(index=index):
-            try:
-                await self._client.indices.create(index=index, body=index_body(ref.dimensions, self._engine))
-                return
-            except RequestError as exc:
-                if exc.error != "resource_already_exists_exception":
-                    raise
+        # page vectors: made with the collection, or beside one made before they were kept (its documents' page
+        # vectors are then averaged from their chunks at search time until each is written again)
+        await self._create(self.pages_index(ref), pages_index_body(ref.dimensions, self._engine))
+        if await self._create(index, index_body(ref.dimensions, self._engine)):
+            return
         mapping = await self._client.indices.get_mapping(index=index)
         embedding = mapping.get(index, {}).get("mappings", {}).get("properties", {}).get("embedding", {})
         if embedding.get("type") != "knn_vector" or int(embedding.get("dimension", -1)) != ref.dimensions:
@@ -312,14 +346,29 @@ class OpenSearchStore(VectorStore):
                 f"index '{index}' exists but its 'embedding' is not a knn_vector of dimension {ref.dimensions}"
             )
 
+    async def _create(self, index: str, body: dict[str, Any]) -> bool:
+        """Create ``index`` unless it exists; True when this call created it."""
+        if await self._client.indices.exists(index=index):
+            return False
+        try:
+            await self._client.indices.create(index=index, body=body)
+            return True
+        except RequestError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise
+            return False
+
     async def drop_collection(self, ref: CollectionRef) -> None:
         await self._client.indices.delete(index=self.index(ref), ignore_unavailable=True)
+        await self._client.indices.delete(index=self.pages_index(ref), ignore_unavailable=True)
 
     async def replace_document(self, ref: CollectionRef, document_id: str, chunks: Sequence[ChunkRecord]) -> None:
         """Index the new chunks under their deterministic ids, then delete the document's other chunks.
 
         Not atomic: between the two steps a reader may see old and new chunks together. A retry converges:
-        re-indexing an id overwrites it, and the delete removes whatever is left of earlier versions.
+        re-indexing an id overwrites it, and the delete removes whatever is left of earlier versions. The page vector
+        is written last, from the chunks given; a call that fails before it leaves the old one (or none) until the
+        retry.
         """
         for chunk in chunks:
             if len(chunk.embedding) != ref.dimensions:
@@ -345,8 +394,18 @@ class OpenSearchStore(VectorStore):
         if keep:
             stale["bool"]["must_not"] = [{"ids": {"values": keep}}]
         await self._delete_by_query(index, stale)
+        if chunks:
+            page = {"embedding": mean_vector(chunks, ref.dimensions), "chunks": len(chunks)}
+            await self._client.index(index=self.pages_index(ref), id=document_id, body=page, refresh=True)
+        else:
+            await self._forget_page(ref, document_id)
+
+    async def _forget_page(self, ref: CollectionRef, document_id: str) -> None:
+        with contextlib.suppress(NotFoundError):
+            await self._client.delete(index=self.pages_index(ref), id=document_id, refresh=True)
 
     async def delete_document(self, ref: CollectionRef, document_id: str) -> int:
+        await self._forget_page(ref, document_id)
         try:
             return await self._delete_by_query(self.index(ref), {"term": {"document_id": document_id}})
         except NotFoundError:
@@ -381,14 +440,36 @@ class OpenSearchStore(VectorStore):
     async def page_similarity(
         self, ref: CollectionRef, vector: Sequence[float], document_ids: Sequence[str]
     ) -> dict[str, PageMatch]:
-        """The documents' chunk embeddings are read back (at most ``PAGE_VECTOR_CHUNKS`` chunks in all) and averaged
-        here: OpenSearch has no mean of a ``knn_vector`` field. A document's chunk count is the chunks read back, so
-        past that limit it counts short."""
+        """One page document a document, kept by ``replace_document``. A document written before page vectors were
+        kept has its chunk embeddings read back instead (at most ``PAGE_VECTOR_CHUNKS`` chunks in all) and averaged
+        here, OpenSearch having no mean of a ``knn_vector`` field; its chunk count is then the chunks read back."""
         ids = list(dict.fromkeys(document_ids))
         if not ids:
             return {}
         if len(vector) != ref.dimensions:
             raise ValueError(f"query vector has {len(vector)} dimensions, not {ref.dimensions}")
+        found = await self._stored_pages(ref, vector, ids)
+        missing = [d for d in ids if d not in found]
+        if missing:
+            found.update(await self._averaged_pages(ref, vector, missing))
+        return found
+
+    async def _stored_pages(self, ref: CollectionRef, vector: Sequence[float], ids: list[str]) -> dict[str, PageMatch]:
+        try:
+            result = await self._client.mget(index=self.pages_index(ref), body={"ids": ids})
+        except NotFoundError:
+            return {}
+        found: dict[str, PageMatch] = {}
+        for doc in result.get("docs", []):
+            source = doc.get("_source") or {}
+            embedding, chunks = source.get("embedding"), source.get("chunks")
+            if doc.get("found") and isinstance(embedding, list) and len(embedding) == ref.dimensions and chunks:
+                found[str(doc["_id"])] = PageMatch(cosine(vector, [float(x) for x in embedding]), int(chunks))
+        return found
+
+    async def _averaged_pages(
+        self, ref: CollectionRef, vector: Sequence[float], ids: list[str]
+    ) -> dict[str, PageMatch]:
         body = {
             "size": PAGE_VECTOR_CHUNKS,
             "query": {"bool": {"filter": [{"terms": {"document_id": ids}}]}},

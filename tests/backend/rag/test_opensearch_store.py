@@ -160,6 +160,50 @@ async def test_page_similarity_is_the_cosine_to_the_mean_of_a_documents_chunks(
         await store.page_similarity(ref, [1.0, 0.0], ["d1"])
 
 
+async def stored_page(store: OpenSearchStore, ref: CollectionRef, document_id: str) -> dict[str, Any] | None:
+    doc = await store.client.get(index=store.pages_index(ref), id=document_id, ignore=404)
+    return doc.get("_source") if doc.get("found") else None
+
+
+async def test_page_vectors_are_kept_in_their_own_index_with_every_write(
+    store: OpenSearchStore, ref: CollectionRef
+) -> None:
+    await store.ensure_collection(ref)
+    assert store.pages_index(ref) == f"{store.index(ref)}.pages"
+    props = (await store.client.indices.get_mapping(index=store.pages_index(ref)))[store.pages_index(ref)]
+    assert props["mappings"]["properties"]["embedding"]["dimension"] == DIM
+    await store.replace_document(ref, "d1", [chunk("d1", i, f"text {i}") for i in range(2)])
+    assert await stored_page(store, ref, "d1") == {"embedding": [0.5, 0.5, 0.0, 0.0], "chunks": 2}
+    # the search reads the stored page, not the chunks: with the chunks gone behind the store's back, it still answers
+    await store.client.delete_by_query(index=store.index(ref), body={"query": {"match_all": {}}}, refresh=True)
+    assert await store.page_similarity(ref, [1.0, 0.0, 0.0, 0.0], ["d1"]) == {"d1": (pytest.approx(0.5**0.5), 2)}
+    # rewritten: the new chunks' mean; emptied or deleted: no page left behind
+    await store.replace_document(ref, "d1", [chunk("d1", 3, "moved")])
+    assert await stored_page(store, ref, "d1") == {"embedding": [0.0, 0.0, 0.0, 1.0], "chunks": 1}
+    await store.replace_document(ref, "d2", [chunk("d2", 0, "x")])
+    await store.replace_document(ref, "d2", [])
+    assert await stored_page(store, ref, "d2") is None
+    await store.delete_document(ref, "d1")
+    assert await stored_page(store, ref, "d1") is None
+    assert await store.page_similarity(ref, [1.0, 0.0, 0.0, 0.0], ["d1", "d2"]) == {}
+    await store.drop_collection(ref)
+    assert not await store.client.indices.exists(index=store.pages_index(ref))
+
+
+async def test_a_collection_older_than_page_vectors_averages_its_chunks(
+    store: OpenSearchStore, ref: CollectionRef
+) -> None:
+    await store.ensure_collection(ref)
+    await store.replace_document(ref, "d1", [chunk("d1", i, f"text {i}") for i in range(2)])
+    await store.client.indices.delete(index=store.pages_index(ref))  # as a collection made before page vectors
+    assert await store.page_similarity(ref, [1.0, 0.0, 0.0, 0.0], ["d1"]) == {"d1": (pytest.approx(0.5**0.5), 2)}
+    await store.ensure_collection(ref)  # the page index comes back, empty: d1 is still averaged from its chunks
+    assert await stored_page(store, ref, "d1") is None
+    assert await store.page_similarity(ref, [1.0, 0.0, 0.0, 0.0], ["d1"]) == {"d1": (pytest.approx(0.5**0.5), 2)}
+    await store.replace_document(ref, "d2", [chunk("d2", 2, "new")])  # written since: stored
+    assert await stored_page(store, ref, "d2") == {"embedding": [0.0, 0.0, 1.0, 0.0], "chunks": 1}
+
+
 async def test_replace_with_fewer_chunks_removes_the_old_ones(store: OpenSearchStore, ref: CollectionRef) -> None:
     await store.ensure_collection(ref)
     await store.replace_document(ref, "d1", [chunk("d1", i, f"first version {i}") for i in range(3)])
