@@ -71,11 +71,7 @@ def pages_index_body(dimensions: int, engine: str = "lucene") -> dict[str, Any]:
         "mappings": {
             "dynamic": "strict",
             "properties": {
-                "embedding": {
-                    "type": "knn_vector",
-                    "dimension": dimensions,
-                    "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": engine},
-                },
+                "embedding": knn_field(dimensions, engine),
                 "chunks": {"type": "integer"},
             },
         },
@@ -90,6 +86,14 @@ def mean_vector(chunks: Sequence[ChunkRecord], dimensions: int) -> list[float]:
     return [value / len(chunks) for value in total] if chunks else total
 
 
+def knn_field(dimensions: int, engine: str) -> dict[str, Any]:
+    return {
+        "type": "knn_vector",
+        "dimension": dimensions,
+        "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": engine},
+    }
+
+
 def index_body(dimensions: int, engine: str = "lucene") -> dict[str, Any]:
     """Settings and mapping of a collection's index. ``metadata`` is kept in ``_source`` but not indexed."""
     return {
@@ -98,11 +102,7 @@ def index_body(dimensions: int, engine: str = "lucene") -> dict[str, Any]:
             "dynamic": "strict",
             "properties": {
                 "text": {"type": "text", "analyzer": "english"},
-                "embedding": {
-                    "type": "knn_vector",
-                    "dimension": dimensions,
-                    "method": {"name": "hnsw", "space_type": "cosinesimil", "engine": engine},
-                },
+                "embedding": knn_field(dimensions, engine),
                 "document_id": {"type": "keyword"},
                 "source": {"type": "keyword"},
                 "name": {"type": "keyword"},
