@@ -1,49 +1,32 @@
 """The Chat tab: model picker, streamed Markdown answers with a stop button, model arguments, per-answer metadata,
 regenerate and edit-and-resend with every branch reachable ("< 1/2 >"), and its parts in their own modules: the
 sessions sidebar (chat_sidebar.py), RAG selection and cited sources (chat_rag.py), documents in context
-(chat_context.py)."""
+(chat_context.py), and the turn that streams an answer (chat_turn.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import gradio as gr
 
 from frontend import client_chat as api
-from frontend.backend import Backend, shows_errors, streams_errors
-from frontend.chat_tree import NEXT, PREVIOUS, branch_points, question_of, render, shown_messages, sibling_at
-from frontend.chat_view import (
-    ChatHistory,
-    parse_arguments,
-    parse_variables,
-    session_choices,
-    template_choices,
-    title_from,
-    usage_meta,
-    with_meta,
-)
+from frontend.backend import Backend, shows_errors
+from frontend.chat_tree import NEXT, PREVIOUS, branch_points, render, sibling_at
+from frontend.chat_view import session_choices, template_choices
 from frontend.client import BackendClient, BackendError
 from frontend.page_load import PageLoad
 from frontend.schemas import Message, Session
-from frontend.sse import Delta, Done, Other, StreamError, UsageReport
 from frontend.tabs.chat_context import ContextPart
-from frontend.tabs.chat_rag import RagPart, rag_body
+from frontend.tabs.chat_rag import RagPart
 from frontend.tabs.chat_sidebar import SidebarPart
 from frontend.tabs.chat_tools import ChatTools
+from frontend.tabs.chat_turn import TurnPart
 
 LATEX: list[dict[str, str | bool]] = [
     {"left": "$$", "right": "$$", "display": True},
     {"left": "$", "right": "$", "display": False},
 ]
-# A page update per delta costs the app CPU (Gradio diffs and sends the conversation each time): deltas that come
-# closer together than this are shown together (a slower stream still shows each one at once).
-REFRESH_S = 0.04
-# What a turn does (built by send/regenerate/edit, then run): the text (None: regenerate), where it goes, and how
-# many of the shown messages stay above the new ones.
-Pending = dict[str, Any]
 
 
 class ChatTab:
@@ -53,6 +36,7 @@ class ChatTab:
         self.sidebar = SidebarPart(backend)
         self.rag = RagPart(backend)
         self.context = ContextPart(backend, self.create_blank_session)
+        self.turns = TurnPart(self)
 
     # --- build ------------------------------------------------------------------------------------------------
     def build(self) -> None:
@@ -177,11 +161,11 @@ class ChatTab:
                 show_progress_on=self.chatbot,  # one progress target, not 15 (frontend/page_load.py)
             )
             for trigger, handler in (
-                (self.text.submit, self.send_turn),
-                (self.send.click, self.send_turn),
-                (self.regenerate.click, self.regenerate_turn),
-                (self.chatbot.retry, self.retry_turn),
-                (self.chatbot.edit, self.edit_turn),
+                (self.text.submit, self.turns.send_turn),
+                (self.send.click, self.turns.send_turn),
+                (self.regenerate.click, self.turns.regenerate_turn),
+                (self.chatbot.retry, self.turns.retry_turn),
+                (self.chatbot.edit, self.turns.edit_turn),
             )
         ]
         # A stopped turn keeps what it showed; the messages' ids (for regenerate and alternatives) and the sidebar
@@ -276,163 +260,6 @@ class ChatTab:
         request: gr.Request,
     ) -> tuple[Any, ...]:  # fmt: skip
         return await self.switch(message_id, shown, session_id, show_meta, 1, request)
-
-    # --- a turn: prepared, then run ---------------------------------------------------------------------------
-    async def prepare_send(self, text: str, history: ChatHistory) -> Pending | None:
-        question = (text or "").strip()
-        return {"content": question, "keep": len(history), "parent": "after"} if question else None
-
-    async def prepare_regenerate(self, shown: list[dict[str, Any]]) -> Pending:
-        messages = shown_messages([Message.model_validate(m) for m in shown])
-        questions = [i for i, m in enumerate(messages) if m.role == "user"]
-        if not questions:
-            raise gr.Error("Ask something first.")
-        return self.regenerating(messages, questions[-1])
-
-    async def prepare_retry(self, shown: list[dict[str, Any]], event: gr.RetryData) -> Pending:
-        messages = shown_messages([Message.model_validate(m) for m in shown])
-        index = event.index if isinstance(event.index, int) else event.index[0]
-        question = question_of(messages, index)
-        if question is None:
-            raise gr.Error("That message cannot be regenerated.")
-        return self.regenerating(messages, messages.index(question))
-
-    @staticmethod
-    def regenerating(messages: list[Message], index: int) -> Pending:
-        return {"content": None, "keep": index + 1, "parent": messages[index].id}
-
-    async def prepare_edit(self, shown: list[dict[str, Any]], event: gr.EditData) -> Pending:
-        messages = shown_messages([Message.model_validate(m) for m in shown])
-        index = event.index if isinstance(event.index, int) else event.index[0]
-        text = str(event.value or "").strip()
-        if not 0 <= index < len(messages) or messages[index].role != "user" or not text:
-            raise gr.Error("Only a question can be edited and sent again.")
-        return {"content": text, "keep": index, "parent": messages[index].parent_id}
-
-    @streams_errors
-    async def send_turn(self, values: dict[Any, Any], request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
-        pending = await self.prepare_send(values[self.text], values[self.history])
-        async for update in self.run_turn(pending, values, request):
-            yield update
-
-    @streams_errors
-    async def regenerate_turn(self, values: dict[Any, Any], request: gr.Request) -> AsyncIterator[tuple[Any, ...]]:
-        pending = await self.prepare_regenerate(values[self.shown])
-        async for update in self.run_turn(pending, values, request):
-            yield update
-
-    @streams_errors
-    async def retry_turn(
-        self, values: dict[Any, Any], event: gr.RetryData, request: gr.Request
-    ) -> AsyncIterator[tuple[Any, ...]]:
-        pending = await self.prepare_retry(values[self.shown], event)
-        async for update in self.run_turn(pending, values, request):
-            yield update
-
-    @streams_errors
-    async def edit_turn(
-        self, values: dict[Any, Any], event: gr.EditData, request: gr.Request
-    ) -> AsyncIterator[tuple[Any, ...]]:
-        pending = await self.prepare_edit(values[self.shown], event)
-        async for update in self.run_turn(pending, values, request):
-            yield update
-
-    def streaming(
-        self, history: ChatHistory, text: str | None = None, session_id: str | None = None
-    ) -> tuple[Any, ...]:
-        """An update while the answer streams: the conversation (the first one also empties the input and names the
-        session; None leaves them); everything else is skipped, which costs the page nothing (a gr.State sent costs a
-        component-tree walk there)."""
-        rest = len(self.turn_outputs) - 4
-        input_out, session_out = (gr.skip() if v is None else v for v in (text, session_id))
-        return (history, history, input_out, session_out, *(gr.skip() for _ in range(rest)))
-
-    async def run_turn(
-        self, pending: Pending | None, values: dict[Any, Any], request: gr.Request
-    ) -> AsyncIterator[tuple[Any, ...]]:
-        """Streams the answer, then shows the branch as stored (a refused turn stored nothing: its message stays),
-        the sidebar and the documents in context, all in this one event."""
-        history: ChatHistory = values[self.history]
-        session_id: str | None = values[self.session_id]
-        if not pending:
-            yield tuple(gr.skip() for _ in self.turn_outputs)
-            return
-        model: str | None = values[self.model]
-        show_meta: bool = values[self.show_meta]
-        repository, collections, top_k = (values[c] for c in self.rag.turn_inputs)
-        tools, tool_mode = (values[c] for c in self.extras.turn_inputs)
-        client = self.backend.client(request)
-        try:
-            arguments = parse_arguments(
-                values[self.max_tokens], values[self.temperature], values[self.top_p], values[self.stop_words],
-                values[self.seed],
-            )  # fmt: skip
-            variables = parse_variables(values[self.variables])
-        except ValueError as exc:
-            raise gr.Error(str(exc)) from exc
-        content: str | None = pending["content"]
-        if session_id is None:
-            session_id = (await client.create_session(title_from(content or ""), model or None)).id
-        history = list(history[: pending["keep"]])
-        if content is not None:
-            history.append({"role": "user", "content": content})
-        history.append({"role": "assistant", "content": ""})
-        yield self.streaming(history, "", session_id)
-        parent = api.UNSET if pending["parent"] == "after" else pending["parent"]
-        answer, usage, answered, shown_at = "", None, True, 0.0
-        try:
-            stream = api.turn(
-                client, session_id, content, parent, model=model or None, arguments=arguments.body() or None,
-                persona_template_id=values[self.persona] or None,
-                directive_template_ids=list(values[self.directives] or []) or None,
-                variables=variables or None, rag=rag_body(repository, collections, top_k),
-                **self.extras.turn_fields(tools, tool_mode),
-            )  # fmt: skip
-            async for event in stream:
-                if isinstance(event, Delta):
-                    answer += event.text
-                    history = [*history[:-1], {"role": "assistant", "content": answer}]
-                    if (now := time.monotonic()) - shown_at >= REFRESH_S:
-                        shown_at = now
-                        yield self.streaming(history)
-                elif isinstance(event, StreamError):
-                    answer += f"\n\n**The answer failed:** {event.detail}"
-                elif isinstance(event, UsageReport):
-                    usage = event
-                elif isinstance(event, Other) and event.name == "context":
-                    for notice in event.data.get("notices") or []:
-                        gr.Warning(str(notice.get("message", notice)) if isinstance(notice, dict) else str(notice))
-                elif isinstance(event, Done):
-                    break
-                elif (with_tools := self.extras.on_event(event, history)) is not None:
-                    history = with_tools
-                    yield self.streaming(history)
-        except BackendError as exc:
-            # Refused before the answer began (a bad argument, a model one may not use, a limit): say why, here.
-            gr.Warning(exc.detail)
-            answer, answered = f"**Error:** {exc.detail}", False
-        content_shown = with_meta(answer, usage_meta(model, usage)) if show_meta and usage is not None else answer
-        history = [*history[:-1], {"role": "assistant", "content": content_shown}]
-        yield self.streaming(history)
-        yield await self.after_turn(client, history, session_id, model, show_meta, answered, values)
-
-    async def after_turn(
-        self, client: BackendClient, history: ChatHistory, session_id: str, model: str | None, show_meta: bool,
-        answered: bool, values: dict[Any, Any],
-    ) -> tuple[Any, ...]:  # fmt: skip
-        """The branch as stored (the conversation itself only where it differs from what is shown), the sidebar
-        and the documents in context, read at once."""
-        sidebar = self.sidebar
-        listing = sidebar.listing(client, values[sidebar.project], values[sidebar.search], session_id)
-        context = self.context.listing(client, session_id, model)
-        if not answered:
-            sessions, parts = await asyncio.gather(listing, context)
-            unchanged = (gr.skip() for _ in self.branch_outputs)
-            return (gr.skip(), gr.skip(), gr.skip(), session_id, *unchanged, sessions, *parts)
-        session, sessions, parts = await asyncio.gather(client.session(session_id), listing, context)
-        stored, _, *branch = self.show(session, show_meta)
-        conversation = gr.skip() if stored == history else stored
-        return (conversation, conversation, gr.skip(), session_id, *branch, sessions, *parts)
 
     # --- page load ----------------------------------------------------------------------------------------------
     @shows_errors

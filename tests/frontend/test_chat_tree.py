@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import gradio as gr
-import httpx
 import pytest
 
-from frontend.backend import Backend
 from frontend.chat_tree import (
     branch_points,
     document_link,
@@ -22,8 +19,8 @@ from frontend.chat_tree import (
     summary_progress,
 )
 from frontend.schemas import Message
-from frontend.tabs.chat import ChatTab
 from frontend.tabs.chat_rag import rag_body
+from frontend.tabs.chat_turn import prepare_edit, prepare_regenerate, prepare_retry
 
 
 def message(id: str, role: str, content: str, parent: str | None = None, **extra: Any) -> Message:
@@ -99,17 +96,16 @@ def test_summary_progress_lines_and_the_rag_field() -> None:
 
 
 def test_regenerate_and_edit_name_the_right_place_in_the_tree() -> None:
-    tab = ChatTab(Backend(httpx.AsyncClient()))
     shown = [m.model_dump(mode="json") for m in branch()]
     # Regenerate: the last question, keeping the messages up to it.
-    assert asyncio.run(tab.prepare_regenerate(shown)) == {"content": None, "keep": 3, "parent": "q2"}
+    assert prepare_regenerate(shown) == {"content": None, "keep": 3, "parent": "q2"}
     retry = gr.RetryData(None, {"index": 1, "value": "Hello"})
-    assert asyncio.run(tab.prepare_retry(shown, retry)) == {"content": None, "keep": 1, "parent": "q1"}
+    assert prepare_retry(shown, retry) == {"content": None, "keep": 1, "parent": "q1"}
     # Edit: the edited question goes under the original's parent (None for the first: a new first message).
     edit = gr.EditData(None, {"index": 2, "value": " About wombats? ", "previous_value": "Tell me about quokkas"})
-    assert asyncio.run(tab.prepare_edit(shown, edit)) == {"content": "About wombats?", "keep": 2, "parent": "a1"}
+    assert prepare_edit(shown, edit) == {"content": "About wombats?", "keep": 2, "parent": "a1"}
     first = gr.EditData(None, {"index": 0, "value": "Hey", "previous_value": "Hi"})
-    assert asyncio.run(tab.prepare_edit(shown, first)) == {"content": "Hey", "keep": 0, "parent": None}
+    assert prepare_edit(shown, first) == {"content": "Hey", "keep": 0, "parent": None}
     answer = gr.EditData(None, {"index": 1, "value": "x", "previous_value": "Hello"})
     with pytest.raises(gr.Error, match="Only a question"):
-        asyncio.run(tab.prepare_edit(shown, answer))
+        prepare_edit(shown, answer)
