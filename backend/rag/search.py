@@ -217,9 +217,9 @@ class SearchService:
         *,
         reranked: bool,
     ) -> tuple[list[Hit], list[float | None]]:
-        """Page-level order: fused page scores, with the page-vector prior when ``page_scores`` has any (not after a
-        reranker, whose scores are its own: there only the cap), then at most ``per_page`` chunks of a page. A page
-        is its source (the same file in two collections is one)."""
+        """Page-level order: fused page scores, with the page-vector prior and the length penalty when
+        ``page_scores`` has any (not after a reranker, whose scores are its own: there only the cap), then at most
+        ``per_page`` chunks of a page. A page is its source (the same file in two collections is one)."""
         keyed = [(i, page_key(h), h.score) for i, h in enumerate(hits)]
         if reranked:
             order = diversify(keyed, self.page_fusion.per_page)
